@@ -1,0 +1,37 @@
+# Quick start: `make demo` (bootstrap tier, no services) and `make test` (everything, real services).
+VENV := .venv
+BACKBONE := $(VENV)/bin/backbone
+PYTEST := $(VENV)/bin/pytest
+
+.PHONY: setup setup-python demo test test-unit test-infra test-integration local-up local-down bench clean
+
+setup:            ## install services (apt), Kafka jars (Maven) and the virtualenv
+	bash scripts/setup.sh all
+
+setup-python:     ## only the virtualenv: enough for the bootstrap tier
+	bash scripts/setup.sh python
+
+demo: setup-python ## validate the embedded bootstrap tier: no services, no configuration
+	$(BACKBONE) validate
+
+test: setup       ## every test: unit, Pulumi mocks, and integration on real services
+	$(PYTEST) -q
+
+test-unit: setup-python
+	$(PYTEST) -q tests/unit
+
+test-infra: setup-python
+	$(PYTEST) -q tests/infra
+
+test-integration: setup
+	$(PYTEST) -q tests/integration
+
+local-up: setup   ## PostgreSQL, Redis and Kafka on 127.0.0.1, outputs in .backbone/local/outputs.json
+	$(BACKBONE) local up
+
+local-down:
+	$(BACKBONE) local down
+
+clean:
+	-$(BACKBONE) local down
+	rm -rf .backbone .pytest_cache

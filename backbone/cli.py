@@ -1,0 +1,181 @@
+"""`backbone` command line: a thin layer over plain functions.
+
+Exit codes: 0 ready (degraded is 0 with a warning unless --strict), 1 a check failed,
+2 bad input or configuration.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+
+from . import __version__
+from .checks import DEGRADED, run_concurrently
+from .contract import Contract
+from .local import LocalEnvironment, LocalError
+from .local.services import LocalUsageError
+from .probes import plan_probes
+from .report import EXIT_BAD_INPUT, EXIT_FAILED, Redactor, Report, render
+from .sources import ConfigError, Sources, load_contract
+
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _sources_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("configuration sources (later ones override earlier ones)")
+    src = g.add_mutually_exclusive_group()
+    src.add_argument("--outputs", type=Path, metavar="FILE",
+                     help="outputs contract: `pulumi stack output --json --show-secrets` or `local up`'s outputs.json")
+    src.add_argument("--stack", metavar="NAME", help="read the outputs of this Pulumi stack (needs the pulumi CLI)")
+    g.add_argument("--env-file", type=Path, metavar="FILE", help="dotenv file, read without exporting")
+    g.add_argument("--extra", action="append", default=[], metavar="KEY=VALUE", help="override one setting")
+
+
+def _report_args(p: argparse.ArgumentParser, formats=("markdown", "json")) -> None:
+    p.add_argument("--format", choices=formats, default="markdown")
+    p.add_argument("--output", type=Path, metavar="PATH", help="write the report here instead of stdout")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="backbone", description="Prove a data backbone deployment works.")
+    parser.add_argument("--version", action="version", version=f"backbone {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    for name, text in (("validate", "post-deploy readiness: every check, one report, a gating exit code"),
+                       ("probe", "connectivity probes only")):
+        p = sub.add_parser(name, help=text, description=text)
+        _sources_args(p)
+        _report_args(p)
+        p.add_argument("--timeout", type=_positive, default=5.0, metavar="S", help="per-probe timeout (default 5)")
+        p.add_argument("--strict", action="store_true", help="treat degraded as failed (exit 1)")
+        p.set_defaults(func=cmd_checks)
+
+    p = sub.add_parser("manifest", help="the redaction-safe manifest of the environment")
+    _sources_args(p)
+    _report_args(p)
+    p.set_defaults(func=cmd_manifest)
+
+    local = sub.add_parser("local", help="real services on 127.0.0.1 for tests, CI and demos")
+    lsub = local.add_subparsers(dest="local_command", required=True, metavar="ACTION")
+    state_default = Path(os.environ.get("BACKBONE_STATE_DIR", ".backbone/local"))
+    for name, text in (("up", "start PostgreSQL, Redis and Kafka; write <state-dir>/outputs.json"),
+                       ("down", "stop what `up` started and remove the state directory"),
+                       ("status", "show each service's state"),
+                       ("stop", "stop one service (for outage tests)"),
+                       ("start", "start a stopped service again")):
+        p = lsub.add_parser(name, help=text, description=text)
+        p.add_argument("--state-dir", type=Path, default=state_default,
+                       help="where the environment lives (default .backbone/local, or $BACKBONE_STATE_DIR)")
+        if name in ("stop", "start"):
+            p.add_argument("service", help="timescale, redis, kafka, or one Kafka node such as kafka-2")
+        if name == "up":
+            p.add_argument("--kafka-brokers", type=int, default=1, metavar="N", help="KRaft nodes (default 1)")
+        if name in ("up", "start"):
+            p.add_argument("--timeout", type=_positive, default=120.0, metavar="S",
+                           help="how long to wait for readiness (default 120)")
+        if name == "status":
+            p.add_argument("--format", choices=("markdown", "json"), default="markdown")
+        p.set_defaults(func=cmd_local)
+    return parser
+
+
+def _positive(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {raw!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be greater than 0")
+    return value
+
+
+def _contract(args) -> Contract:
+    return load_contract(Sources(outputs=args.outputs, stack=args.stack, env_file=args.env_file,
+                                 extras=tuple(args.extra)))
+
+
+def _emit(text: str, output: Path | None, summary: str) -> None:
+    if output is None:
+        sys.stdout.write(text)
+        return
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        tmp = output.with_name(f".{output.name}.tmp")
+        tmp.write_text(text)
+        tmp.replace(output)  # atomic: never a half-written report
+    except OSError as exc:
+        raise ConfigError(f"--output {output}: cannot write ({exc.strerror})") from None
+    err.print(f"{summary}; report written to {output}")
+
+
+def cmd_checks(args) -> int:
+    contract = _contract(args)
+    started = time.perf_counter()
+    # Each probe has its own timeout; one overall deadline bounds the lot.
+    results = run_concurrently(plan_probes(contract, args.timeout), deadline_s=args.timeout + 2)
+    report = Report(args.command, contract, results, time.perf_counter() - started, strict=args.strict)
+    redactor = Redactor(contract.secrets())
+    _emit(render(report, args.format, redactor), args.output, f"{report.status}: {report.verdict}")
+    if report.status == DEGRADED and not args.strict:
+        names = ", ".join(r.name for r in results if r.status == DEGRADED)
+        err.print(f"[yellow]warning:[/] degraded: {names} (exit 0; --strict makes this fail)")
+    return report.exit_code
+
+
+def cmd_manifest(args) -> int:
+    contract = _contract(args)
+    manifest = contract.manifest()
+    if args.format == "json":
+        text = json.dumps(manifest, indent=2) + "\n"
+    else:
+        text = f"# Backbone manifest: {contract.environment}\n\n```json\n{json.dumps(manifest, indent=2)}\n```\n"
+    _emit(Redactor(contract.secrets()).scrub(text), args.output, "manifest")
+    return 0
+
+
+def cmd_local(args) -> int:
+    env = LocalEnvironment(args.state_dir, progress=lambda m: err.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {m}"))
+    action = args.local_command
+    if action == "up":
+        outputs = env.up(kafka_brokers=args.kafka_brokers, timeout_s=args.timeout)
+        err.print(f"[green]local environment is up[/]; validate it with: backbone validate --outputs {outputs}")
+    elif action == "down":
+        env.down()
+        err.print("local environment is down")
+    elif action == "stop":
+        env.stop(args.service)
+    elif action == "start":
+        env.start(args.service, timeout_s=args.timeout)
+    else:
+        rows = env.status()
+        if args.format == "json":
+            sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        else:
+            sys.stdout.write("| service | state | pid | address |\n|---|---|---|---|\n")
+            for r in rows:
+                sys.stdout.write(f"| {r['service']} | {r['state']} | {r['pid'] or '—'} | {r['address']} |\n")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ConfigError, LocalUsageError) as exc:
+        err.print(f"backbone: error: {exc}", markup=False)
+        return EXIT_BAD_INPUT
+    except LocalError as exc:
+        err.print(f"backbone: {exc}", markup=False)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        err.print("backbone: interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,321 @@
+"""The outputs contract: one versioned document describing an environment.
+
+Pulumi exports it as two stack outputs, ``backbone`` (redaction-safe) and
+``backbone_secrets`` (credentials only); `backbone local up` writes the same pair.
+`merge_outputs` joins them, `Contract` validates the result, `manifest()` gives the
+redaction-safe view back.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+from urllib.parse import quote, urlsplit, unquote
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+CONTRACT_VERSION = 1
+TIERS = ("bootstrap", "institutional")
+PLATFORMS = ("embedded", "local", "docker", "kubernetes")
+
+# Which fields of the contract are secrets. `split_secrets` and `merge_outputs` use this
+# table, so the two stack outputs can never disagree about where a credential lives.
+SECRET_FIELDS: dict[str, tuple[str, ...]] = {
+    "timescale": ("password", "url"),
+    "redis": ("password", "url"),
+    "kafka": ("sasl_password",),
+}
+
+_TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+_CONFIG_KEY = re.compile(r"^[a-z][a-z0-9._-]*$")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class HostPort(_Model):
+    host: str = Field(min_length=1)
+    port: int = Field(ge=1, le=65535)
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+class PoolSettings(_Model):
+    """SQLAlchemy-style pool knobs; they apply to PostgreSQL targets only."""
+
+    size: int = Field(5, ge=1, le=1000)
+    max_overflow: int = Field(10, ge=0, le=1000)
+    timeout_s: float = Field(30.0, gt=0)
+    recycle_s: int = Field(1800, ge=-1)
+    pre_ping: bool = True
+
+
+class TimescaleEndpoint(_Model):
+    host: str = "127.0.0.1"
+    port: int = Field(5432, ge=1, le=65535)
+    database: str = Field("backbone", min_length=1)
+    user: str = Field("backbone", min_length=1)
+    password: SecretStr | None = None
+    sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = "prefer"
+    url: SecretStr | None = None  # an explicit URL wins over the parts above
+    ha: Literal["none", "patroni"] = "none"
+    replicas: list[HostPort] = Field(default_factory=list)
+    # Plain PostgreSQL is acceptable only where the contract says so (the local platform).
+    require_timescaledb: bool = True
+    pool: PoolSettings = Field(default_factory=PoolSettings)
+
+    @field_validator("url")
+    @classmethod
+    def _postgres_url(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None:
+            scheme = urlsplit(v.get_secret_value()).scheme.split("+")[0]
+            if scheme not in ("postgresql", "postgres"):
+                raise ValueError(f"must be a postgresql:// URL, got scheme {scheme or '(none)'!r}")
+        return v
+
+    def dsn(self) -> str:
+        """The libpq URL to connect with: the explicit URL, else composed from parts."""
+        if self.url is not None:
+            return self.url.get_secret_value()
+        auth = quote(self.user, safe="")
+        if self.password is not None:
+            auth += ":" + quote(self.password.get_secret_value(), safe="")
+        return (f"postgresql://{auth}@{_host(self.host)}:{self.port}/"
+                f"{quote(self.database, safe='')}?sslmode={self.sslmode}")
+
+    def target(self) -> dict[str, Any]:
+        """Where the connection actually goes (from the URL when one is given)."""
+        if self.url is None:
+            return {"host": self.host, "port": self.port, "database": self.database, "user": self.user}
+        parts = urlsplit(self.url.get_secret_value())
+        return {"host": parts.hostname or "", "port": parts.port or 5432,
+                "database": unquote(parts.path.lstrip("/")) or self.database,
+                "user": unquote(parts.username or "") or self.user}
+
+
+class CachePolicy(_Model):
+    namespace: str = Field("emp:cache", min_length=1)
+    ttl_seconds: int = Field(900, ge=1)
+    max_keys: int = Field(1024, ge=1)
+
+
+class RedisEndpoint(_Model):
+    mode: Literal["standalone", "sentinel"] = "standalone"
+    host: str = "127.0.0.1"
+    port: int = Field(6379, ge=1, le=65535)
+    username: str | None = None
+    password: SecretStr | None = None
+    tls: bool = False
+    db: int = Field(0, ge=0)
+    url: SecretStr | None = None
+    sentinels: list[HostPort] = Field(default_factory=list)
+    master_name: str = "backbone"
+    cache_policy: CachePolicy = Field(default_factory=CachePolicy)
+
+    @field_validator("url")
+    @classmethod
+    def _redis_url(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None:
+            scheme = urlsplit(v.get_secret_value()).scheme
+            if scheme not in ("redis", "rediss"):
+                raise ValueError(f"must be a redis:// or rediss:// URL, got scheme {scheme or '(none)'!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _sentinels_declared(self) -> "RedisEndpoint":
+        if self.mode == "sentinel" and not self.sentinels:
+            raise ValueError("mode 'sentinel' needs at least one entry in 'sentinels'")
+        return self
+
+    def connection_url(self) -> str:
+        if self.url is not None:
+            return self.url.get_secret_value()
+        auth = ""
+        if self.password is not None:
+            auth = quote(self.username or "", safe="") + ":" + quote(self.password.get_secret_value(), safe="") + "@"
+        scheme = "rediss" if self.tls else "redis"
+        return f"{scheme}://{auth}{_host(self.host)}:{self.port}/{self.db}"
+
+    def target(self) -> dict[str, Any]:
+        if self.url is None:
+            return {"host": self.host, "port": self.port, "db": self.db, "tls": self.tls}
+        parts = urlsplit(self.url.get_secret_value())
+        return {"host": parts.hostname or "", "port": parts.port or 6379,
+                "db": int(parts.path.lstrip("/") or 0), "tls": parts.scheme == "rediss"}
+
+
+class TopicSpec(_Model):
+    name: str
+    partitions: int = Field(6, ge=1, le=10000)
+    replication_factor: int = Field(1, ge=1, le=32)
+    config: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not _TOPIC_NAME.match(v) or v in (".", ".."):
+            raise ValueError(f"invalid Kafka topic name {v!r} (letters, digits, '.', '_', '-'; 1-249 chars)")
+        if v.startswith("__"):
+            raise ValueError(f"topic {v!r}: names starting with '__' are reserved for Kafka's internal topics")
+        return v
+
+    @field_validator("config", mode="before")
+    @classmethod
+    def _config(cls, v: Any) -> Any:
+        if isinstance(v, dict):
+            for key in v:
+                if not isinstance(key, str) or not _CONFIG_KEY.match(key):
+                    raise ValueError(f"invalid topic config key {key!r}")
+            return {k: str(val).lower() if isinstance(val, bool) else str(val) for k, val in v.items()}
+        return v
+
+
+class KafkaEndpoint(_Model):
+    bootstrap_servers: str = Field("127.0.0.1:9092", min_length=1)
+    expected_brokers: int = Field(1, ge=1)
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    topics: list[TopicSpec] = Field(default_factory=list)
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _servers(cls, v: str) -> str:
+        for item in v.split(","):
+            host, sep, port = item.strip().rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"expected host:port[,host:port...], got {item.strip()!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _unique_topics(self) -> "KafkaEndpoint":
+        names = [t.name for t in self.topics]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"topics declared twice: {', '.join(dupes)}")
+        return self
+
+
+class Objective(_Model):
+    rto_s: float = Field(gt=0)
+    rpo_s: float = Field(ge=0)
+
+
+class Objectives(_Model):
+    timescale: Objective = Objective(rto_s=900, rpo_s=86400)
+    kafka: Objective = Objective(rto_s=600, rpo_s=900)
+    redis: Objective = Objective(rto_s=600, rpo_s=3600)
+
+
+class BootstrapStore(_Model):
+    store: str = Field(".backbone/bootstrap/backbone.db", min_length=1)
+
+
+class Contract(_Model):
+    contract_version: Literal[1] = CONTRACT_VERSION
+    environment: str = Field("local", min_length=1)
+    tier: Literal["bootstrap", "institutional"] = "bootstrap"
+    platform: Literal["embedded", "local", "docker", "kubernetes"] = "embedded"
+    timescale: TimescaleEndpoint | None = None
+    redis: RedisEndpoint | None = None
+    kafka: KafkaEndpoint | None = None
+    objectives: Objectives = Field(default_factory=Objectives)
+    bootstrap: BootstrapStore | None = None
+
+    @model_validator(mode="after")
+    def _tier_has_its_services(self) -> "Contract":
+        if self.tier == "institutional":
+            missing = [s for s in ("timescale", "redis", "kafka") if getattr(self, s) is None]
+            if missing:
+                raise ValueError(f"tier 'institutional' needs {', '.join(missing)} settings")
+        elif self.bootstrap is None:
+            self.bootstrap = BootstrapStore()
+        return self
+
+    def secrets(self) -> list[str]:
+        """Every secret value in the contract, for scrubbing output."""
+        found: list[str] = []
+        for section, fields in SECRET_FIELDS.items():
+            endpoint = getattr(self, section)
+            for name in fields:
+                value = getattr(endpoint, name, None) if endpoint is not None else None
+                if value is not None:
+                    found.append(value.get_secret_value())
+        if self.timescale is not None:
+            found.append(self.timescale.dsn())
+        if self.redis is not None:
+            found.append(self.redis.connection_url())
+        return [s for s in found if s]
+
+    def manifest(self) -> dict[str, Any]:
+        """The redaction-safe view: no secret values, URLs replaced by their targets.
+        On the bootstrap tier only the embedded store is in use, so service sections
+        (and their PostgreSQL pool knobs) are left out."""
+        if self.tier == "bootstrap":
+            return self.model_dump(mode="json", exclude={"timescale", "redis", "kafka"})
+        data = self.model_dump(mode="json", exclude={s: set(f) for s, f in SECRET_FIELDS.items()})
+        if self.timescale is not None:
+            data["timescale"].update(self.timescale.target())
+            data["timescale"]["credentials"] = _present(self.timescale.password or self.timescale.url)
+        if self.redis is not None:
+            data["redis"].update(self.redis.target())
+            data["redis"]["credentials"] = _present(self.redis.password or self.redis.url)
+        if self.kafka is not None:
+            data["kafka"]["credentials"] = _present(self.kafka.sasl_password)
+        return data
+
+
+def _present(secret: SecretStr | None) -> str:
+    return "set" if secret is not None else "none"
+
+
+def _host(host: str) -> str:
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+def split_secrets(document: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split a contract document into (redaction-safe, secrets-only) halves."""
+    public = {k: (dict(v) if isinstance(v, dict) else v) for k, v in document.items()}
+    secret: dict[str, Any] = {}
+    for section, fields in SECRET_FIELDS.items():
+        block = public.get(section)
+        if not isinstance(block, dict):
+            continue
+        for name in fields:
+            if block.get(name) is not None:
+                secret.setdefault(section, {})[name] = block.pop(name)
+    return public, secret
+
+
+def merge_outputs(outputs: dict[str, Any]) -> dict[str, Any]:
+    """Join `pulumi stack output --json` (or a bare contract) into one document."""
+    if "contract_version" in outputs:
+        return outputs
+    if "backbone" not in outputs:
+        raise ContractError("outputs", "no 'backbone' output found (is this a backbone stack?)")
+    public, secret = outputs["backbone"], outputs.get("backbone_secrets") or {}
+    if not isinstance(public, dict):
+        raise ContractError("backbone", f"expected an object, got {type(public).__name__}")
+    if not isinstance(secret, dict):
+        raise ContractError("backbone_secrets", f"expected an object, got {type(secret).__name__}")
+    merged = {k: (dict(v) if isinstance(v, dict) else v) for k, v in public.items()}
+    for section, values in secret.items():
+        if section not in SECRET_FIELDS or not isinstance(values, dict):
+            raise ContractError(f"backbone_secrets.{section}", "unknown secrets section")
+        for name, value in values.items():
+            if name not in SECRET_FIELDS[section]:
+                raise ContractError(f"backbone_secrets.{section}.{name}", "not a secret field")
+            if isinstance(merged.get(section), dict):
+                merged[section][name] = value
+    return merged
+
+
+class ContractError(ValueError):
+    """Invalid configuration; `field` names the offending key."""
+
+    def __init__(self, field: str, problem: str):
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+        self.problem = problem

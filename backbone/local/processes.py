@@ -1,0 +1,107 @@
+"""Start and stop service processes by process id, never by name.
+
+A recorded pid is trusted only while the kernel's start time of that pid is the one we
+recorded at spawn, so a reused pid is never signalled. (The command line is no proof:
+Redis rewrites its own process title.)
+"""
+from __future__ import annotations
+
+import os
+import pwd
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass
+class Started:
+    pid: int
+    start_ticks: int
+
+
+def spawn(argv: list[str], log_path: Path, user: str | None = None, cwd: Path | None = None,
+          env: dict[str, str] | None = None) -> Started:
+    """Start `argv` in its own session (so a Ctrl-C in the terminal does not reach it),
+    with stdout and stderr appended to `log_path`."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        kwargs = {}
+        if user is not None:
+            entry = pwd.getpwnam(user)
+            kwargs = {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                cwd=cwd, env=env, start_new_session=True, **kwargs)
+    return Started(proc.pid, _start_ticks(proc.pid) or 0)
+
+
+def run_as(argv: list[str], user: str | None, timeout_s: float = 120) -> subprocess.CompletedProcess:
+    kwargs = {}
+    if user is not None:
+        entry = pwd.getpwnam(user)
+        kwargs = {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s, stdin=subprocess.DEVNULL, **kwargs)
+
+
+def _stat(pid: int) -> list[str] | None:
+    try:
+        # fields after the ")" that closes the command name: state is [0], starttime is [19]
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def _start_ticks(pid: int) -> int | None:
+    fields = _stat(pid)
+    return int(fields[19]) if fields else None
+
+
+def is_ours(pid: int | None, start_ticks: int | None) -> bool:
+    """True while `pid` is alive and is the very process we started."""
+    if not pid:
+        return False
+    fields = _stat(pid)
+    if fields is None or fields[0] == "Z":  # gone, or exited and waiting to be reaped
+        return False
+    return int(fields[19]) == start_ticks
+
+
+def stop(pid: int | None, start_ticks: int | None, sig: int = signal.SIGTERM, grace_s: float = 20.0) -> bool:
+    """Signal our process, wait for it to exit, SIGKILL it after `grace_s`.
+    Returns False when there was nothing of ours to stop."""
+    if not is_ours(pid, start_ticks):
+        return False
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        return False
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        _reap(pid)
+        if not is_ours(pid, start_ticks):
+            return True
+        time.sleep(0.05)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return True
+    while is_ours(pid, start_ticks):
+        _reap(pid)
+        time.sleep(0.05)
+    return True
+
+
+def _reap(pid: int) -> None:
+    # Only our own children can be reaped; for others this is a harmless no-op.
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"

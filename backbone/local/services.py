@@ -1,0 +1,189 @@
+"""How each local service is prepared, started and judged ready.
+
+Every service boots from the configuration `backbone.serviceconfig` generates, the
+same configuration the docker and kubernetes stacks deploy.
+"""
+from __future__ import annotations
+
+import base64
+import os
+import pwd
+import socket
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import redis
+from confluent_kafka.admin import AdminClient
+
+from .. import serviceconfig as sc
+from ..probes.kafka import QUIET_LOGGER
+from .binaries import Binaries
+from .processes import is_ours, run_as, tail
+
+PG_USER = "postgres"  # PostgreSQL refuses to run as root
+
+
+class LocalError(RuntimeError):
+    """A local-environment failure with a message meant for the operator (exit 1)."""
+
+
+class LocalUsageError(LocalError):
+    """The request itself is wrong: unknown service, no environment, missing binaries (exit 2)."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait(what: str, ready, timeout_s: float, log: Path, alive=lambda: True) -> float:
+    started = time.monotonic()
+    last: Exception | None = None
+    while time.monotonic() - started < timeout_s:
+        if not alive():
+            raise LocalError(f"{what} exited during start-up; last lines of {log}:\n{tail(log)}")
+        try:
+            if ready():
+                return time.monotonic() - started
+        except Exception as exc:  # not ready yet; keep the last reason for the error
+            last = exc
+        time.sleep(0.2)
+    reason = f" (last error: {type(last).__name__})" if last else ""
+    raise LocalError(f"{what} did not become ready within {timeout_s:g} s{reason}; "
+                     f"last lines of {log}:\n{tail(log)}")
+
+
+def pg_user() -> str | None:
+    return PG_USER if os.geteuid() == 0 else None
+
+
+# --- Timescale (PostgreSQL 15; timescaledb is not packaged for this platform) ---------
+
+def prepare_timescale(state_dir: Path, bins: Binaries, password: str) -> dict[str, Any]:
+    port = free_port()
+    # Root's paths may not be readable by the postgres user: the cluster lives in its own
+    # temp dir, owned by that user, recorded in the state so `down` removes it.
+    home = Path(tempfile.mkdtemp(prefix="backbone-pg-"))
+    data = home / "data"
+    pwfile = home / "pwfile"
+    pwfile.write_text(password + "\n")
+    user = pg_user()
+    if user:
+        uid = pwd.getpwnam(user).pw_uid
+        for path in (home, pwfile):
+            os.chown(path, uid, -1)
+    os.chmod(home, 0o700)
+    os.chmod(pwfile, 0o600)
+    proc = run_as([str(bins.pg_bin / "initdb"), "-D", str(data), "-U", "backbone", f"--pwfile={pwfile}",
+                   "--auth=scram-sha-256", "--encoding=UTF8", "--no-instructions"], user)
+    pwfile.unlink()
+    if proc.returncode != 0:
+        raise LocalError(f"initdb failed: {(proc.stderr or proc.stdout).strip()[-800:]}")
+    params = sc.postgresql_settings(sc.PostgresSettings(port=port, listen_addresses="127.0.0.1",
+                                                        preload_timescaledb=False))
+    params["unix_socket_directories"] = str(home)
+    (data / "backbone.conf").write_text(sc.render_postgresql_conf(params))
+    with open(data / "postgresql.conf", "a") as conf:
+        conf.write("\ninclude 'backbone.conf'\n")
+    if user:
+        os.chown(data / "backbone.conf", pwd.getpwnam(user).pw_uid, -1)
+    return {"kind": "timescale", "port": port, "home": str(home), "user": user,
+            "log": str(state_dir / "logs" / "timescale.log"),
+            "argv": [str(bins.pg_bin / "postgres"), "-D", str(data)]}
+
+
+def timescale_ready(svc: dict[str, Any], password: str, timeout_s: float) -> float:
+    def ready() -> bool:
+        with psycopg.connect(host="127.0.0.1", port=svc["port"], user="backbone", password=password,
+                             dbname="postgres", connect_timeout=2, autocommit=True) as conn:
+            if conn.execute("SELECT 1 FROM pg_database WHERE datname = 'backbone'").fetchone() is None:
+                conn.execute("CREATE DATABASE backbone")
+        return True
+    return _wait("timescale (PostgreSQL)", ready, timeout_s, Path(svc["log"]), lambda: _alive(svc))
+
+
+# --- Redis ------------------------------------------------------------------------------
+
+def prepare_redis(state_dir: Path, bins: Binaries, password: str) -> dict[str, Any]:
+    port = free_port()
+    home = state_dir / "redis"
+    (home / "data").mkdir(parents=True, exist_ok=True)
+    auth = home / "auth.conf"
+    auth.touch(mode=0o600)
+    auth.write_text(sc.redis_auth_conf(password))
+    conf = sc.redis_conf(sc.RedisSettings(port=port, bind="127.0.0.1", data_dir=str(home / "data"),
+                                          maxmemory="128mb"))
+    (home / "redis.conf").write_text(conf + f"include {auth}\n")
+    return {"kind": "redis", "port": port, "home": str(home), "user": None,
+            "log": str(state_dir / "logs" / "redis.log"),
+            "argv": [str(bins.redis_server), str(home / "redis.conf")]}
+
+
+def redis_ready(svc: dict[str, Any], password: str, timeout_s: float) -> float:
+    def ready() -> bool:
+        client = redis.Redis(host="127.0.0.1", port=svc["port"], password=password, socket_timeout=2)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    return _wait("redis", ready, timeout_s, Path(svc["log"]), lambda: _alive(svc))
+
+
+# --- Kafka (KRaft, combined broker + controller nodes) ----------------------------------
+
+def new_cluster_id() -> str:
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+def prepare_kafka(state_dir: Path, bins: Binaries, brokers: int) -> list[dict[str, Any]]:
+    nodes = [sc.KafkaNode(i, "127.0.0.1", free_port(), free_port()) for i in range(1, brokers + 1)]
+    cluster = sc.KafkaClusterSettings(default_replication_factor=min(3, brokers),
+                                      min_insync_replicas=2 if brokers >= 3 else 1)
+    cluster_id = new_cluster_id()
+    services = []
+    for node in nodes:
+        name = "kafka" if brokers == 1 else f"kafka-{node.node_id}"
+        home = state_dir / name
+        (home / "data").mkdir(parents=True, exist_ok=True)
+        props = sc.kafka_server_properties(node, nodes, str(home / "data"), cluster)
+        (home / "server.properties").write_text(sc.render_properties(props))
+        log = state_dir / "logs" / f"{name}.log"
+        (home / "log4j2.properties").write_text(_log4j2(state_dir / "logs" / f"{name}.server.log"))
+        java = [str(bins.java), "-Xms128m", "-Xmx512m", "-XX:+UseG1GC", "-Djava.awt.headless=true",
+                f"-Dlog4j2.configurationFile={home / 'log4j2.properties'}", "-cp", f"{bins.kafka_libs}/*"]
+        fmt = run_as(java + ["kafka.tools.StorageTool", "format", "-t", cluster_id,
+                             "-c", str(home / "server.properties"), "--ignore-formatted"], None)
+        if fmt.returncode != 0:
+            raise LocalError(f"formatting Kafka storage for {name} failed: {(fmt.stderr or fmt.stdout).strip()[-800:]}")
+        services.append({"kind": "kafka", "name": name, "node_id": node.node_id, "port": node.port,
+                         "controller_port": node.controller_port, "home": str(home), "user": None,
+                         "log": str(log), "argv": java + ["kafka.Kafka", str(home / "server.properties")]})
+    return services
+
+
+def _log4j2(path: Path) -> str:
+    return "\n".join([
+        "rootLogger.level=INFO", "rootLogger.appenderRef.file.ref=FILE",
+        "appender.file.type=File", "appender.file.name=FILE", f"appender.file.fileName={path}",
+        "appender.file.layout.type=PatternLayout", "appender.file.layout.pattern=[%d] %p %m (%c)%n",
+        "logger.kafka.name=kafka", "logger.kafka.level=WARN",
+        "logger.apache.name=org.apache.kafka", "logger.apache.level=WARN", ""])
+
+
+def kafka_ready(nodes: list[dict[str, Any]], timeout_s: float) -> float:
+    bootstrap = ",".join(f"127.0.0.1:{n['port']}" for n in nodes)
+    expected, log = len(nodes), Path(nodes[0]["log"])
+    admin = AdminClient({"bootstrap.servers": bootstrap, "logger": QUIET_LOGGER, "socket.timeout.ms": 2000})
+
+    def ready() -> bool:
+        return len(admin.list_topics(timeout=2).brokers) >= expected
+    return _wait(f"kafka ({expected} broker(s))", ready, timeout_s, log, lambda: all(_alive(n) for n in nodes))
+
+
+def _alive(svc: dict[str, Any]) -> bool:
+    return is_ours(svc.get("pid"), svc.get("start_ticks"))

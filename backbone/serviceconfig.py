@@ -1,0 +1,213 @@
+"""Service configuration, generated once and used by every deploy path.
+
+Pure functions: the docker and kubernetes components turn these into environment
+variables, args and ConfigMaps; `backbone local` writes them to files and boots real
+processes from them. What the stacks deploy is what CI boots.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+KAFKA_VERSION = "4.1.0"
+
+
+@dataclass(frozen=True)
+class KafkaNode:
+    node_id: int
+    host: str
+    port: int  # client (PLAINTEXT) listener
+    controller_port: int
+
+
+@dataclass(frozen=True)
+class KafkaClusterSettings:
+    """Cluster-wide defaults; a topic's own config overrides them."""
+
+    default_replication_factor: int = 1
+    min_insync_replicas: int = 1
+    num_partitions: int = 3
+    broker_session_timeout_ms: int = 9000
+    broker_heartbeat_interval_ms: int = 2000
+    auto_create_topics: bool = False
+
+
+def kafka_server_properties(node: KafkaNode, voters: list[KafkaNode], log_dir: str,
+                            cluster: KafkaClusterSettings = KafkaClusterSettings(),
+                            bind_host: str | None = None) -> dict[str, str]:
+    """server.properties for one combined broker+controller KRaft node.
+
+    `bind_host` is the address listeners bind to (0.0.0.0 in containers); the node's
+    `host` is what clients and peers are told to connect to.
+    """
+    bind = bind_host or node.host
+    internal_rf = min(3, len(voters))
+    return {
+        "process.roles": "broker,controller",
+        "node.id": str(node.node_id),
+        "controller.quorum.voters": ",".join(f"{v.node_id}@{v.host}:{v.controller_port}" for v in voters),
+        "listeners": f"PLAINTEXT://{bind}:{node.port},CONTROLLER://{bind}:{node.controller_port}",
+        "advertised.listeners": f"PLAINTEXT://{node.host}:{node.port}",
+        "controller.listener.names": "CONTROLLER",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "log.dirs": log_dir,
+        "num.partitions": str(cluster.num_partitions),
+        "default.replication.factor": str(min(cluster.default_replication_factor, len(voters))),
+        "min.insync.replicas": str(min(cluster.min_insync_replicas, len(voters))),
+        "offsets.topic.replication.factor": str(internal_rf),
+        "transaction.state.log.replication.factor": str(internal_rf),
+        "transaction.state.log.min.isr": str(min(2, internal_rf)),
+        "auto.create.topics.enable": str(cluster.auto_create_topics).lower(),
+        "broker.session.timeout.ms": str(cluster.broker_session_timeout_ms),
+        "broker.heartbeat.interval.ms": str(cluster.broker_heartbeat_interval_ms),
+        "group.initial.rebalance.delay.ms": "0",
+    }
+
+
+def render_properties(props: dict[str, str]) -> str:
+    return "".join(f"{k}={v}\n" for k, v in props.items())
+
+
+def kafka_container_env(props: dict[str, str]) -> dict[str, str]:
+    """The official apache/kafka image reads KAFKA_* variables as server properties:
+    '.' becomes '_', '_' becomes '__', '-' becomes '___'."""
+    def name(key: str) -> str:
+        return "KAFKA_" + key.replace("-", "___").replace("_", "__").replace(".", "_").upper()
+    return {name(k): v for k, v in props.items()}
+
+
+@dataclass(frozen=True)
+class RedisSettings:
+    port: int = 6379
+    bind: str = "127.0.0.1"
+    data_dir: str = "/data"
+    appendonly: bool = True
+    maxmemory: str = "256mb"
+    maxmemory_policy: str = "allkeys-lru"
+    replica_of: tuple[str, int] | None = None
+
+
+def redis_conf(s: RedisSettings) -> str:
+    """redis.conf without credentials; the password goes in through `redis_auth_conf`
+    (a file only its owner reads) or a container secret, never into a ConfigMap."""
+    lines = [
+        f"port {s.port}",
+        f"bind {s.bind}",
+        "protected-mode yes",
+        "daemonize no",
+        f"dir {s.data_dir}",
+        f"appendonly {'yes' if s.appendonly else 'no'}",
+        "appendfsync everysec",
+        f"maxmemory {s.maxmemory}",
+        f"maxmemory-policy {s.maxmemory_policy}",
+        "save 900 1 300 10",
+        "tcp-keepalive 60",
+    ]
+    if s.replica_of:
+        lines.append(f"replicaof {s.replica_of[0]} {s.replica_of[1]}")
+    return "\n".join(lines) + "\n"
+
+
+def redis_auth_conf(password: str) -> str:
+    """The credentials part: clients and replicas both authenticate with it."""
+    quoted = password.replace("\\", "\\\\").replace('"', '\\"')
+    return f'requirepass "{quoted}"\nmasterauth "{quoted}"\n'
+
+
+@dataclass(frozen=True)
+class SentinelSettings:
+    port: int = 26379
+    bind: str = "127.0.0.1"
+    master_name: str = "backbone"
+    master_host: str = "127.0.0.1"
+    master_port: int = 6379
+    quorum: int = 2
+    down_after_ms: int = 1000
+    failover_timeout_ms: int = 10000
+    parallel_syncs: int = 1
+
+
+def sentinel_conf(s: SentinelSettings, data_dir: str) -> str:
+    """sentinel.conf without the master password (see `sentinel_auth_conf`).
+    Sentinel rewrites this file at run time, so it must live on a writable path."""
+    return "\n".join([
+        f"port {s.port}",
+        f"bind {s.bind}",
+        "daemonize no",
+        f"dir {data_dir}",
+        "sentinel resolve-hostnames yes",
+        "sentinel announce-hostnames yes",
+        f"sentinel monitor {s.master_name} {s.master_host} {s.master_port} {s.quorum}",
+        f"sentinel down-after-milliseconds {s.master_name} {s.down_after_ms}",
+        f"sentinel failover-timeout {s.master_name} {s.failover_timeout_ms}",
+        f"sentinel parallel-syncs {s.master_name} {s.parallel_syncs}",
+    ]) + "\n"
+
+
+def sentinel_auth_conf(master_name: str, password: str) -> str:
+    quoted = password.replace("\\", "\\\\").replace('"', '\\"')
+    return f'sentinel auth-pass {master_name} "{quoted}"\n'
+
+
+@dataclass(frozen=True)
+class PostgresSettings:
+    port: int = 5432
+    listen_addresses: str = "*"
+    max_connections: int = 100
+    shared_buffers: str = "128MB"
+    synchronous_commit: str = "on"
+    wal_level: str = "replica"
+    max_wal_senders: int = 10
+    max_replication_slots: int = 10
+    hot_standby: bool = True
+    preload_timescaledb: bool = True
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+def postgresql_settings(s: PostgresSettings) -> dict[str, str]:
+    """postgresql.conf parameters (also Patroni's `postgresql.parameters`)."""
+    params = {
+        "port": str(s.port),
+        "listen_addresses": s.listen_addresses,
+        "max_connections": str(s.max_connections),
+        "shared_buffers": s.shared_buffers,
+        "synchronous_commit": s.synchronous_commit,
+        "wal_level": s.wal_level,
+        "max_wal_senders": str(s.max_wal_senders),
+        "max_replication_slots": str(s.max_replication_slots),
+        "hot_standby": "on" if s.hot_standby else "off",
+        "password_encryption": "scram-sha-256",
+        "log_min_messages": "warning",
+    }
+    if s.preload_timescaledb:
+        params["shared_preload_libraries"] = "timescaledb"
+        params["timescaledb.telemetry_level"] = "off"
+    params.update(s.extra)
+    return params
+
+
+def render_postgresql_conf(params: dict[str, str]) -> str:
+    # Every value may be quoted in postgresql.conf; quoting all of them avoids parse surprises.
+    return "".join(f"{k} = '{v.replace(chr(39), chr(39) * 2)}'\n" for k, v in params.items())
+
+
+@dataclass(frozen=True)
+class PatroniSettings:
+    scope: str = "backbone"
+    ttl: int = 10
+    loop_wait: int = 2
+    retry_timeout: int = 4
+    synchronous_mode: bool = True
+    maximum_lag_on_failover: int = 1048576
+
+
+def patroni_dynamic_config(p: PatroniSettings, pg: PostgresSettings) -> dict:
+    """Patroni's bootstrap.dcs section: failure detection and the PostgreSQL parameters."""
+    return {
+        "ttl": p.ttl,
+        "loop_wait": p.loop_wait,
+        "retry_timeout": p.retry_timeout,
+        "maximum_lag_on_failover": p.maximum_lag_on_failover,
+        "synchronous_mode": p.synchronous_mode,
+        "postgresql": {"use_pg_rewind": True, "parameters": postgresql_settings(pg)},
+    }
