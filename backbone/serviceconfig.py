@@ -72,7 +72,7 @@ def kafka_container_env(props: dict[str, str]) -> dict[str, str]:
     """The official apache/kafka image reads KAFKA_* variables as server properties:
     '.' becomes '_', '_' becomes '__', '-' becomes '___'."""
     def name(key: str) -> str:
-        return "KAFKA_" + key.replace("-", "___").replace("_", "__").replace(".", "_").upper()
+        return "KAFKA_" + key.replace("_", "__").replace("-", "___").replace(".", "_").upper()
     return {name(k): v for k, v in props.items()}
 
 
