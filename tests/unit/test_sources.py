@@ -207,3 +207,14 @@ def test_contract_roundtrip_through_split_and_merge():
     assert PLANTED in json.dumps(secret)
     assert PLANTED not in json.dumps(c.manifest())
     assert c.manifest()["timescale"]["credentials"] == "set"
+
+
+def test_docs_list_every_setting():
+    from pathlib import Path
+
+    from backbone.sources import SETTINGS
+    doc = (Path(__file__).parents[2] / "docs" / "contract.md").read_text()
+    for name, setting in SETTINGS.items():
+        assert f"| `{name}` | `{setting.path}` |" in doc, name
+        for alias in setting.aliases:
+            assert f"`{alias}`" in doc, alias
