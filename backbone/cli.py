@@ -12,33 +12,14 @@ import sys
 import time
 from pathlib import Path
 
-from rich.console import Console
-
 from . import __version__
 from .checks import DEGRADED, run_concurrently
-from .contract import Contract
 from .local import LocalEnvironment, LocalError
 from .local.services import LocalUsageError
 from .probes import plan_probes
 from .report import EXIT_BAD_INPUT, EXIT_FAILED, Redactor, Report, render
-from .sources import ConfigError, Sources, load_contract
-
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-
-
-def _sources_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("configuration sources (later ones override earlier ones)")
-    src = g.add_mutually_exclusive_group()
-    src.add_argument("--outputs", type=Path, metavar="FILE",
-                     help="outputs contract: `pulumi stack output --json --show-secrets` or `local up`'s outputs.json")
-    src.add_argument("--stack", metavar="NAME", help="read the outputs of this Pulumi stack (needs the pulumi CLI)")
-    g.add_argument("--env-file", type=Path, metavar="FILE", help="dotenv file, read without exporting")
-    g.add_argument("--extra", action="append", default=[], metavar="KEY=VALUE", help="override one setting")
-
-
-def _report_args(p: argparse.ArgumentParser, formats=("markdown", "json")) -> None:
-    p.add_argument("--format", choices=formats, default="markdown")
-    p.add_argument("--output", type=Path, metavar="PATH", help="write the report here instead of stdout")
+from .cliutil import contract_from, emit, err, positive, report_args, sources_args
+from .sources import ConfigError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,15 +30,15 @@ def build_parser() -> argparse.ArgumentParser:
     for name, text in (("validate", "post-deploy readiness: every check, one report, a gating exit code"),
                        ("probe", "connectivity probes only")):
         p = sub.add_parser(name, help=text, description=text)
-        _sources_args(p)
-        _report_args(p)
-        p.add_argument("--timeout", type=_positive, default=5.0, metavar="S", help="per-probe timeout (default 5)")
+        sources_args(p)
+        report_args(p)
+        p.add_argument("--timeout", type=positive, default=5.0, metavar="S", help="per-probe timeout (default 5)")
         p.add_argument("--strict", action="store_true", help="treat degraded as failed (exit 1)")
         p.set_defaults(func=cmd_checks)
 
     p = sub.add_parser("manifest", help="the redaction-safe manifest of the environment")
-    _sources_args(p)
-    _report_args(p)
+    sources_args(p)
+    report_args(p)
     p.set_defaults(func=cmd_manifest)
 
     local = sub.add_parser("local", help="real services on 127.0.0.1 for tests, CI and demos")
@@ -76,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "up":
             p.add_argument("--kafka-brokers", type=int, default=1, metavar="N", help="KRaft nodes (default 1)")
         if name in ("up", "start"):
-            p.add_argument("--timeout", type=_positive, default=120.0, metavar="S",
+            p.add_argument("--timeout", type=positive, default=120.0, metavar="S",
                            help="how long to wait for readiness (default 120)")
         if name == "status":
             p.add_argument("--format", choices=("markdown", "json"), default="markdown")
@@ -84,43 +65,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _positive(raw: str) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {raw!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be greater than 0")
-    return value
-
-
-def _contract(args) -> Contract:
-    return load_contract(Sources(outputs=args.outputs, stack=args.stack, env_file=args.env_file,
-                                 extras=tuple(args.extra)))
-
-
-def _emit(text: str, output: Path | None, summary: str) -> None:
-    if output is None:
-        sys.stdout.write(text)
-        return
-    try:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        tmp = output.with_name(f".{output.name}.tmp")
-        tmp.write_text(text)
-        tmp.replace(output)  # atomic: never a half-written report
-    except OSError as exc:
-        raise ConfigError(f"--output {output}: cannot write ({exc.strerror})") from None
-    err.print(f"{summary}; report written to {output}")
-
-
 def cmd_checks(args) -> int:
-    contract = _contract(args)
+    contract = contract_from(args)
     started = time.perf_counter()
     # Each probe has its own timeout; one overall deadline bounds the lot.
     results = run_concurrently(plan_probes(contract, args.timeout), deadline_s=args.timeout + 2)
     report = Report(args.command, contract, results, time.perf_counter() - started, strict=args.strict)
     redactor = Redactor(contract.secrets())
-    _emit(render(report, args.format, redactor), args.output, f"{report.status}: {report.verdict}")
+    emit(render(report, args.format, redactor), args.output, f"{report.status}: {report.verdict}")
     if report.status == DEGRADED and not args.strict:
         names = ", ".join(r.name for r in results if r.status == DEGRADED)
         err.print(f"[yellow]warning:[/] degraded: {names} (exit 0; --strict makes this fail)")
@@ -128,13 +80,13 @@ def cmd_checks(args) -> int:
 
 
 def cmd_manifest(args) -> int:
-    contract = _contract(args)
+    contract = contract_from(args)
     manifest = contract.manifest()
     if args.format == "json":
         text = json.dumps(manifest, indent=2) + "\n"
     else:
         text = f"# Backbone manifest: {contract.environment}\n\n```json\n{json.dumps(manifest, indent=2)}\n```\n"
-    _emit(Redactor(contract.secrets()).scrub(text), args.output, "manifest")
+    emit(Redactor(contract.secrets()).scrub(text), args.output, "manifest")
     return 0
 
 
