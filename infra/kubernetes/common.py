@@ -1,0 +1,140 @@
+"""Pieces every Kubernetes component uses.
+
+Every pod runs as a non-root user with no capabilities and the runtime's seccomp profile,
+which is what the namespace's `restricted` Pod Security level enforces anyway; every
+stateful service gets a headless Service (stable pod DNS), a client Service, a
+PodDisruptionBudget and a NetworkPolicy that lets namespace pods reach the client ports and
+only the service's own pods reach the peer ports.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from infra.spec import Resources
+
+MANAGED_BY = {"app.kubernetes.io/part-of": "backbone", "app.kubernetes.io/managed-by": "pulumi"}
+
+
+def selector(component: str) -> dict[str, str]:
+    """The labels that pick a component's pods; never change them on a live StatefulSet."""
+    return {"app.kubernetes.io/name": component, "app.kubernetes.io/instance": "backbone"}
+
+
+def labels(component: str) -> dict[str, str]:
+    return {**selector(component), **MANAGED_BY}
+
+
+def metadata(name: str, namespace: pulumi.Input[str], component: str, **extra: Any) -> dict[str, Any]:
+    return {"name": name, "namespace": namespace, "labels": labels(component), **extra}
+
+
+def pod_security(uid: int) -> dict[str, Any]:
+    return {"run_as_non_root": True, "run_as_user": uid, "run_as_group": uid, "fs_group": uid,
+            "fs_group_change_policy": "OnRootMismatch", "seccomp_profile": {"type": "RuntimeDefault"}}
+
+
+def container_security() -> dict[str, Any]:
+    return {"allow_privilege_escalation": False, "run_as_non_root": True, "privileged": False,
+            "capabilities": {"drop": ["ALL"]}, "seccomp_profile": {"type": "RuntimeDefault"}}
+
+
+def resources(spec: Resources) -> dict[str, Any]:
+    return {"requests": {"cpu": spec.requests.cpu, "memory": spec.requests.memory},
+            "limits": {"cpu": spec.limits.cpu, "memory": spec.limits.memory}}
+
+
+def exec_probe(command: str, period: int = 10, timeout: int = 5, failures: int = 3,
+               initial_delay: int = 0) -> dict[str, Any]:
+    return {"exec_": {"command": ["sh", "-c", command]}, "period_seconds": period,
+            "timeout_seconds": timeout, "failure_threshold": failures, "initial_delay_seconds": initial_delay}
+
+
+def tcp_probe(port: int, period: int = 10, failures: int = 3, initial_delay: int = 0) -> dict[str, Any]:
+    return {"tcp_socket": {"port": port}, "period_seconds": period, "timeout_seconds": 5,
+            "failure_threshold": failures, "initial_delay_seconds": initial_delay}
+
+
+def http_probe(path: str, port: int, period: int = 10, failures: int = 3) -> dict[str, Any]:
+    return {"http_get": {"path": path, "port": port}, "period_seconds": period, "timeout_seconds": 5,
+            "failure_threshold": failures}
+
+
+def pod_env(*names: str) -> list[dict[str, Any]]:
+    """Downward-API variables; later `$(NAME)` references in env and args expand them."""
+    fields = {"POD_NAME": "metadata.name", "POD_NAMESPACE": "metadata.namespace", "POD_IP": "status.podIP",
+              # The StatefulSet controller labels each pod with its ordinal.
+              "POD_INDEX": "metadata.labels['apps.kubernetes.io/pod-index']"}
+    return [{"name": name, "value_from": {"field_ref": {"field_path": fields[name]}}} for name in names]
+
+
+def secret_env(name: str, secret: pulumi.Input[str], key: str) -> dict[str, Any]:
+    return {"name": name, "value_from": {"secret_key_ref": {"name": secret, "key": key}}}
+
+
+def data_claim(size: str, storage_class: str) -> dict[str, Any]:
+    spec: dict[str, Any] = {"access_modes": ["ReadWriteOnce"], "resources": {"requests": {"storage": size}}}
+    if storage_class:
+        spec["storage_class_name"] = storage_class
+    return {"metadata": {"name": "data"}, "spec": spec}
+
+
+def checksum(*documents: Mapping[str, str]) -> str:
+    """Pod-template annotation: a config change changes the template, so pods roll."""
+    return hashlib.sha256(json.dumps(documents, sort_keys=True).encode()).hexdigest()
+
+
+def ports(named: Mapping[str, int]) -> list[dict[str, Any]]:
+    return [{"name": name, "port": port, "target_port": name} for name, port in named.items()]
+
+
+def headless_service(name: str, namespace: pulumi.Input[str], component: str, named_ports: Mapping[str, int],
+                     parent: pulumi.Resource) -> k8s.core.v1.Service:
+    # publish_not_ready_addresses: peers must find each other before any of them is ready
+    # (KRaft quorum, replicas syncing from a primary).
+    return k8s.core.v1.Service(
+        f"{name}-service", metadata=metadata(name, namespace, component),
+        spec={"cluster_ip": "None", "publish_not_ready_addresses": True, "selector": selector(component),
+              "ports": ports(named_ports)},
+        opts=pulumi.ResourceOptions(parent=parent))
+
+
+def client_service(name: str, namespace: pulumi.Input[str], component: str, named_ports: Mapping[str, int],
+                   parent: pulumi.Resource, extra_selector: Mapping[str, str] | None = None) -> k8s.core.v1.Service:
+    return k8s.core.v1.Service(
+        f"{name}-service", metadata=metadata(name, namespace, component),
+        spec={"type": "ClusterIP", "selector": {**selector(component), **(extra_selector or {})},
+              "ports": ports(named_ports)},
+        opts=pulumi.ResourceOptions(parent=parent))
+
+
+def disruption_budget(name: str, namespace: pulumi.Input[str], component: str,
+                      parent: pulumi.Resource) -> k8s.policy.v1.PodDisruptionBudget:
+    # One voluntary disruption at a time: node drains proceed, a quorum / a primary plus a
+    # synchronous standby never go down together.
+    return k8s.policy.v1.PodDisruptionBudget(
+        f"{name}-pdb", metadata=metadata(name, namespace, component),
+        spec={"max_unavailable": 1, "selector": {"match_labels": selector(component)}},
+        opts=pulumi.ResourceOptions(parent=parent))
+
+
+def network_policy(name: str, namespace: pulumi.Input[str], component: str, client_ports: Sequence[int],
+                   peer_ports: Sequence[int], parent: pulumi.Resource) -> k8s.networking.v1.NetworkPolicy:
+    rules: list[dict[str, Any]] = [{
+        # An empty pod selector matches every pod of this namespace, and only those.
+        "from_": [{"pod_selector": {}}],
+        "ports": [{"protocol": "TCP", "port": port} for port in client_ports],
+    }]
+    if peer_ports:
+        rules.append({"from_": [{"pod_selector": {"match_labels": selector(component)}}],
+                      "ports": [{"protocol": "TCP", "port": port} for port in peer_ports]})
+    return k8s.networking.v1.NetworkPolicy(
+        f"{name}-network-policy", metadata=metadata(name, namespace, component),
+        spec={"pod_selector": {"match_labels": selector(component)}, "policy_types": ["Ingress"],
+              "ingress": rules},
+        opts=pulumi.ResourceOptions(parent=parent))

@@ -1,0 +1,109 @@
+"""Kafka on Kubernetes: a StatefulSet of combined broker+controller KRaft nodes.
+
+Every node is a voter, addressed through the headless Service. The generator's properties
+reach the official image as KAFKA_* variables: the cluster-wide ones through a ConfigMap,
+the two that differ per pod (node id, advertised address) through Kubernetes' `$(VAR)`
+expansion of downward-API variables.
+"""
+from __future__ import annotations
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from backbone.serviceconfig import KafkaNode, kafka_container_env, kafka_server_properties
+
+from infra import generated, service_settings
+from infra import topology as t
+from infra.kubernetes import common
+from infra.spec import StackSpec, memory_bytes
+
+COMPONENT = "kafka"
+APP_UID = 1000  # `appuser` of the apache/kafka image
+DATA_MOUNT = "/var/lib/kafka/data"
+# A subdirectory: a fresh volume's root may hold lost+found, which Kafka would take for a
+# damaged partition directory.
+LOG_DIR = f"{DATA_MOUNT}/kraft"
+KAFKA_BIN = "/opt/kafka/bin"
+PER_POD = ("KAFKA_NODE_ID", "KAFKA_ADVERTISED_LISTENERS")
+
+
+def broker_env(spec: StackSpec) -> tuple[dict[str, str], dict[str, str]]:
+    """(cluster-wide, per-pod) KAFKA_* variables; per-pod values hold `$(VAR)` references."""
+    # The pod's own node: its id and host are filled in by Kubernetes from POD_INDEX and
+    # POD_NAME, so one pod template serves every ordinal.
+    this_node = KafkaNode(node_id="$(POD_INDEX)",  # type: ignore[arg-type]
+                          host=f"$(POD_NAME).{t.headless(t.KAFKA)}.{spec.namespace}.svc.cluster.local",
+                          port=t.KAFKA_PORT, controller_port=t.KAFKA_CONTROLLER_PORT)
+    props = kafka_server_properties(this_node, t.kafka_voters(spec), LOG_DIR,
+                                    service_settings.kafka_cluster(spec), bind_host="0.0.0.0")
+    env = kafka_container_env(props)
+    per_pod = {key: env.pop(key) for key in PER_POD}
+    heap_mb = memory_bytes(spec.sizes.resources.kafka.limits.memory) // 2**20 // 2
+    # Not a server property: the image passes KAFKA_HEAP_OPTS to the JVM. Half the memory
+    # limit leaves the rest to the page cache Kafka reads from.
+    env["KAFKA_HEAP_OPTS"] = f"-Xms{heap_mb}m -Xmx{heap_mb}m"
+    return env, per_pod
+
+
+class Kafka(pulumi.ComponentResource):
+    def __init__(self, name: str, spec: StackSpec, namespace: pulumi.Input[str],
+                 opts: pulumi.ResourceOptions | None = None):
+        super().__init__("backbone:kubernetes:Kafka", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        cluster_env, per_pod_env = broker_env(spec)
+        cluster_id = generated.kraft_cluster_id(f"{name}-cluster-id", self)
+
+        config = k8s.core.v1.ConfigMap(
+            f"{name}-config", metadata=common.metadata(f"{t.KAFKA}-config", namespace, COMPONENT),
+            data=cluster_id.apply(lambda cid: {**cluster_env, "CLUSTER_ID": cid}), opts=child)
+        named_ports = {"client": t.KAFKA_PORT, "controller": t.KAFKA_CONTROLLER_PORT}
+        headless = common.headless_service(t.headless(t.KAFKA), namespace, COMPONENT, named_ports, self)
+        common.client_service(t.KAFKA, namespace, COMPONENT, {"client": t.KAFKA_PORT}, self)
+
+        container = {
+            "name": "kafka",
+            "image": spec.images.kafka,
+            "env": common.pod_env("POD_NAME", "POD_INDEX")
+            + [{"name": key, "value": value} for key, value in per_pod_env.items()],
+            "env_from": [{"config_map_ref": {"name": config.metadata.apply(lambda m: m.name)}}],
+            "ports": [{"name": port_name, "container_port": port} for port_name, port in named_ports.items()],
+            # The JVM takes a while; the startup probe holds liveness off until it listens.
+            "startup_probe": common.tcp_probe(t.KAFKA_PORT, period=5, failures=60),
+            "readiness_probe": common.exec_probe(
+                f"{KAFKA_BIN}/kafka-broker-api-versions.sh --bootstrap-server localhost:{t.KAFKA_PORT} >/dev/null",
+                period=15, timeout=15),
+            "liveness_probe": common.tcp_probe(t.KAFKA_PORT, period=10, failures=6),
+            "resources": common.resources(spec.sizes.resources.kafka),
+            "security_context": common.container_security(),
+            "volume_mounts": [{"name": "data", "mount_path": DATA_MOUNT}],
+        }
+        self.statefulset = k8s.apps.v1.StatefulSet(
+            f"{name}-statefulset",
+            metadata=common.metadata(t.KAFKA, namespace, COMPONENT),
+            spec={
+                "service_name": headless.metadata.apply(lambda m: m.name),
+                "replicas": spec.sizes.kafka_brokers,
+                # Parallel: a voter is not ready until a quorum runs, so ordered start-up
+                # (each pod waiting for the previous one to be ready) would never finish.
+                "pod_management_policy": "Parallel",
+                "selector": {"match_labels": common.selector(COMPONENT)},
+                "template": {
+                    "metadata": {"labels": common.labels(COMPONENT),
+                                 "annotations": {"backbone/config-checksum": common.checksum(cluster_env, per_pod_env)}},
+                    "spec": {
+                        # Off: a Service named `kafka` would inject KAFKA_PORT=tcp://..., which
+                        # the image would read as a server property.
+                        "enable_service_links": False,
+                        "security_context": common.pod_security(APP_UID),
+                        "termination_grace_period_seconds": 60,
+                        "containers": [container],
+                    },
+                },
+                "volume_claim_templates": [common.data_claim(spec.sizes.storage.kafka, spec.storage_class)],
+            },
+            opts=child)
+        common.disruption_budget(t.KAFKA, namespace, COMPONENT, self)
+        common.network_policy(t.KAFKA, namespace, COMPONENT, client_ports=[t.KAFKA_PORT],
+                              peer_ports=[t.KAFKA_CONTROLLER_PORT], parent=self)
+        self.register_outputs({"statefulset": self.statefulset.metadata.apply(lambda m: m.name),
+                               "brokers": spec.sizes.kafka_brokers})
