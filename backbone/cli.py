@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import __version__
+from . import __version__, cli_migrate
 from .checks import DEGRADED, run_concurrently
 from .local import LocalEnvironment, LocalError
 from .local.services import LocalUsageError
@@ -40,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     sources_args(p)
     report_args(p)
     p.set_defaults(func=cmd_manifest)
+
+    cli_migrate.register(sub)
 
     local = sub.add_parser("local", help="real services on 127.0.0.1 for tests, CI and demos")
     lsub = local.add_subparsers(dest="local_command", required=True, metavar="ACTION")

@@ -51,6 +51,27 @@ class PoolSettings(_Model):
     pre_ping: bool = True
 
 
+# The hypertables of backbone's schema (backbone.schema.HYPERTABLES names their time columns).
+TIMESCALE_TABLES = ("daily_bars", "intraday_trades", "macro_events")
+
+
+class TablePolicy(_Model):
+    """Per-hypertable TimescaleDB policy, applied and drift-checked by `backbone migrate`.
+    Whole days, so nothing from config is ever spliced into SQL as text."""
+
+    chunk_interval_days: int = Field(7, ge=1, le=3650)
+    retention_days: int | None = Field(None, ge=1, le=36500)
+    compress_after_days: int | None = Field(None, ge=1, le=36500)
+
+
+def _default_policies() -> dict[str, TablePolicy]:
+    return {
+        "daily_bars": TablePolicy(chunk_interval_days=30, retention_days=3650, compress_after_days=90),
+        "intraday_trades": TablePolicy(chunk_interval_days=1, retention_days=90, compress_after_days=7),
+        "macro_events": TablePolicy(chunk_interval_days=90, retention_days=3650),
+    }
+
+
 class TimescaleEndpoint(_Model):
     host: str = "127.0.0.1"
     port: int = Field(5432, ge=1, le=65535)
@@ -64,6 +85,16 @@ class TimescaleEndpoint(_Model):
     # Plain PostgreSQL is acceptable only where the contract says so (the local platform).
     require_timescaledb: bool = True
     pool: PoolSettings = Field(default_factory=PoolSettings)
+    policies: dict[str, TablePolicy] = Field(default_factory=_default_policies)
+
+    @field_validator("policies")
+    @classmethod
+    def _known_tables(cls, v: dict[str, TablePolicy]) -> dict[str, TablePolicy]:
+        unknown = sorted(set(v) - set(TIMESCALE_TABLES))
+        if unknown:
+            raise ValueError(f"unknown table(s) {', '.join(map(repr, unknown))}; "
+                             f"policies apply to {', '.join(TIMESCALE_TABLES)}")
+        return v
 
     @field_validator("url")
     @classmethod

