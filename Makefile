@@ -11,7 +11,8 @@ setup:            ## install services (apt), Kafka jars (Maven) and the virtuale
 setup-python:     ## only the virtualenv: enough for the bootstrap tier
 	bash scripts/setup.sh python
 
-demo: setup-python ## validate the embedded bootstrap tier: no services, no configuration
+demo: setup-python ## migrate and validate the embedded bootstrap tier: no services, no configuration
+	$(BACKBONE) migrate apply
 	$(BACKBONE) validate
 
 test: setup       ## every test: unit, Pulumi mocks, and integration on real services

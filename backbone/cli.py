@@ -13,7 +13,12 @@ import time
 from pathlib import Path
 
 from . import __version__, cli_migrate
-from .checks import DEGRADED, run_concurrently
+from . import cli_topics
+from .checks import DEGRADED, Check, run_concurrently
+from .checks_topics import topics_check
+from .cli_migrate import migrations_check
+from .contract import Contract
+from .smoke import smoke_check
 from .local import LocalEnvironment, LocalError
 from .local.services import LocalUsageError
 from .probes import plan_probes
@@ -27,13 +32,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"backbone {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    for name, text in (("validate", "post-deploy readiness: every check, one report, a gating exit code"),
-                       ("probe", "connectivity probes only")):
+    for name, text in (("validate", "post-deploy readiness: probes, migrations, topics and a smoke round trip "
+                                    "in one report, with an exit code CI can gate on"),
+                       ("probe", "the service probes only")):
         p = sub.add_parser(name, help=text, description=text)
         sources_args(p)
-        report_args(p)
-        p.add_argument("--timeout", type=positive, default=5.0, metavar="S", help="per-probe timeout (default 5)")
+        report_args(p, formats=("markdown", "json", "junit"))
+        p.add_argument("--timeout", type=positive, default=5.0, metavar="S", help="per-check timeout (default 5)")
         p.add_argument("--strict", action="store_true", help="treat degraded as failed (exit 1)")
+        p.add_argument("--retry-timeout", type=positive, default=None, metavar="S",
+                       help="keep re-checking a just-deployed environment for up to S seconds until it is ready")
         p.set_defaults(func=cmd_checks)
 
     p = sub.add_parser("manifest", help="the redaction-safe manifest of the environment")
@@ -41,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     report_args(p)
     p.set_defaults(func=cmd_manifest)
 
+    cli_topics.register(sub)
     cli_migrate.register(sub)
 
     local = sub.add_parser("local", help="real services on 127.0.0.1 for tests, CI and demos")
@@ -58,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("service", help="timescale, redis, kafka, or one Kafka node such as kafka-2")
         if name == "up":
             p.add_argument("--kafka-brokers", type=int, default=1, metavar="N", help="KRaft nodes (default 1)")
+            p.add_argument("--bare", action="store_true",
+                           help="start the services only; skip `migrate apply` and `topics apply`")
         if name in ("up", "start"):
             p.add_argument("--timeout", type=positive, default=120.0, metavar="S",
                            help="how long to wait for readiness (default 120)")
@@ -67,14 +78,44 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def plan_checks(contract: Contract, command: str, timeout_s: float) -> dict[str, Check]:
+    checks = plan_probes(contract, timeout_s)
+    if command == "validate":
+        checks["migrations"] = lambda: migrations_check(contract, timeout_s)
+        if contract.tier == "institutional":
+            checks["topics"] = lambda: topics_check(contract, timeout_s)
+        checks["smoke"] = lambda: smoke_check(contract, timeout_s)
+    return checks
+
+
 def cmd_checks(args) -> int:
     contract = contract_from(args)
-    started = time.perf_counter()
-    # Each probe has its own timeout; one overall deadline bounds the lot.
-    results = run_concurrently(plan_probes(contract, args.timeout), deadline_s=args.timeout + 2)
-    report = Report(args.command, contract, results, time.perf_counter() - started, strict=args.strict)
     redactor = Redactor(contract.secrets())
+    started = time.perf_counter()
+    give_up = time.monotonic() + (args.retry_timeout or 0)
+    attempt = 0
+    while True:
+        attempt += 1
+        # Each check has its own timeout; one overall deadline bounds the lot.
+        results = run_concurrently(plan_checks(contract, args.command, args.timeout), deadline_s=args.timeout + 2)
+        report = Report(args.command, contract, results, time.perf_counter() - started, strict=args.strict)
+        left = give_up - time.monotonic()
+        if report.exit_code == 0 or left <= 0:
+            break
+        failing = ", ".join(f"{r.name} {r.status} ({r.code})" for r in results if r.status != "ok")
+        err.print(redactor.scrub(f"[dim]{time.strftime('%H:%M:%S')}[/] attempt {attempt}: not ready: {failing}; "
+                                 f"retrying for another {left:.0f} s"))
+        time.sleep(min(2.0, max(0.0, left)))
+    if attempt > 1:
+        err.print(f"{report.verdict} after {attempt} attempts")
     emit(render(report, args.format, redactor), args.output, f"{report.status}: {report.verdict}")
+    summary_file = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary_file:
+        try:
+            with open(summary_file, "a") as f:
+                f.write(render(report, "markdown", redactor) + "\n")
+        except OSError as exc:
+            err.print(f"[yellow]warning:[/] cannot write GITHUB_STEP_SUMMARY ({exc.strerror})")
     if report.status == DEGRADED and not args.strict:
         names = ", ".join(r.name for r in results if r.status == DEGRADED)
         err.print(f"[yellow]warning:[/] degraded: {names} (exit 0; --strict makes this fail)")
@@ -96,7 +137,7 @@ def cmd_local(args) -> int:
     env = LocalEnvironment(args.state_dir, progress=lambda m: err.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {m}"))
     action = args.local_command
     if action == "up":
-        outputs = env.up(kafka_brokers=args.kafka_brokers, timeout_s=args.timeout)
+        outputs = env.up(kafka_brokers=args.kafka_brokers, timeout_s=args.timeout, provision=not args.bare)
         err.print(f"[green]local environment is up[/]; validate it with: backbone validate --outputs {outputs}")
     elif action == "down":
         env.down()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -76,6 +77,8 @@ def render(report: Report, fmt: str, redactor: Redactor) -> str:
         text = json.dumps(report.to_dict(), indent=2)
     elif fmt == "markdown":
         text = _markdown(report)
+    elif fmt == "junit":
+        text = _junit(report)
     else:
         raise ValueError(f"unknown format {fmt!r}")
     return redactor.scrub(text)
@@ -116,3 +119,30 @@ def _markdown(report: Report) -> str:
         lines.append(f"- kafka: `{k['bootstrap_servers']}`, {k['expected_brokers']} broker(s) expected, "
                      f"{len(k['topics'])} topic(s) declared")
     return "\n".join(lines) + "\n"
+
+
+def _junit(report: Report) -> str:
+    """One test case per check: down is a failure, degraded a failure only with --strict
+    (otherwise a passing case whose system-out carries the warning)."""
+    c = report.contract
+    failures = sum(1 for r in report.checks if r.status == DOWN or (report.strict and r.status == DEGRADED))
+    suite = ET.Element("testsuite", name=f"backbone.{report.command}.{c.environment}",
+                       tests=str(len(report.checks)), failures=str(failures), errors="0", skipped="0",
+                       time=f"{report.duration_s:.3f}", timestamp=report.generated_at)
+    props = ET.SubElement(suite, "properties")
+    for key, value in (("environment", c.environment), ("tier", c.tier), ("platform", c.platform),
+                       ("status", report.status), ("exit_code", str(report.exit_code))):
+        ET.SubElement(props, "property", name=key, value=value)
+    for r in report.checks:
+        case = ET.SubElement(suite, "testcase", classname=f"backbone.{c.environment}", name=r.name,
+                             time=f"{(r.latency_ms or 0) / 1000:.3f}")
+        if r.status == DOWN or (report.strict and r.status == DEGRADED):
+            failure = ET.SubElement(case, "failure", message=r.message, type=r.code)
+            failure.text = r.error or r.message
+        out = ET.SubElement(case, "system-out")
+        out.text = f"{r.status} ({r.code}): {r.message}" + (f"\n{r.error}" if r.error else "")
+    root = ET.Element("testsuites", name="backbone", tests=suite.get("tests"), failures=suite.get("failures"))
+    root.append(suite)
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+

@@ -14,10 +14,11 @@ import signal
 from pathlib import Path
 from typing import Any, Callable
 
-from ..contract import Contract, split_secrets
+from ..contract import Contract, merge_outputs, split_secrets
 from . import services as svcs
 from .binaries import SETUP_HINT, find_binaries
-from .processes import is_ours, spawn, stop
+from .processes import is_ours, spawn, stop_all
+from .provision import provision as provision_data_plane
 from .services import LocalError, LocalUsageError
 
 SERVICES = ("timescale", "redis", "kafka")
@@ -55,7 +56,7 @@ class LocalEnvironment:
         _write_private(self.state_file, json.dumps(state, indent=2))
 
     # --- up / down -------------------------------------------------------------------
-    def up(self, kafka_brokers: int = 1, timeout_s: float = 120) -> Path:
+    def up(self, kafka_brokers: int = 1, timeout_s: float = 120, provision: bool = True) -> Path:
         state = self._load()
         if state is not None:
             self.progress(f"{self.state_dir} already holds an environment; starting whatever is stopped")
@@ -84,7 +85,10 @@ class LocalEnvironment:
             for name in state["services"]:
                 self._start(state, name)
             self._wait_ready(state, list(state["services"]), timeout_s)
-            _write_private(self.outputs_file, json.dumps(self.outputs(state), indent=2))
+            outputs = self.outputs(state)
+            _write_private(self.outputs_file, json.dumps(outputs, indent=2))
+            if provision:
+                provision_data_plane(Contract.model_validate(merge_outputs(outputs)), self.progress)
         except BaseException:
             self.progress("start-up failed; stopping what was started")
             self.down()
@@ -99,8 +103,11 @@ class LocalEnvironment:
             if self.state_dir.exists():
                 shutil.rmtree(self.state_dir, ignore_errors=True)
             return stopped
-        for name, svc in state["services"].items():
-            if stop(svc.get("pid"), svc.get("start_ticks"), STOP_SIGNAL[svc["kind"]]):
+        services = state["services"]
+        pids = stop_all([(s.get("pid"), s.get("start_ticks"), STOP_SIGNAL[s["kind"]]) for s in services.values()],
+                        grace_s=10)
+        for name, svc in services.items():
+            if svc.get("pid") in pids:
                 stopped.append(name)
                 self.progress(f"stopped {name} (pid {svc['pid']})")
             if svc["kind"] == "timescale" and svc.get("home"):
@@ -124,10 +131,15 @@ class LocalEnvironment:
 
     def stop(self, service: str, sig: int | None = None) -> list[str]:
         state = self._require()
+        names = self._names(state, service)
+        svcs_ = [state["services"][n] for n in names]
+        # a KRaft node whose quorum is stopping with it cannot finish a controlled shutdown:
+        # 10 s is plenty for the ones that can
+        pids = stop_all([(s.get("pid"), s.get("start_ticks"), sig or STOP_SIGNAL[s["kind"]]) for s in svcs_],
+                        grace_s=10)
         done = []
-        for name in self._names(state, service):
-            svc = state["services"][name]
-            if stop(svc.get("pid"), svc.get("start_ticks"), sig or STOP_SIGNAL[svc["kind"]]):
+        for name, svc in zip(names, svcs_):
+            if svc.get("pid") in pids:
                 done.append(name)
                 self.progress(f"stopped {name} (pid {svc['pid']})")
             else:

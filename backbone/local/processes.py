@@ -70,26 +70,38 @@ def is_ours(pid: int | None, start_ticks: int | None) -> bool:
 def stop(pid: int | None, start_ticks: int | None, sig: int = signal.SIGTERM, grace_s: float = 20.0) -> bool:
     """Signal our process, wait for it to exit, SIGKILL it after `grace_s`.
     Returns False when there was nothing of ours to stop."""
-    if not is_ours(pid, start_ticks):
-        return False
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        return False
+    return bool(stop_all([(pid, start_ticks, sig)], grace_s))
+
+
+def stop_all(targets: list[tuple[int | None, int | None, int]], grace_s: float = 20.0) -> list[int]:
+    """Signal every process of ours at once, then wait for all of them (SIGKILL after
+    `grace_s`). Stopping peers together matters for quorum systems: a KRaft node stopped
+    after its peers can wait a long time for a quorum that is already gone."""
+    signalled = []
+    for pid, ticks, sig in targets:
+        if is_ours(pid, ticks):
+            try:
+                os.kill(pid, sig)
+                signalled.append((pid, ticks))
+            except ProcessLookupError:
+                pass
     deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline:
-        _reap(pid)
-        if not is_ours(pid, start_ticks):
-            return True
+    while time.monotonic() < deadline and _running(signalled):
         time.sleep(0.05)
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        return True
-    while is_ours(pid, start_ticks):
-        _reap(pid)
+    for pid, ticks in _running(signalled):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    while _running(signalled):
         time.sleep(0.05)
-    return True
+    return [pid for pid, _ in signalled]
+
+
+def _running(procs: list[tuple[int, int | None]]) -> list[tuple[int, int | None]]:
+    for pid, _ in procs:
+        _reap(pid)
+    return [(pid, ticks) for pid, ticks in procs if is_ours(pid, ticks)]
 
 
 def _reap(pid: int) -> None:

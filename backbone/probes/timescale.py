@@ -1,4 +1,5 @@
-"""Timescale probe: connect, SELECT 1 latency, server version, timescaledb extension."""
+"""Timescale probe: connect (auth and TLS as configured), SELECT 1 latency, server
+version, timescaledb extension, role, replication of declared replicas, connection headroom."""
 from __future__ import annotations
 
 import math
@@ -8,6 +9,9 @@ import psycopg
 
 from ..checks import DEGRADED, DOWN, OK, CheckResult
 from ..contract import TimescaleEndpoint
+
+REPLICA_LAG_DEGRADED_S = 10.0
+HEADROOM_DEGRADED = 0.10  # less than 10 % of max_connections free
 
 
 def classify_pg_error(exc: Exception) -> tuple[str, str]:
@@ -20,6 +24,8 @@ def classify_pg_error(exc: Exception) -> tuple[str, str]:
         return "unreachable", "connection refused"
     if "does not exist" in text:
         return "not_found", "database or role does not exist"
+    if "ssl" in text:
+        return "tls_failed", "TLS negotiation failed"
     return "unreachable", "cannot connect"
 
 
@@ -36,25 +42,57 @@ def probe_timescale(ep: TimescaleEndpoint, timeout_s: float) -> CheckResult:
             t0 = time.perf_counter()
             conn.execute("SELECT 1").fetchone()
             select_ms = (time.perf_counter() - t0) * 1000
-            version = conn.execute("SHOW server_version").fetchone()[0]
-            ext = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'").fetchone()
-            available = conn.execute(
-                "SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'").fetchone() is not None
+            details = _inspect(conn)
+            details["tls"] = conn.pgconn.ssl_in_use
     except psycopg.Error as exc:
         code, reason = classify_pg_error(exc)
         return CheckResult("timescale", DOWN, code, f"Timescale at {where} is down: {reason}.",
                            latency_ms=(time.perf_counter() - started) * 1000, error=str(exc).strip())
-    details = {"server_version": version, "select1_ms": round(select_ms, 2),
-               "connect_ms": round((connected - started) * 1000, 2),
-               "timescaledb": ext[0] if ext else None, "timescaledb_available": available}
-    if ext:
-        return CheckResult("timescale", OK, "ok",
-                           f"PostgreSQL {version} with timescaledb {ext[0]} answers at {where}.",
-                           latency_ms=select_ms, details=details)
-    if ep.require_timescaledb:
-        return CheckResult("timescale", DEGRADED, "timescaledb_missing",
-                           f"PostgreSQL {version} answers at {where}, but the timescaledb extension is not installed.",
-                           latency_ms=select_ms, details=details)
-    return CheckResult("timescale", OK, "ok",
-                       f"PostgreSQL {version} answers at {where} (plain PostgreSQL, accepted by the contract).",
-                       latency_ms=select_ms, details=details)
+    details |= {"select1_ms": round(select_ms, 2), "connect_ms": round((connected - started) * 1000, 2)}
+    return judge(ep, where, details, select_ms)
+
+
+def _inspect(conn: psycopg.Connection) -> dict:
+    version = conn.execute("SHOW server_version").fetchone()[0]
+    ext = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'").fetchone()
+    in_recovery = conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]
+    used, limit = conn.execute("SELECT (SELECT count(*) FROM pg_stat_activity), "
+                               "current_setting('max_connections')::int").fetchone()
+    replicas = []
+    if not in_recovery:
+        rows = conn.execute("SELECT coalesce(client_addr::text, 'local'), application_name, state, sync_state, "
+                            "coalesce(extract(epoch FROM replay_lag), 0) FROM pg_stat_replication").fetchall()
+        replicas = [{"address": r[0], "name": r[1], "state": r[2], "sync_state": r[3], "lag_s": float(r[4])}
+                    for r in rows]
+    return {"server_version": version, "timescaledb": ext[0] if ext else None,
+            "role": "standby" if in_recovery else "primary", "connections": used, "max_connections": limit,
+            "replicas": replicas}
+
+
+def judge(ep: TimescaleEndpoint, where: str, d: dict, latency_ms: float) -> CheckResult:
+    """Pure: the facts gathered -> ok / degraded, with the reasons."""
+    problems: list[tuple[str, str]] = []
+    if not d["timescaledb"] and ep.require_timescaledb:
+        problems.append(("timescaledb_missing", "the timescaledb extension is not installed"))
+    if d["role"] != "primary":
+        problems.append(("not_primary", "the endpoint is a standby, not the primary"))
+    declared = len(ep.replicas)
+    streaming = [r for r in d["replicas"] if r["state"] == "streaming"]
+    if declared and len(streaming) < declared:
+        problems.append(("replica_missing", f"{len(streaming)} of {declared} declared replicas are streaming"))
+    lagging = [r for r in streaming if r["lag_s"] > REPLICA_LAG_DEGRADED_S]
+    if lagging:
+        worst = max(r["lag_s"] for r in lagging)
+        problems.append(("replica_lag", f"replica lag {worst:.1f} s exceeds {REPLICA_LAG_DEGRADED_S:g} s"))
+    free = 1 - d["connections"] / max(1, d["max_connections"])
+    d["connection_headroom"] = round(free, 3)
+    if free < HEADROOM_DEGRADED:
+        problems.append(("connections_low", f"{d['connections']} of {d['max_connections']} connections in use"))
+    flavour = f"timescaledb {d['timescaledb']}" if d["timescaledb"] else (
+        "plain PostgreSQL" + ("" if ep.require_timescaledb else ", accepted by the contract"))
+    summary = f"PostgreSQL {d['server_version'].split()[0]} {d['role']} at {where} answers ({flavour})"
+    if problems:
+        return CheckResult("timescale", DEGRADED, problems[0][0],
+                           f"{summary}, but " + "; ".join(p[1] for p in problems) + ".",
+                           latency_ms=latency_ms, details=d | {"problems": [p[0] for p in problems]})
+    return CheckResult("timescale", OK, "ok", f"{summary}.", latency_ms=latency_ms, details=d)

@@ -1,6 +1,8 @@
-"""One real local environment (PostgreSQL, Redis, Kafka on 127.0.0.1) for the session.
+"""One real local environment for the session: PostgreSQL, Redis and a 3-node Kafka KRaft
+cluster on 127.0.0.1 (replication factor 3 and min.insync.replicas=2 are real).
 
-Started through `backbone local up`, exactly as a user would, and torn down at the end.
+Started through `backbone local up --kafka-brokers 3`, exactly as a user would (which also
+runs `migrate apply` and `topics apply`), and torn down at the end.
 Skipped only when the service binaries truly cannot exist here, with the reason printed;
 in CI (CI=true) a missing binary is a failure, never a skip.
 """
@@ -31,7 +33,7 @@ def local_env(tmp_path_factory):
             pytest.fail(reason)
         pytest.skip(reason)
     state_dir = tmp_path_factory.mktemp("local") / "env"
-    up = run_backbone("local", "up", "--state-dir", str(state_dir))
+    up = run_backbone("local", "up", "--kafka-brokers", "3", "--state-dir", str(state_dir))
     if up.returncode != 0:
         run_backbone("local", "down", "--state-dir", str(state_dir))
         pytest.fail(f"backbone local up failed (exit {up.returncode}):\n{up.stderr}")

@@ -23,9 +23,11 @@ def test_validate_passes_with_all_three_services_ok(local_env):
     proc = run_backbone("validate", "--outputs", str(local_env["outputs"]), "--format", "json")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     report = json.loads(proc.stdout)
-    assert {c["name"]: c["status"] for c in report["checks"]} == {"timescale": "ok", "redis": "ok", "kafka": "ok"}
+    statuses = {c["name"]: c["status"] for c in report["checks"]}
+    assert statuses["timescale"] == statuses["redis"] == statuses["kafka"] == "ok"
+    assert set(statuses.values()) == {"ok"}
     kafka = next(c for c in report["checks"] if c["name"] == "kafka")
-    assert kafka["details"]["brokers"] == [1]
+    assert kafka["details"]["brokers"] == [1, 2, 3]
     timescale = next(c for c in report["checks"] if c["name"] == "timescale")
     assert timescale["details"]["server_version"].startswith("15")
     assert all(c["latency_ms"] is not None for c in report["checks"])
@@ -35,7 +37,7 @@ def test_status_reports_every_service_running(local_env):
     proc = run_backbone("local", "status", "--state-dir", str(local_env["state_dir"]), "--format", "json")
     assert proc.returncode == 0, proc.stderr
     rows = {r["service"]: r for r in json.loads(proc.stdout)}
-    assert set(rows) == {"timescale", "redis", "kafka"}
+    assert set(rows) == {"timescale", "redis", "kafka-1", "kafka-2", "kafka-3"}
     assert all(r["state"] == "running" for r in rows.values())
 
 
@@ -74,7 +76,7 @@ def test_kafka_stopped_is_reported_down_within_the_timeout(local_env):
         # a hang would trip the subprocess timeout; the report says when the probe gave up
         proc = run_backbone("validate", "--outputs", str(local_env["outputs"]), "--timeout", "3", timeout=30)
         assert proc.returncode == 1, proc.stdout
-        assert "| kafka | ❌ down |" in proc.stdout
+        assert "| kafka | ❌ down |" in proc.stdout and "Kafka at 127.0.0.1:" in proc.stdout
         assert "| timescale | ✅ ok |" in proc.stdout and "| redis | ✅ ok |" in proc.stdout
         as_json = run_backbone("validate", "--outputs", str(local_env["outputs"]), "--timeout", "3",
                                "--format", "json", timeout=30)

@@ -1,6 +1,7 @@
 """`backbone migrate` against PostgreSQL 15 (schema) and real TimescaleDB (PGlite: policies)."""
 import json
 import os
+import uuid
 
 import psycopg
 import pytest
@@ -11,11 +12,22 @@ from .conftest import run_backbone
 SERVICES = ("--extra", "REDIS_HOST=127.0.0.1", "--extra", "KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9")
 
 
-def pg_dsn(local_env):
+def pg_dsn(local_env, database=None):
     c = local_env["contract"]
     ts = c["backbone"]["timescale"]
     pw = c["backbone_secrets"]["timescale"]["password"]
-    return f"postgresql://{ts['user']}:{pw}@{ts['host']}:{ts['port']}/{ts['database']}"
+    return f"postgresql://{ts['user']}:{pw}@{ts['host']}:{ts['port']}/{database or ts['database']}"
+
+
+@pytest.fixture
+def scratch_db(local_env):
+    """A fresh database on the session's PostgreSQL (`local up` already migrated the main one)."""
+    name = "scratch_" + uuid.uuid4().hex[:8]
+    with psycopg.connect(pg_dsn(local_env), autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    yield name
+    with psycopg.connect(pg_dsn(local_env), autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
 
 
 def migrate(*args, outputs=None, extra=()):
@@ -23,45 +35,42 @@ def migrate(*args, outputs=None, extra=()):
     return run_backbone("migrate", *args, *src, *extra)
 
 
-def test_plan_apply_check_and_out_of_band_column_change_on_postgresql(local_env):
+def test_plan_apply_check_and_out_of_band_column_change_on_postgresql(local_env, scratch_db):
     outputs = local_env["outputs"]
-    plan = migrate("plan", outputs=outputs)
+
+    def migrate(*args):
+        return run_backbone("migrate", *args, "--outputs", str(outputs),
+                            "--extra", f"TIMESCALEDB_DATABASE={scratch_db}")
+    plan = migrate("plan")
     assert plan.returncode == 0, plan.stderr
     assert "CREATE TABLE daily_bars" in plan.stdout and "CREATE TABLE ingest_runs" in plan.stdout
-    with psycopg.connect(pg_dsn(local_env)) as conn:  # plan wrote nothing
+    with psycopg.connect(pg_dsn(local_env, scratch_db)) as conn:  # plan wrote nothing
         assert conn.execute("SELECT to_regclass('daily_bars'), to_regclass('alembic_version')").fetchone() == (None, None)
 
-    pending = migrate("check", outputs=outputs)
+    pending = migrate("check")
     assert pending.returncode == 1 and "pending migration 0001" in pending.stdout
 
-    applied = migrate("apply", "--format", "json", outputs=outputs)
+    applied = migrate("apply", "--format", "json")
     assert applied.returncode == 0, applied.stderr
     assert json.loads(applied.stdout)["writes"] > 0
-    again = migrate("apply", "--format", "json", outputs=outputs)
+    again = migrate("apply", "--format", "json")
     assert json.loads(again.stdout)["writes"] == 0  # up to date: no DDL at all
 
-    ok = migrate("check", outputs=outputs)
+    ok = migrate("check")
     assert ok.returncode == 0, ok.stdout
     assert "plain PostgreSQL (accepted by the contract)" in ok.stdout
 
-    with psycopg.connect(pg_dsn(local_env), autocommit=True) as conn:
+    with psycopg.connect(pg_dsn(local_env, scratch_db), autocommit=True) as conn:
         conn.execute("ALTER TABLE daily_bars ALTER COLUMN source TYPE text")
         conn.execute("ALTER TABLE macro_events ADD COLUMN note text")
-    try:
-        drift = migrate("check", outputs=outputs)
-        assert drift.returncode == 1
-        assert "daily_bars.source: type is TEXT, declared VARCHAR(64)" in drift.stdout
-        assert "macro_events.note: column not declared" in drift.stdout
-    finally:
-        with psycopg.connect(pg_dsn(local_env), autocommit=True) as conn:
-            conn.execute("ALTER TABLE daily_bars ALTER COLUMN source TYPE varchar(64)")
-            conn.execute("ALTER TABLE macro_events DROP COLUMN note")
-    assert migrate("check", outputs=outputs).returncode == 0
+    drift = migrate("check")
+    assert drift.returncode == 1
+    assert "daily_bars.source: type is TEXT, declared VARCHAR(64)" in drift.stdout
+    assert "macro_events.note: column not declared" in drift.stdout
 
 
 def test_required_timescaledb_missing_is_degraded_not_failed(local_env):
     outputs = local_env["outputs"]
-    assert migrate("apply", outputs=outputs).returncode == 0
     require = ("--extra", "BACKBONE_TIMESCALE_REQUIRE_TIMESCALEDB=true")
     proc = migrate("check", outputs=outputs, extra=require)
     assert proc.returncode == 0

@@ -14,12 +14,18 @@ def run(*args, cwd, env=None):
                           cwd=cwd, env=clean, timeout=60)
 
 
-def test_validate_with_no_configuration_passes_on_the_bootstrap_tier(tmp_path):
+def test_validate_with_no_configuration_runs_on_the_bootstrap_tier(tmp_path):
+    fresh = run("validate", "--format", "json", cwd=tmp_path)
+    assert fresh.returncode == 1  # the store's schema is not there yet
+    checks = {c["name"]: c for c in json.loads(fresh.stdout)["checks"]}
+    assert checks["migrations"]["code"] == "migrations_pending"
+    assert run("migrate", "apply", cwd=tmp_path).returncode == 0
     proc = run("validate", "--format", "json", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert report["tier"] == "bootstrap"
-    assert {c["name"]: c["status"] for c in report["checks"]} == {"store": "ok", "cache": "ok", "events": "ok"}
+    assert {c["name"]: c["status"] for c in report["checks"]} == {
+        "store": "ok", "cache": "ok", "events": "ok", "migrations": "ok", "smoke": "ok"}
     assert (tmp_path / ".backbone" / "bootstrap" / "backbone.db").is_file()
 
 
@@ -31,6 +37,7 @@ def test_unusable_bootstrap_store_fails_the_check(tmp_path):
 
 
 def test_output_file_is_written_and_stdout_stays_clean(tmp_path):
+    run("migrate", "apply", cwd=tmp_path)
     proc = run("validate", "--output", "reports/ready.md", cwd=tmp_path)
     assert proc.returncode == 0
     assert proc.stdout == ""
