@@ -67,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("service", help="timescale, redis, kafka, or one Kafka node such as kafka-2")
         if name == "up":
             p.add_argument("--kafka-brokers", type=int, default=1, metavar="N", help="KRaft nodes (default 1)")
+            p.add_argument("--ha", action="store_true",
+                           help="the HA topologies the staging stack declares: Patroni primary + replica (etcd), "
+                                "Redis primary + replica + 3 Sentinels, 3 KRaft nodes")
             p.add_argument("--bare", action="store_true",
                            help="start the services only; skip `migrate apply` and `topics apply`")
         if name in ("up", "start"):
@@ -137,7 +140,8 @@ def cmd_local(args) -> int:
     env = LocalEnvironment(args.state_dir, progress=lambda m: err.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {m}"))
     action = args.local_command
     if action == "up":
-        outputs = env.up(kafka_brokers=args.kafka_brokers, timeout_s=args.timeout, provision=not args.bare)
+        outputs = env.up(kafka_brokers=args.kafka_brokers, timeout_s=args.timeout, provision=not args.bare,
+                         ha=args.ha)
         err.print(f"[green]local environment is up[/]; validate it with: backbone validate --outputs {outputs}")
     elif action == "down":
         env.down()

@@ -81,6 +81,8 @@ class TimescaleEndpoint(_Model):
     sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = "prefer"
     url: SecretStr | None = None  # an explicit URL wins over the parts above
     ha: Literal["none", "patroni"] = "none"
+    # Other members of a Patroni cluster. With ha "patroni" the composed URL lists host:port
+    # and every replica, with target_session_attrs=read-write: libpq then follows the leader.
     replicas: list[HostPort] = Field(default_factory=list)
     # Plain PostgreSQL is acceptable only where the contract says so (the local platform).
     require_timescaledb: bool = True
@@ -112,15 +114,21 @@ class TimescaleEndpoint(_Model):
         auth = quote(self.user, safe="")
         if self.password is not None:
             auth += ":" + quote(self.password.get_secret_value(), safe="")
-        return (f"postgresql://{auth}@{_host(self.host)}:{self.port}/"
-                f"{quote(self.database, safe='')}?sslmode={self.sslmode}")
+        hosts = f"{_host(self.host)}:{self.port}"
+        query = f"sslmode={self.sslmode}"
+        if self.ha == "patroni" and self.replicas:
+            hosts += "".join(f",{_host(r.host)}:{r.port}" for r in self.replicas)
+            query += "&target_session_attrs=read-write"
+        return f"postgresql://{auth}@{hosts}/{quote(self.database, safe='')}?{query}"
 
     def target(self) -> dict[str, Any]:
         """Where the connection actually goes (from the URL when one is given)."""
         if self.url is None:
             return {"host": self.host, "port": self.port, "database": self.database, "user": self.user}
         parts = urlsplit(self.url.get_secret_value())
-        return {"host": parts.hostname or "", "port": parts.port or 5432,
+        first = parts.netloc.rpartition("@")[2].split(",")[0]  # libpq allows host1:p1,host2:p2
+        host, _, port = first.rpartition(":") if first.count(":") == 1 or first.startswith("[") else (first, "", "")
+        return {"host": host.strip("[]") or first, "port": int(port) if port.isdigit() else 5432,
                 "database": unquote(parts.path.lstrip("/")) or self.database,
                 "user": unquote(parts.username or "") or self.user}
 

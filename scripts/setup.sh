@@ -15,7 +15,7 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 if [ "$what" = all ]; then
 need_pkgs=()
-for pkg in postgresql redis-server redis-sentinel; do
+for pkg in postgresql redis-server redis-sentinel patroni etcd-server etcd-client; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_pkgs+=("$pkg")
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then
@@ -24,7 +24,7 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
 fi
 # The packages start system-wide services; backbone runs its own on free ports instead.
-for svc in postgresql redis-server redis-sentinel; do
+for svc in postgresql redis-server redis-sentinel patroni etcd; do
   if command -v systemctl >/dev/null && systemctl is-active --quiet "$svc" 2>/dev/null; then
     as_root systemctl stop "$svc" || true
   fi

@@ -22,7 +22,10 @@ from .provision import provision as provision_data_plane
 from .services import LocalError, LocalUsageError
 
 SERVICES = ("timescale", "redis", "kafka")
-STOP_SIGNAL = {"timescale": signal.SIGINT, "redis": signal.SIGTERM, "kafka": signal.SIGTERM}
+# how each kind of process shuts down cleanly (PostgreSQL: SIGINT is its "fast" shutdown)
+STOP_SIGNAL = {"timescale": signal.SIGINT, "redis": signal.SIGTERM, "kafka": signal.SIGTERM,
+               "postgres": signal.SIGINT, "patroni": signal.SIGTERM, "etcd": signal.SIGTERM,
+               "sentinel": signal.SIGTERM}
 
 
 def default_topics(brokers: int) -> list[dict[str, Any]]:
@@ -56,7 +59,7 @@ class LocalEnvironment:
         _write_private(self.state_file, json.dumps(state, indent=2))
 
     # --- up / down -------------------------------------------------------------------
-    def up(self, kafka_brokers: int = 1, timeout_s: float = 120, provision: bool = True) -> Path:
+    def up(self, kafka_brokers: int = 1, timeout_s: float = 120, provision: bool = True, ha: bool = False) -> Path:
         state = self._load()
         if state is not None:
             self.progress(f"{self.state_dir} already holds an environment; starting whatever is stopped")
@@ -66,19 +69,21 @@ class LocalEnvironment:
             return self.outputs_file
         if kafka_brokers < 1:
             raise LocalUsageError("--kafka-brokers must be at least 1")
+        if ha and kafka_brokers < 3:
+            kafka_brokers = 3  # the HA topology: 3 KRaft nodes, replication factor 3
         bins = find_binaries()
         missing = bins.missing(list(SERVICES))
         if missing:
             raise LocalUsageError(f"missing: {', '.join(missing)}; {SETUP_HINT}")
         self.state_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.state_dir, 0o700)
-        state = {"version": 1, "kafka_brokers": kafka_brokers, "services": {},
+        state = {"version": 1, "kafka_brokers": kafka_brokers, "ha": ha, "services": {},
                  "passwords": {"timescale": secrets.token_urlsafe(24), "redis": secrets.token_urlsafe(24)}}
         try:
             self._save(state)
             self.progress("preparing configuration and data directories")
-            state["services"]["timescale"] = svcs.prepare_timescale(self.state_dir, bins, state["passwords"]["timescale"])
-            state["services"]["redis"] = svcs.prepare_redis(self.state_dir, bins, state["passwords"]["redis"])
+            for family in topology(state).values():
+                state["services"] |= family.prepare(self.state_dir, bins, state["passwords"])
             for node in svcs.prepare_kafka(self.state_dir, bins, kafka_brokers):
                 state["services"][node.pop("name")] = node
             self._save(state)
@@ -110,8 +115,8 @@ class LocalEnvironment:
             if svc.get("pid") in pids:
                 stopped.append(name)
                 self.progress(f"stopped {name} (pid {svc['pid']})")
-            if svc["kind"] == "timescale" and svc.get("home"):
-                shutil.rmtree(svc["home"], ignore_errors=True)
+            if svc.get("outside_state_dir"):  # a data dir that had to live elsewhere (see services.py)
+                shutil.rmtree(svc["outside_state_dir"], ignore_errors=True)
         shutil.rmtree(self.state_dir, ignore_errors=True)
         return stopped
 
@@ -160,24 +165,20 @@ class LocalEnvironment:
         svc = state["services"][name]
         if is_ours(svc.get("pid"), svc.get("start_ticks")):
             return
-        if svc["kind"] == "timescale" and not Path(svc["home"]).is_dir():
-            raise LocalError(f"the PostgreSQL data directory {svc['home']} is gone; run `backbone local down` then `up`")
+        if svc.get("outside_state_dir") and not Path(svc["outside_state_dir"]).is_dir():
+            raise LocalError(f"the data directory {svc['outside_state_dir']} of {name} is gone; "
+                             "run `backbone local down` then `up`")
         started = spawn(svc["argv"], Path(svc["log"]), user=svc.get("user"))
         svc["pid"], svc["start_ticks"] = started.pid, started.start_ticks
         self._save(state)
         self.progress(f"started {name} on 127.0.0.1:{svc['port']} (pid {started.pid})")
 
     def _wait_ready(self, state: dict[str, Any], names: list[str], timeout_s: float) -> None:
-        pw = state["passwords"]
-        for name in names:
-            svc = state["services"][name]
-            if svc["kind"] == "timescale":
-                took = svcs.timescale_ready(svc, pw["timescale"], timeout_s)
-            elif svc["kind"] == "redis":
-                took = svcs.redis_ready(svc, pw["redis"], timeout_s)
-            else:
-                continue
-            self.progress(f"{name} ready after {took:.1f} s")
+        for family in topology(state).values():
+            mine = [n for n in names if state["services"][n]["kind"] in family.kinds]
+            if mine:
+                took = family.ready(state, mine, timeout_s)
+                self.progress(f"{', '.join(mine)} ready after {took:.1f} s")
         kafka = [n for n in names if state["services"][n]["kind"] == "kafka"]
         if kafka:
             nodes = [s for s in state["services"].values() if s["kind"] == "kafka"]
@@ -199,21 +200,27 @@ class LocalEnvironment:
         return rows
 
     def outputs(self, state: dict[str, Any]) -> dict[str, Any]:
-        s, pw = state["services"], state["passwords"]
-        kafka = [n for n in s.values() if n["kind"] == "kafka"]
+        kafka = [n for n in state["services"].values() if n["kind"] == "kafka"]
+        families = topology(state)
         document = {
             "contract_version": 1, "environment": "local", "tier": "institutional", "platform": "local",
-            "timescale": {"host": "127.0.0.1", "port": s["timescale"]["port"], "database": "backbone",
-                          "user": "backbone", "password": pw["timescale"], "sslmode": "disable",
-                          # the local platform runs plain PostgreSQL 15: no timescaledb package here
-                          "require_timescaledb": False},
-            "redis": {"host": "127.0.0.1", "port": s["redis"]["port"], "password": pw["redis"]},
+            "timescale": families["timescale"].contract(state),
+            "redis": families["redis"].contract(state),
             "kafka": {"bootstrap_servers": ",".join(f"127.0.0.1:{n['port']}" for n in kafka),
                       "expected_brokers": len(kafka), "topics": default_topics(len(kafka))},
         }
         Contract.model_validate(document)  # never write a contract backbone itself would reject
         public, secret = split_secrets(document)
         return {"backbone": public, "backbone_secrets": secret}
+
+
+def topology(state: dict[str, Any]) -> dict[str, Any]:
+    """The module that prepares, readies and describes each service family: single nodes,
+    or (with --ha) the HA topologies the staging stack declares."""
+    if state.get("ha"):
+        from . import patroni, sentinel
+        return {"timescale": patroni, "redis": sentinel}
+    return {"timescale": svcs.SingleTimescale, "redis": svcs.SingleRedis}
 
 
 def _write_private(path: Path, text: str) -> None:

@@ -92,7 +92,7 @@ def prepare_timescale(state_dir: Path, bins: Binaries, password: str) -> dict[st
         conf.write("\ninclude 'backbone.conf'\n")
     if user:
         os.chown(data / "backbone.conf", pwd.getpwnam(user).pw_uid, -1)
-    return {"kind": "timescale", "port": port, "home": str(home), "user": user,
+    return {"kind": "timescale", "port": port, "home": str(home), "outside_state_dir": str(home), "user": user,
             "log": str(state_dir / "logs" / "timescale.log"),
             "argv": [str(bins.pg_bin / "postgres"), "-D", str(data)]}
 
@@ -187,3 +187,42 @@ def kafka_ready(nodes: list[dict[str, Any]], timeout_s: float) -> float:
 
 def _alive(svc: dict[str, Any]) -> bool:
     return is_ours(svc.get("pid"), svc.get("start_ticks"))
+
+
+class SingleTimescale:
+    """One PostgreSQL server (the default topology)."""
+    kinds = ("timescale",)
+
+    @staticmethod
+    def prepare(state_dir: Path, bins: Binaries, passwords: dict[str, str]) -> dict[str, dict[str, Any]]:
+        return {"timescale": prepare_timescale(state_dir, bins, passwords["timescale"])}
+
+    @staticmethod
+    def ready(state: dict[str, Any], names: list[str], timeout_s: float) -> float:
+        return timescale_ready(state["services"]["timescale"], state["passwords"]["timescale"], timeout_s)
+
+    @staticmethod
+    def contract(state: dict[str, Any]) -> dict[str, Any]:
+        return {"host": "127.0.0.1", "port": state["services"]["timescale"]["port"], "database": "backbone",
+                "user": "backbone", "password": state["passwords"]["timescale"], "sslmode": "disable",
+                # the local platform runs plain PostgreSQL 15: no timescaledb package exists for it
+                "require_timescaledb": False}
+
+
+class SingleRedis:
+    """One Redis server (the default topology)."""
+    kinds = ("redis",)
+
+    @staticmethod
+    def prepare(state_dir: Path, bins: Binaries, passwords: dict[str, str]) -> dict[str, dict[str, Any]]:
+        return {"redis": prepare_redis(state_dir, bins, passwords["redis"])}
+
+    @staticmethod
+    def ready(state: dict[str, Any], names: list[str], timeout_s: float) -> float:
+        return redis_ready(state["services"]["redis"], state["passwords"]["redis"], timeout_s)
+
+    @staticmethod
+    def contract(state: dict[str, Any]) -> dict[str, Any]:
+        return {"host": "127.0.0.1", "port": state["services"]["redis"]["port"],
+                "password": state["passwords"]["redis"]}
+
