@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import __version__, cli_migrate
+from . import __version__, cli_drill, cli_migrate
 from . import cli_topics
 from .checks import DEGRADED, Check, run_concurrently
 from .checks_topics import topics_check
@@ -51,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     cli_topics.register(sub)
     cli_migrate.register(sub)
+    cli_drill.register(sub)
 
     local = sub.add_parser("local", help="real services on 127.0.0.1 for tests, CI and demos")
     lsub = local.add_subparsers(dest="local_command", required=True, metavar="ACTION")

@@ -142,8 +142,11 @@ def new_cluster_id() -> str:
 
 def prepare_kafka(state_dir: Path, bins: Binaries, brokers: int) -> list[dict[str, Any]]:
     nodes = [sc.KafkaNode(i, "127.0.0.1", free_port(), free_port()) for i in range(1, brokers + 1)]
+    # tuned failure detection: a dead broker is fenced after 3 s, so its partitions get a
+    # new leader quickly (the drills measure exactly this)
     cluster = sc.KafkaClusterSettings(default_replication_factor=min(3, brokers),
-                                      min_insync_replicas=2 if brokers >= 3 else 1)
+                                      min_insync_replicas=2 if brokers >= 3 else 1,
+                                      broker_session_timeout_ms=3000, broker_heartbeat_interval_ms=500)
     cluster_id = new_cluster_id()
     services = []
     for node in nodes:

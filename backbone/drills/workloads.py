@@ -1,0 +1,162 @@
+"""Continuous writers for the live drills: each write is a unique, checkable record, and a
+write counts as acknowledged only when the service confirmed it (Kafka acks=all, a
+committed PostgreSQL insert, a Redis reply). After recovery `read_back` says which
+acknowledged records survived. Each client follows failover its own way: libpq's
+multi-host URL with target_session_attrs=read-write, redis-py's Sentinel, Kafka natively."""
+from __future__ import annotations
+
+import math
+import uuid
+
+import psycopg
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from ..contract import Contract
+from ..probes.kafka import kafka_client_config
+from ..probes.redis import redis_client
+
+DRILL_TOPIC = "backbone.drill"
+
+
+class KafkaWorkload:
+    name = "kafka"
+
+    def __init__(self, contract: Contract, timeout_s: float = 10):
+        self.ep = contract.kafka
+        self.run_id = uuid.uuid4().hex[:12]
+        conf = kafka_client_config(self.ep, timeout_s)
+        admin = AdminClient(conf)
+        brokers = len(admin.list_topics(timeout=timeout_s).brokers)
+        rf = min(3, brokers)
+        fut = admin.create_topics([NewTopic(DRILL_TOPIC, 1, rf, config={"min.insync.replicas": str(min(2, rf))})],
+                                  request_timeout=timeout_s)[DRILL_TOPIC]
+        try:
+            fut.result(timeout=timeout_s)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
+        self.admin = admin
+        # idempotent, acks=all: an acknowledged record is on every in-sync replica
+        self.producer = Producer(conf | {"acks": "all", "enable.idempotence": True, "linger.ms": 0,
+                                         "message.timeout.ms": int(timeout_s * 1000)})
+        self.timeout_s = timeout_s
+        self.start_offset = self._end_offset()
+
+    def _end_offset(self) -> int:
+        consumer = Consumer(kafka_client_config(self.ep, self.timeout_s) | {"group.id": "backbone-drill"})
+        try:
+            return consumer.get_watermark_offsets(TopicPartition(DRILL_TOPIC, 0), timeout=self.timeout_s)[1]
+        finally:
+            consumer.close()
+
+    def leader(self) -> int:
+        return self.admin.list_topics(DRILL_TOPIC, timeout=self.timeout_s).topics[DRILL_TOPIC].partitions[0].leader
+
+    def write(self, seq: int) -> None:
+        result: dict = {}
+        self.producer.produce(DRILL_TOPIC, key=f"{self.run_id}:{seq}".encode(), value=b"1",
+                              on_delivery=lambda err, msg: result.update(err=err))
+        self.producer.flush(self.timeout_s + 1)
+        if "err" not in result:
+            raise TimeoutError("no acknowledgement")
+        if result["err"] is not None:
+            raise KafkaException(result["err"])
+
+    def read_back(self, seqs: list[int]) -> set[int]:
+        consumer = Consumer(kafka_client_config(self.ep, self.timeout_s) | {"group.id": "backbone-drill",
+                                                                            "enable.auto.commit": False})
+        found: set[int] = set()
+        try:
+            end = consumer.get_watermark_offsets(TopicPartition(DRILL_TOPIC, 0), timeout=self.timeout_s)[1]
+            consumer.assign([TopicPartition(DRILL_TOPIC, 0, self.start_offset)])
+            position = self.start_offset
+            while position < end:
+                msg = consumer.poll(self.timeout_s)
+                if msg is None:
+                    break
+                if msg.error():
+                    continue
+                position = msg.offset() + 1
+                run, _, seq = msg.key().decode().partition(":")
+                if run == self.run_id:
+                    found.add(int(seq))
+        finally:
+            consumer.close()
+        return found & set(seqs)
+
+    def close(self) -> None:
+        self.producer.flush(1)
+
+
+class RedisWorkload:
+    name = "redis"
+
+    def __init__(self, contract: Contract, timeout_s: float = 1):
+        self.ep = contract.redis
+        self.timeout_s = timeout_s
+        self.run_id = uuid.uuid4().hex[:12]
+        self.client = redis_client(self.ep, timeout_s)
+
+    def _key(self, seq: int) -> str:
+        return f"{self.ep.cache_policy.namespace}:drill:{self.run_id}:{seq}"
+
+    def write(self, seq: int) -> None:
+        self.client.set(self._key(seq), "1", ex=3600)
+
+    def read_back(self, seqs: list[int]) -> set[int]:
+        client = redis_client(self.ep, 5)
+        try:
+            found = set()
+            for i in range(0, len(seqs), 500):
+                chunk = seqs[i:i + 500]
+                values = client.mget([self._key(s) for s in chunk])
+                found |= {s for s, v in zip(chunk, values) if v is not None}
+            return found
+        finally:
+            client.close()
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class TimescaleWorkload:
+    name = "timescale"
+
+    def __init__(self, contract: Contract, timeout_s: float = 2):
+        self.ep = contract.timescale
+        self.timeout_s = timeout_s
+        self.run_id = uuid.uuid4().hex[:12]
+        self.conn: psycopg.Connection | None = None
+        with self._connect() as conn:
+            conn.execute("CREATE TABLE IF NOT EXISTS backbone_drill (run_id text NOT NULL, seq bigint NOT NULL, "
+                         "at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (run_id, seq))")
+
+    def _connect(self) -> psycopg.Connection:
+        return psycopg.connect(self.ep.dsn(), autocommit=True, connect_timeout=max(1, math.ceil(self.timeout_s)),
+                               options=f"-c statement_timeout={int(self.timeout_s * 1000)}")
+
+    def write(self, seq: int) -> None:
+        try:
+            if self.conn is None or self.conn.closed:
+                self.conn = self._connect()
+            # autocommit: the insert is acknowledged only once it committed (synchronously
+            # replicated when Patroni runs in synchronous mode)
+            self.conn.execute("INSERT INTO backbone_drill (run_id, seq) VALUES (%s, %s)", (self.run_id, seq))
+        except psycopg.Error:
+            if self.conn is not None:
+                self.conn.close()
+            self.conn = None
+            raise
+
+    def read_back(self, seqs: list[int]) -> set[int]:
+        with self._connect() as conn:
+            rows = conn.execute("SELECT seq FROM backbone_drill WHERE run_id = %s", (self.run_id,)).fetchall()
+        return {r[0] for r in rows} & set(seqs)
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+
+
+WORKLOADS = {"kafka": KafkaWorkload, "redis": RedisWorkload, "timescale": TimescaleWorkload}

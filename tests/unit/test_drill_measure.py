@@ -1,0 +1,37 @@
+"""The drill's figures from a writer's history (pure)."""
+from backbone.drills.live import Attempt, measure
+
+
+def history(spec):
+    """spec: (started, finished, ok) triples; seq = index."""
+    return [Attempt(i, s, f, ok) for i, (s, f, ok) in enumerate(spec)]
+
+
+def test_outage_detection_rto_and_no_loss():
+    attempts = history([(0.0, 0.1, True), (0.2, 0.3, True), (0.4, 1.4, False), (1.5, 2.5, False),
+                        (2.6, 2.7, True), (2.8, 2.9, True)])
+    m = measure(attempts, fault_at=0.35, found={0, 1, 4, 5})
+    assert m.detection_s == 1.4 - 0.35
+    assert m.last_ok_before == 0.3 and m.recovered_at == 2.7
+    assert abs(m.rto_s - 2.4) < 1e-9
+    assert (m.acked_writes, m.acked_lost, m.loss_window_s, m.failed_writes) == (4, 0, 0.0, 2)
+
+
+def test_a_write_in_flight_across_the_fault_is_not_the_recovery():
+    # seq 1 started before the fault and was acknowledged after it (blocked during election)
+    attempts = history([(0.0, 0.1, True), (0.2, 3.0, True), (3.1, 3.2, True)])
+    m = measure(attempts, fault_at=0.5, found={0, 1, 2})
+    assert m.detection_s is None  # nothing failed: the client rode through
+    assert m.recovered_at == 3.2 and abs(m.rto_s - 3.1) < 1e-9
+
+
+def test_lost_acknowledged_writes_and_their_window():
+    attempts = history([(0.0, 0.1, True), (0.2, 0.3, True), (0.4, 0.5, True), (0.6, 2.0, False), (2.1, 2.2, True)])
+    m = measure(attempts, fault_at=0.55, found={0, 3, 4})
+    assert m.acked_lost == 2 and m.lost_seqs == [1, 2]
+    assert abs(m.loss_window_s - 0.2) < 1e-9
+
+
+def test_no_recovery_leaves_rto_unknown():
+    m = measure(history([(0.0, 0.1, True), (0.2, 1.0, False)]), fault_at=0.15, found={0})
+    assert m.rto_s is None and m.recovered_at is None
