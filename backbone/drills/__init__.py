@@ -1,0 +1,1 @@
+"""Failover and recovery drills: live (fault injection under load), simulated, backup / restore."""
