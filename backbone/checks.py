@@ -34,6 +34,16 @@ class CheckResult:
                 "error": self.error, "details": self.details}
 
 
+def judged(name: str, summary: str, problems: list[tuple[str, str]], latency_ms: float, details: dict,
+           status_if_problems: str = DEGRADED) -> CheckResult:
+    """A probe's verdict: ok with its summary, or the first problem's code and every reason."""
+    if not problems:
+        return CheckResult(name, OK, "ok", f"{summary}.", latency_ms=latency_ms, details=details)
+    return CheckResult(name, status_if_problems, problems[0][0],
+                       f"{summary}, but " + "; ".join(reason for _, reason in problems) + ".",
+                       latency_ms=latency_ms, details=details | {"problems": [code for code, _ in problems]})
+
+
 def worst(statuses: list[str]) -> str:
     return max(statuses, key=_RANK.__getitem__, default=OK)
 

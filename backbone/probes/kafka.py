@@ -10,7 +10,7 @@ import uuid
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from ..checks import DEGRADED, DOWN, OK, CheckResult
+from ..checks import DEGRADED, DOWN, CheckResult, judged
 from ..contract import KafkaEndpoint
 
 CANARY_TOPIC = "backbone.canary"
@@ -151,8 +151,5 @@ def judge(ep: KafkaEndpoint, d: dict, latency_ms: float) -> CheckResult:
     summary = f"Kafka answers with {live} broker(s), controller {d['controller']}"
     if canary and canary["ok"]:
         summary += f", canary round trip {canary['end_to_end_ms']:.0f} ms"
-    if problems:
-        status = DOWN if canary and not canary["ok"] and d["offline_partitions"] else DEGRADED
-        return CheckResult("kafka", status, problems[0][0], f"{summary}, but " + "; ".join(p[1] for p in problems) + ".",
-                           latency_ms=latency_ms, details=d | {"problems": [p[0] for p in problems]})
-    return CheckResult("kafka", OK, "ok", summary + ".", latency_ms=latency_ms, details=d)
+    status = DOWN if canary and not canary["ok"] and d["offline_partitions"] else DEGRADED
+    return judged("kafka", summary, problems, latency_ms, d, status)

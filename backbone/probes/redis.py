@@ -8,7 +8,7 @@ import time
 import redis
 from redis.sentinel import Sentinel
 
-from ..checks import DEGRADED, DOWN, OK, CheckResult
+from ..checks import DOWN, CheckResult, judged
 from ..contract import RedisEndpoint
 
 MEMORY_DEGRADED = 0.90  # used_memory above 90 % of maxmemory
@@ -98,12 +98,8 @@ def judge(ep: RedisEndpoint, where: str, d: dict, latency_ms: float) -> CheckRes
             problems.append(("sentinel_split", f"Sentinels disagree on the master: {', '.join(sorted(masters))}"))
         if silent:
             problems.append(("sentinel_missing", f"Sentinel(s) not answering: {', '.join(silent)}"))
-    summary = f"Redis {d['redis_version']} ({d['role']}, {d['connected_replicas']} replica(s)) at {where}"
-    if problems:
-        return CheckResult("redis", DEGRADED, problems[0][0],
-                           f"{summary} answers PING, but " + "; ".join(p[1] for p in problems) + ".",
-                           latency_ms=latency_ms, details=d | {"problems": [p[0] for p in problems]})
-    return CheckResult("redis", OK, "ok", f"{summary} answers PING.", latency_ms=latency_ms, details=d)
+    summary = f"Redis {d['redis_version']} ({d['role']}, {d['connected_replicas']} replica(s)) at {where} answers PING"
+    return judged("redis", summary, problems, latency_ms, d)
 
 
 def _down(where: str, code: str, reason: str, started: float, exc: Exception) -> CheckResult:

@@ -7,7 +7,7 @@ import time
 
 import psycopg
 
-from ..checks import DEGRADED, DOWN, OK, CheckResult
+from ..checks import DOWN, CheckResult, judged
 from ..contract import TimescaleEndpoint
 
 REPLICA_LAG_DEGRADED_S = 10.0
@@ -91,8 +91,4 @@ def judge(ep: TimescaleEndpoint, where: str, d: dict, latency_ms: float) -> Chec
     flavour = f"timescaledb {d['timescaledb']}" if d["timescaledb"] else (
         "plain PostgreSQL" + ("" if ep.require_timescaledb else ", accepted by the contract"))
     summary = f"PostgreSQL {d['server_version'].split()[0]} {d['role']} at {where} answers ({flavour})"
-    if problems:
-        return CheckResult("timescale", DEGRADED, problems[0][0],
-                           f"{summary}, but " + "; ".join(p[1] for p in problems) + ".",
-                           latency_ms=latency_ms, details=d | {"problems": [p[0] for p in problems]})
-    return CheckResult("timescale", OK, "ok", f"{summary}.", latency_ms=latency_ms, details=d)
+    return judged("timescale", summary, problems, latency_ms, d)

@@ -24,21 +24,27 @@ def run_backbone(*args, timeout=180, env=None):
     return subprocess.run([*BACKBONE, *args], capture_output=True, text=True, timeout=timeout, env=full_env)
 
 
-@pytest.fixture(scope="session")
-def local_env(tmp_path_factory):
+def local_environment(tmp_path_factory, name, *up_args):
+    """Generator for fixtures: `backbone local up *up_args` in a fresh state dir, yield what
+    tests need, `backbone local down` afterwards."""
     missing = find_binaries().missing(["timescale", "redis", "kafka"])
     if missing:
         reason = f"service binaries missing ({', '.join(missing)}); {SETUP_HINT}"
         if os.environ.get("CI"):
             pytest.fail(reason)
         pytest.skip(reason)
-    state_dir = tmp_path_factory.mktemp("local") / "env"
-    up = run_backbone("local", "up", "--kafka-brokers", "3", "--state-dir", str(state_dir))
+    state_dir = tmp_path_factory.mktemp(name) / "env"
+    up = run_backbone("local", "up", *up_args, "--state-dir", str(state_dir))
     if up.returncode != 0:
         run_backbone("local", "down", "--state-dir", str(state_dir))
-        pytest.fail(f"backbone local up failed (exit {up.returncode}):\n{up.stderr}")
+        pytest.fail(f"backbone local up {' '.join(up_args)} failed (exit {up.returncode}):\n{up.stderr}")
     outputs = state_dir / "outputs.json"
     yield {"state_dir": state_dir, "outputs": outputs, "contract": json.loads(outputs.read_text()),
            "up_output": up.stdout + up.stderr}
     down = run_backbone("local", "down", "--state-dir", str(state_dir))
     assert down.returncode == 0, down.stderr
+
+
+@pytest.fixture(scope="session")
+def local_env(tmp_path_factory):
+    yield from local_environment(tmp_path_factory, "local", "--kafka-brokers", "3")

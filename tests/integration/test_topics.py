@@ -6,7 +6,6 @@ the session's, under the same skip policy (CI=true: missing binaries fail).
 """
 import copy
 import json
-import os
 import time
 
 import pytest
@@ -15,36 +14,22 @@ from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, 
                                    ResourceType)
 
 from backbone.checks_topics import topics_check
-from backbone.local.binaries import SETUP_HINT, find_binaries
 from backbone.sources import Sources, load_contract
 
-from .conftest import run_backbone
+from .conftest import local_environment, run_backbone
 
 DECLARED = {"ingest.events": 6, "ingest.metrics": 3}
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    missing = find_binaries().missing(["timescale", "redis", "kafka"])
-    if missing:
-        reason = f"service binaries missing ({', '.join(missing)}); {SETUP_HINT}"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    state_dir = tmp_path_factory.mktemp("topics") / "env"
     # --bare: `local up` would otherwise run `topics apply` itself, and the first test here
     # must see `topics apply` create the topics on an empty cluster.
-    up = run_backbone("local", "up", "--bare", "--kafka-brokers", "3", "--state-dir", str(state_dir))
-    if up.returncode != 0:
-        run_backbone("local", "down", "--state-dir", str(state_dir))
-        pytest.fail(f"backbone local up --bare --kafka-brokers 3 failed (exit {up.returncode}):\n{up.stderr}")
-    outputs = state_dir / "outputs.json"
-    document = json.loads(outputs.read_text())
-    admin = AdminClient({"bootstrap.servers": document["backbone"]["kafka"]["bootstrap_servers"]})
-    yield {"outputs": outputs, "document": document, "admin": admin,
-           "secrets": [v for s in document["backbone_secrets"].values() for v in s.values()]}
-    down = run_backbone("local", "down", "--state-dir", str(state_dir))
-    assert down.returncode == 0, down.stderr
+    for env in local_environment(tmp_path_factory, "topics", "--bare", "--kafka-brokers", "3"):
+        document = env["contract"]
+        admin = AdminClient({"bootstrap.servers": document["backbone"]["kafka"]["bootstrap_servers"]})
+        yield {"outputs": env["outputs"], "document": document, "admin": admin,
+               "secrets": [v for s in document["backbone_secrets"].values() for v in s.values()]}
 
 
 def topics(cluster, *args, outputs=None):
