@@ -254,7 +254,7 @@ class BootstrapStore(_Model):
 
 class Contract(_Model):
     contract_version: Literal[1] = CONTRACT_VERSION
-    environment: str = Field("local", min_length=1)
+    environment: str = Field("default", min_length=1)
     tier: Literal["bootstrap", "institutional"] = "bootstrap"
     platform: Literal["embedded", "local", "docker", "kubernetes"] = "embedded"
     timescale: TimescaleEndpoint | None = None
