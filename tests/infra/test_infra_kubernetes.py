@@ -118,7 +118,7 @@ def test_kafka_is_a_three_voter_kraft_quorum(staging_run):
     assert voters == [f"{i}@kafka-{i}.kafka-headless.{NS}.svc.cluster.local:9093" for i in range(3)]
     assert config["KAFKA_PROCESS_ROLES"] == "broker,controller"
     assert config["KAFKA_MIN_INSYNC_REPLICAS"] == "2"
-    assert config["KAFKA_BROKER_SESSION_TIMEOUT_MS"] == "9000"
+    assert config["KAFKA_BROKER_SESSION_TIMEOUT_MS"] == "3000"  # staging: tuned failure detection
     statefulset = manifest(staging_run, "StatefulSet", "kafka")
     assert statefulset["spec"]["podManagementPolicy"] == "Parallel"
     env = env_of(statefulset["spec"]["template"]["spec"]["containers"][0])
@@ -188,7 +188,9 @@ def test_patroni_may_use_the_kubernetes_api_as_its_dcs(staging_run):
 def test_config_changes_roll_the_pods():
     from stack_harness import run_stack
     config = stack_file_config("staging")
-    changed = {**config, "failure_detection": {"sentinel": {"down_after_ms": 2000}}}
+    detection = config.get("failure_detection", {})
+    changed = {**config, "failure_detection": {**detection, "sentinel": {**detection.get("sentinel", {}),
+                                                                          "down_after_ms": 2000}}}
     before, after = run_stack("staging", config), run_stack("staging", changed)
 
     def checksum(run, name):
