@@ -42,6 +42,18 @@ def register(sub) -> None:
                      help="dimension to mark failed in --simulate (repeatable; default: every recorded one)")
     run.set_defaults(func=cmd_run)
 
+    backup = dsub.add_parser("backup", help="Timescale backup / restore drill: dump, restore into a scratch "
+                                            "database, compare row counts, time it against the RTO, dump age vs RPO")
+    sources_args(backup)
+    backup.add_argument("--dump", type=Path, metavar="FILE",
+                        help="restore this existing pg_dump -Fc file (its age is checked against the RPO); "
+                             "default: take a dump now")
+    backup.add_argument("--work-dir", type=Path, default=Path("drills"), help="where a fresh dump is written")
+    backup.add_argument("--timeout", type=positive, default=600.0, metavar="S")
+    backup.add_argument("--format", choices=("markdown", "json"), default="markdown")
+    backup.add_argument("--output", type=Path, metavar="PATH")
+    backup.set_defaults(func=cmd_backup)
+
 
 def _backend(contract, args, progress):
     if contract.platform == "local":
@@ -123,3 +135,22 @@ def cmd_simulate(args) -> int:
     text = json.dumps(drill.to_dict(), indent=2) + "\n" if args.format == "json" else drill.to_markdown()
     emit(text, None, "simulated drill")
     return EXIT_READY if drill.to_dict().get("decision") else EXIT_BAD_INPUT
+
+
+def cmd_backup(args) -> int:
+    from .drills.backup import BackupDrillError, backup_restore_drill
+    contract = contract_from(args)
+    if contract.tier != "institutional":
+        raise ConfigError("the backup drill needs the institutional tier (a Timescale database)")
+    redactor = Redactor(contract.secrets())
+    err.print(f"[dim]{time.strftime('%H:%M:%S')}[/] backup / restore drill: "
+              + (f"restoring {args.dump}" if args.dump else "taking a dump, then restoring it"))
+    try:
+        drill = backup_restore_drill(contract, args.work_dir, dump=args.dump, timeout_s=args.timeout)
+    except BackupDrillError as exc:
+        err.print(redactor.scrub(f"backbone: backup drill failed: {exc}"), markup=False)
+        return EXIT_FAILED
+    text = json.dumps(drill.to_dict(), indent=2) + "\n" if args.format == "json" else drill.to_markdown()
+    emit(redactor.scrub(text), args.output, "backup drill")
+    return EXIT_READY if drill.passed else EXIT_FAILED
+
