@@ -14,13 +14,14 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psycopg
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, event, text
-from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import NullPool
 
 from .contract import Contract, TablePolicy
@@ -41,8 +42,11 @@ def engine_for(contract: Contract, timeout_s: float = 10) -> Engine:
         store = Path(contract.bootstrap.store)
         store.parent.mkdir(parents=True, exist_ok=True)
         return create_engine(f"sqlite:///{store}", poolclass=NullPool)
-    url = make_url(contract.timescale.dsn()).set(drivername="postgresql+psycopg")
-    return create_engine(url, poolclass=NullPool, connect_args={"connect_timeout": max(2, int(timeout_s))})
+    dsn = contract.timescale.dsn()
+    # libpq parses the URL itself: SQLAlchemy's URL parser cannot read a multi-host one
+    # (host1:p1,host2:p2, the leader-following form Patroni clusters use)
+    return create_engine("postgresql+psycopg://", poolclass=NullPool,
+                         creator=lambda: psycopg.connect(dsn, connect_timeout=max(2, int(timeout_s))))
 
 
 def alembic_config() -> Config:
