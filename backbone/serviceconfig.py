@@ -211,3 +211,82 @@ def patroni_dynamic_config(p: PatroniSettings, pg: PostgresSettings) -> dict:
         "synchronous_mode": p.synchronous_mode,
         "postgresql": {"use_pg_rewind": True, "parameters": postgresql_settings(pg)},
     }
+
+
+@dataclass(frozen=True)
+class PatroniMember:
+    """One Patroni member: where its PostgreSQL and REST API listen, where its data lives."""
+
+    name: str
+    host: str  # the address peers and clients are told to use
+    pg_port: int
+    api_port: int
+    data_dir: str
+    bind: str = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class PatroniCredentials:
+    superuser: str
+    superuser_password: str
+    replication_user: str
+    replication_password: str
+
+
+def patroni_config(p: PatroniSettings, pg: PostgresSettings, member: PatroniMember, dcs: dict,
+                   credentials: PatroniCredentials, bin_dir: str | None = None,
+                   socket_dir: str | None = None, pgpass: str | None = None,
+                   hba_network: str = "127.0.0.1/32") -> dict:
+    """A member's whole patroni.yml. `dcs` is the DCS section as Patroni spells it, e.g.
+    {"etcd3": {"hosts": ["127.0.0.1:2379"]}} or {"kubernetes": {...}}.
+
+    Carries passwords: write it where only the postgres user reads it (or a Secret)."""
+    local_params: dict[str, str] = {}
+    if socket_dir:
+        local_params["unix_socket_directories"] = socket_dir
+    postgresql: dict = {
+        "listen": f"{member.bind}:{member.pg_port}",
+        "connect_address": f"{member.host}:{member.pg_port}",
+        "data_dir": member.data_dir,
+        "authentication": {
+            "superuser": {"username": credentials.superuser, "password": credentials.superuser_password},
+            "replication": {"username": credentials.replication_user,
+                            "password": credentials.replication_password},
+        },
+        # scram everywhere: the replication user only for replication, nothing trusted
+        "pg_hba": [
+            "local all all scram-sha-256",
+            f"host replication {credentials.replication_user} {hba_network} scram-sha-256",
+            f"host all all {hba_network} scram-sha-256",
+        ],
+        "parameters": local_params,
+    }
+    if bin_dir:
+        postgresql["bin_dir"] = bin_dir
+    if pgpass:
+        postgresql["pgpass"] = pgpass
+    return {
+        "scope": p.scope,
+        "name": member.name,
+        "restapi": {"listen": f"{member.bind}:{member.api_port}",
+                    "connect_address": f"{member.host}:{member.api_port}"},
+        **dcs,
+        "bootstrap": {
+            "dcs": patroni_dynamic_config(p, pg),
+            "initdb": [{"encoding": "UTF8"}, {"locale": "C.UTF-8"}, "data-checksums",
+                       {"auth": "scram-sha-256"}],
+        },
+        "postgresql": postgresql,
+        "tags": {"nofailover": False, "noloadbalance": False, "clonefrom": False, "nosync": False},
+    }
+
+
+def etcd_args(name: str, host: str, client_port: int, peer_port: int, data_dir: str) -> list[str]:
+    """Arguments of a single-node etcd (v3 API; Patroni's `etcd3` DCS speaks it)."""
+    peer = f"http://{host}:{peer_port}"
+    client = f"http://{host}:{client_port}"
+    return [f"--name={name}", f"--data-dir={data_dir}",
+            f"--listen-client-urls={client}", f"--advertise-client-urls={client}",
+            f"--listen-peer-urls={peer}", f"--initial-advertise-peer-urls={peer}",
+            f"--initial-cluster={name}={peer}", "--initial-cluster-state=new",
+            "--initial-cluster-token=backbone-patroni"]

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from ..serviceconfig import KAFKA_VERSION
 
-SETUP_HINT = "run `make setup` (PostgreSQL and Redis from Debian packages, the Kafka jars with Maven)"
+SETUP_HINT = ("run `make setup` (PostgreSQL, Redis, redis-sentinel, Patroni and etcd from Debian packages, "
+              "the Kafka jars with Maven)")
 
 
 def default_kafka_libs() -> Path:
@@ -22,23 +23,32 @@ class Binaries:
     redis_server: Path | None
     java: Path | None
     kafka_libs: Path | None
+    # the HA topologies (`local up --ha`) only
+    patroni: Path | None = None
+    etcd: Path | None = None
+    redis_sentinel: Path | None = None
 
     def missing(self, services: list[str]) -> list[str]:
         need = {
             "timescale": [("PostgreSQL server (initdb, postgres)", self.pg_bin)],
             "redis": [("redis-server", self.redis_server)],
             "kafka": [("java (17+)", self.java), (f"Kafka {KAFKA_VERSION} jars", self.kafka_libs)],
+            "patroni": [("patroni", self.patroni)],
+            "etcd": [("etcd (etcd-server)", self.etcd)],
+            "sentinel": [("redis-sentinel", self.redis_sentinel)],
         }
         return [what for s in services for what, found in need[s] if found is None]
 
 
 def find_binaries() -> Binaries:
     return Binaries(pg_bin=_pg_bin(), redis_server=_which("redis-server"), java=_which("java"),
-                    kafka_libs=_kafka_libs())
+                    kafka_libs=_kafka_libs(), patroni=_which("patroni"), etcd=_which("etcd"),
+                    redis_sentinel=_which("redis-sentinel"))
 
 
 def _which(name: str) -> Path | None:
-    found = shutil.which(name)
+    # /usr/bin too: Debian's packages live there even when PATH is trimmed (sudo, CI runners)
+    found = shutil.which(name) or shutil.which(name, path="/usr/bin")
     return Path(found) if found else None
 
 

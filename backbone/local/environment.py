@@ -72,7 +72,7 @@ class LocalEnvironment:
         if ha and kafka_brokers < 3:
             kafka_brokers = 3  # the HA topology: 3 KRaft nodes, replication factor 3
         bins = find_binaries()
-        missing = bins.missing(list(SERVICES))
+        missing = bins.missing(list(SERVICES) + (["patroni", "etcd", "sentinel"] if ha else []))
         if missing:
             raise LocalUsageError(f"missing: {', '.join(missing)}; {SETUP_HINT}")
         self.state_dir.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,227 @@
+"""The HA Timescale topology of `backbone local up --ha`: one etcd and two Patroni members
+(`pg-1`, `pg-2`), each running PostgreSQL 15 as its child, as the staging stack declares it.
+
+Patroni's DCS is `etcd3` (etcd 3.4's v3 API, no `--enable-v2`). PostgreSQL refuses to run
+as root, so when we are root each member runs as `postgres` from a temp dir that user owns
+(recorded as `outside_state_dir`, removed by `down`): the data dir, the socket dir and the
+member's patroni.yml, which carries passwords and is written 0600. Patroni's YAML comes
+from `serviceconfig.patroni_config`, its failure detection from `patroni_dynamic_config`.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import pwd
+import secrets
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from .. import serviceconfig as sc
+from .binaries import Binaries
+from .processes import tail
+from .services import LocalError, _alive, _wait, free_port, pg_user
+
+kinds = ("etcd", "patroni")
+MEMBERS = ("pg-1", "pg-2")
+SUPERUSER = "backbone"  # Patroni's superuser is also the application user locally
+REPLICATION_USER = "replicator"
+DATABASE = "backbone"
+SETTINGS = sc.PatroniSettings(scope="backbone-local", ttl=10, loop_wait=2, retry_timeout=4, synchronous_mode=True)
+# etcd 3.4 refuses to start on architectures it does not officially support unless told to
+SUPPORTED_ETCD_ARCHS = {"x86_64", "amd64"}
+
+
+def prepare(state_dir: Path, bins: Binaries, passwords: dict[str, str]) -> dict[str, dict[str, Any]]:
+    services = {"etcd": _prepare_etcd(state_dir, bins)}
+    dcs = {"etcd3": {"hosts": [f"127.0.0.1:{services['etcd']['port']}"]}}
+    # Only the members need it; it stays in their 0600 patroni.yml files, not in the state.
+    credentials = sc.PatroniCredentials(SUPERUSER, passwords["timescale"], REPLICATION_USER,
+                                        secrets.token_urlsafe(24))
+    pg_ports = {name: free_port() for name in MEMBERS}
+    for name in MEMBERS:
+        services[name] = _prepare_member(state_dir, bins, name, pg_ports, dcs, credentials)
+    return services
+
+
+def _prepare_etcd(state_dir: Path, bins: Binaries) -> dict[str, Any]:
+    port, data = free_port(), state_dir / "etcd" / "data"
+    data.parent.mkdir(parents=True, exist_ok=True)
+    argv = [str(bins.etcd), *sc.etcd_args("etcd-1", "127.0.0.1", port, free_port(), str(data))]
+    arch = platform.machine()
+    if arch not in SUPPORTED_ETCD_ARCHS:
+        # env execs etcd: the recorded pid is still etcd's; nothing secret on this line
+        argv = ["/usr/bin/env", f"ETCD_UNSUPPORTED_ARCH={_go_arch(arch)}", *argv]
+    return {"kind": "etcd", "port": port, "home": str(data.parent), "user": None,
+            "log": str(state_dir / "logs" / "etcd.log"), "argv": argv}
+
+
+def _go_arch(machine: str) -> str:
+    return {"aarch64": "arm64", "armv7l": "arm", "i686": "386"}.get(machine, machine)
+
+
+def _prepare_member(state_dir: Path, bins: Binaries, name: str, pg_ports: dict[str, int], dcs: dict,
+                    credentials: sc.PatroniCredentials) -> dict[str, Any]:
+    home = Path(tempfile.mkdtemp(prefix=f"backbone-{name}-"))
+    os.chmod(home, 0o700)
+    member = sc.PatroniMember(name=name, host="127.0.0.1", pg_port=pg_ports[name], api_port=free_port(),
+                              data_dir=str(home / "data"))
+    # The cluster-wide parameters are pg-1's; Patroni sets port/listen per member from `listen`.
+    pg = sc.PostgresSettings(port=pg_ports[MEMBERS[0]], listen_addresses="127.0.0.1", preload_timescaledb=False,
+                             max_connections=50, shared_buffers="64MB")
+    config = sc.patroni_config(SETTINGS, pg, member, dcs, credentials, bin_dir=str(bins.pg_bin),
+                               socket_dir=str(home), pgpass=str(home / "pgpass"))
+    conf = home / "patroni.yml"
+    fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(config, f, indent=2)  # JSON is YAML: no YAML writer needed
+    user = pg_user()
+    if user:
+        uid = pwd.getpwnam(user).pw_uid
+        for path in (home, conf):
+            os.chown(path, uid, -1)
+    return {"kind": "patroni", "port": member.pg_port, "api_port": member.api_port, "home": str(home),
+            "data_dir": member.data_dir, "outside_state_dir": str(home), "user": user,
+            "log": str(state_dir / "logs" / f"{name}.log"), "argv": [str(bins.patroni), str(conf)]}
+
+
+# --- Patroni's REST API -------------------------------------------------------------------
+
+def _get(port: int, path: str, timeout_s: float = 2) -> Any:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout_s) as resp:
+        return json.loads(resp.read() or b"null")
+
+
+def cluster(state: dict[str, Any], timeout_s: float = 2) -> dict[str, Any]:
+    """Patroni's `/cluster` view, from the first member whose API answers."""
+    last: Exception | None = None
+    for name in MEMBERS:
+        svc = state["services"][name]
+        if not _alive(svc):
+            continue
+        try:
+            return _get(svc["api_port"], "/cluster", timeout_s)
+        except OSError as exc:
+            last = exc
+    raise LocalError(f"no Patroni REST API answered ({type(last).__name__ if last else 'no member running'})")
+
+
+def _leader(view: dict[str, Any]) -> str | None:
+    return next((m["name"] for m in view.get("members", []) if m.get("role") in ("leader", "master")), None)
+
+
+# --- readiness ------------------------------------------------------------------------------
+
+def ready(state: dict[str, Any], names: list[str], timeout_s: float) -> float:
+    services, password = state["services"], state["passwords"]["timescale"]
+    started = time.monotonic()
+    etcd = services["etcd"]
+    if "etcd" in names:
+        _wait("etcd", lambda: _get(etcd["port"], "/health").get("health") == "true", timeout_s,
+              Path(etcd["log"]), lambda: _alive(etcd))
+    running = [n for n in MEMBERS if _alive(services[n])]
+    if not running:
+        return time.monotonic() - started
+    logs = ", ".join(services[n]["log"] for n in running)
+    state_of: dict[str, str] = {}
+
+    def cluster_ready() -> bool:
+        view = cluster(state)
+        leader = _leader(view)
+        members = {m["name"]: m for m in view.get("members", [])}
+        state_of["leader"] = leader or "none"
+        if leader is None or any(n not in members or members[n].get("state") != "running" for n in running):
+            return False
+        standbys = [n for n in running if n != leader]
+        if not standbys:
+            return True
+        if SETTINGS.synchronous_mode and not any(members[n].get("role") == "sync_standby" for n in standbys):
+            return False
+        streaming = _streaming(services[leader]["port"], password)
+        return all(n in streaming for n in standbys)
+
+    def database_ready() -> bool:
+        leader = _leader(cluster(state))
+        port = services[leader]["port"]
+        with psycopg.connect(host="127.0.0.1", port=port, user=SUPERUSER, password=password, dbname="postgres",
+                             connect_timeout=2, autocommit=True) as conn:
+            if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)).fetchone() is None:
+                conn.execute(f"CREATE DATABASE {DATABASE}")  # a constant name, never config text
+        with psycopg.connect(host="127.0.0.1", port=port, user=SUPERUSER, password=password, dbname=DATABASE,
+                             connect_timeout=2) as conn:
+            conn.execute("SELECT 1").fetchone()
+        return True
+
+    remaining = lambda: max(1.0, timeout_s - (time.monotonic() - started))  # noqa: E731
+    alive = lambda: all(_alive(services[n]) for n in running)  # noqa: E731
+    log = Path(services[running[0]]["log"])
+    try:
+        _wait(f"Patroni cluster ({', '.join(running)}: a leader and streaming replicas)", cluster_ready,
+              remaining(), log, alive)
+        _wait(f"database {DATABASE!r} through the Patroni leader", database_ready, remaining(), log, alive)
+    except LocalError as exc:
+        # the leader's log rarely says why a replica did not join: show the others' too
+        others = "".join(f"\nlast lines of {services[n]['log']}:\n{tail(Path(services[n]['log']), 8)}"
+                         for n in running if n != state_of.get("leader"))
+        raise LocalError(f"{exc}{others}\n(leader seen: {state_of.get('leader', 'none')}; "
+                         f"member logs: {logs})") from None
+    return time.monotonic() - started
+
+
+def _streaming(port: int, password: str) -> set[str]:
+    """Members (Patroni's application_name) streaming from the leader at `port`."""
+    with psycopg.connect(host="127.0.0.1", port=port, user=SUPERUSER, password=password, dbname="postgres",
+                         connect_timeout=2, autocommit=True) as conn:
+        rows = conn.execute("SELECT application_name FROM pg_stat_replication WHERE state = 'streaming'").fetchall()
+    return {r[0] for r in rows}
+
+
+def contract(state: dict[str, Any]) -> dict[str, Any]:
+    services = state["services"]
+    return {"host": "127.0.0.1", "port": services[MEMBERS[0]]["port"], "database": DATABASE, "user": SUPERUSER,
+            "password": state["passwords"]["timescale"], "sslmode": "disable", "ha": "patroni",
+            # libpq tries every member and keeps the one that accepts writes (the leader)
+            "replicas": [{"host": "127.0.0.1", "port": services[n]["port"]} for n in MEMBERS[1:]],
+            "require_timescaledb": False}
+
+
+# --- for the drills ---------------------------------------------------------------------
+
+def primary(state: dict[str, Any], timeout_s: float = 5) -> str:
+    """The member Patroni currently names leader (waits up to `timeout_s` for one)."""
+    deadline = time.monotonic() + timeout_s
+    last = "no answer"
+    while True:
+        try:
+            leader = _leader(cluster(state))
+            if leader:
+                return leader
+            last = "no leader"
+        except LocalError as exc:
+            last = str(exc)
+        if time.monotonic() > deadline:
+            raise LocalError(f"Patroni named no leader within {timeout_s:g} s ({last})")
+        time.sleep(0.2)
+
+
+def replicas(state: dict[str, Any]) -> list[str]:
+    leader = primary(state)
+    return [n for n in MEMBERS if n != leader]
+
+
+def member_pids(state: dict[str, Any], name: str) -> list[int]:
+    """Patroni's pid and, while it runs, its postmaster's: SIGKILL both to kill the node."""
+    svc = state["services"][name]
+    pids = [svc["pid"]] if _alive(svc) else []
+    try:
+        postmaster = int((Path(svc["data_dir"]) / "postmaster.pid").read_text().split("\n", 1)[0])
+    except (OSError, ValueError):
+        return pids
+    if Path(f"/proc/{postmaster}").exists():
+        pids.append(postmaster)
+    return pids
