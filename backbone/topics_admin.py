@@ -18,7 +18,7 @@ from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, 
                                    NewTopic, ResourceType)
 
 from .contract import KafkaEndpoint, TopicSpec
-from .probes.kafka import kafka_client_config
+from .probes.kafka import kafka_client_config, kafka_text
 from .topics import (Action, ActionResult, AlterConfig, ApplyOutcome, CreateTopic, DeleteTopic, IncreasePartitions,
                      ObservedTopic, TopicPlan, plan_topics)
 
@@ -29,13 +29,6 @@ class TopicsError(Exception):
     def __init__(self, message: str, code: str = "kafka_error"):
         super().__init__(message)
         self.code = code
-
-
-def kafka_text(exc: BaseException) -> str:
-    if isinstance(exc, concurrent.futures.TimeoutError):
-        return "timed out waiting for the broker"
-    err = exc.args[0] if isinstance(exc, KafkaException) and exc.args else exc
-    return err.str() if hasattr(err, "str") else str(err)
 
 
 class CountingAdmin:

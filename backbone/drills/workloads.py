@@ -9,11 +9,11 @@ import math
 import uuid
 
 import psycopg
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from ..contract import Contract
-from ..probes.kafka import kafka_client_config
+from ..probes.kafka import ensure_topic, kafka_client_config
 from ..probes.redis import redis_client
 
 DRILL_TOPIC = "backbone.drill"
@@ -29,13 +29,8 @@ class KafkaWorkload:
         admin = AdminClient(conf)
         brokers = len(admin.list_topics(timeout=timeout_s).brokers)
         rf = min(3, brokers)
-        fut = admin.create_topics([NewTopic(DRILL_TOPIC, 1, rf, config={"min.insync.replicas": str(min(2, rf))})],
-                                  request_timeout=timeout_s)[DRILL_TOPIC]
-        try:
-            fut.result(timeout=timeout_s)
-        except KafkaException as exc:
-            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                raise
+        ensure_topic(admin, NewTopic(DRILL_TOPIC, 1, rf, config={"min.insync.replicas": str(min(2, rf))}),
+                     timeout_s)
         self.admin = admin
         # idempotent, acks=all: an acknowledged record is on every in-sync replica
         self.producer = Producer(conf | {"acks": "all", "enable.idempotence": True, "linger.ms": 0,

@@ -3,6 +3,7 @@ controller, under-replicated and offline partitions, declared topics present, an
 produce -> consume canary on its own topic with end-to-end latency."""
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import time
 import uuid
@@ -39,9 +40,24 @@ def kafka_client_config(ep: KafkaEndpoint, timeout_s: float) -> dict:
     return conf
 
 
-def _error_text(exc: KafkaException) -> str:
-    err = exc.args[0] if exc.args else exc
+def kafka_text(exc: BaseException) -> str:
+    """The broker's or librdkafka's own sentence for an error."""
+    if isinstance(exc, concurrent.futures.TimeoutError):
+        return "timed out waiting for the broker"
+    err = exc.args[0] if isinstance(exc, KafkaException) and exc.args else exc
     return err.str() if hasattr(err, "str") else str(err)
+
+
+def ensure_topic(admin: AdminClient, topic: NewTopic, timeout_s: float) -> None:
+    """Create a topic backbone owns unless it exists; another check or drill creating it at
+    the same moment is fine."""
+    if topic.topic in admin.list_topics(timeout=timeout_s).topics:
+        return
+    try:
+        admin.create_topics([topic], request_timeout=timeout_s)[topic.topic].result(timeout=timeout_s)
+    except KafkaException as exc:
+        if not (exc.args and getattr(exc.args[0], "code", lambda: None)() == KafkaError.TOPIC_ALREADY_EXISTS):
+            raise
 
 
 def probe_kafka(ep: KafkaEndpoint, timeout_s: float, canary: bool = True) -> CheckResult:
@@ -54,7 +70,7 @@ def probe_kafka(ep: KafkaEndpoint, timeout_s: float, canary: bool = True) -> Che
         remaining = max(0.5, deadline - time.monotonic())
         cluster = admin.describe_cluster(request_timeout=remaining).result(timeout=remaining)
     except KafkaException as exc:
-        text = _error_text(exc)
+        text = kafka_text(exc)
         code = "timeout" if "timed out" in text.lower() else "unreachable"
         return CheckResult("kafka", DOWN, code,
                            f"Kafka at {ep.bootstrap_servers} is down: no cluster metadata ({text}).",
@@ -90,16 +106,7 @@ def run_canary(ep: KafkaEndpoint, admin: AdminClient, brokers: int, deadline: fl
                value: bytes = b"canary") -> dict:
     """Produce one record (acks=all) to the canary topic and consume it back."""
     try:
-        remaining = max(0.5, deadline - time.monotonic())
-        if CANARY_TOPIC not in admin.list_topics(timeout=remaining).topics:
-            fut = admin.create_topics([NewTopic(CANARY_TOPIC, 1, min(3, brokers))],
-                                      request_timeout=remaining)[CANARY_TOPIC]
-            try:
-                fut.result(timeout=remaining)
-            except KafkaException as exc:
-                # another check (the smoke round trip) may create it at the same moment
-                if not (exc.args and getattr(exc.args[0], "code", lambda: None)() == KafkaError.TOPIC_ALREADY_EXISTS):
-                    raise
+        ensure_topic(admin, NewTopic(CANARY_TOPIC, 1, min(3, brokers)), max(0.5, deadline - time.monotonic()))
         conf = kafka_client_config(ep, max(0.5, deadline - time.monotonic()))
         key = uuid.uuid4().hex.encode()
         delivered: dict = {}
@@ -127,7 +134,7 @@ def run_canary(ep: KafkaEndpoint, admin: AdminClient, brokers: int, deadline: fl
             consumer.close()
         return {"ok": False, "error": "the acknowledged record was not consumed in time"}
     except KafkaException as exc:
-        return {"ok": False, "error": _error_text(exc)}
+        return {"ok": False, "error": kafka_text(exc)}
 
 
 def judge(ep: KafkaEndpoint, d: dict, latency_ms: float) -> CheckResult:
