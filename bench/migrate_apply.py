@@ -13,8 +13,8 @@ from pathlib import Path
 
 import psycopg
 
-from backbone import migrate
-from backbone.sources import Sources, load_contract
+from backbone.migrate import ops as migrate
+from backbone.contract.sources import Sources, load_contract
 
 
 def main() -> None:

@@ -17,10 +17,10 @@ from pathlib import Path
 
 from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 
-from backbone.probes.kafka import kafka_client_config
-from backbone.sources import Sources, load_contract
-from backbone.topics import validate_declared
-from backbone.topics_admin import CountingAdmin, apply_plan, plan_cluster
+from backbone.clients.kafka import kafka_client_config
+from backbone.contract.sources import Sources, load_contract
+from backbone.topics.model import validate_declared
+from backbone.topics.admin import CountingAdmin, apply_plan, plan_cluster
 
 
 def backbone_apply(kafka, timeout_s):

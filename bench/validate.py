@@ -20,9 +20,9 @@ import redis
 from confluent_kafka.admin import AdminClient
 
 from backbone.checks import run_concurrently
-from backbone.cli import plan_checks
-from backbone.probes.kafka import kafka_client_config
-from backbone.sources import Sources, load_contract
+from backbone.cli.checks import plan_checks
+from backbone.clients.kafka import kafka_client_config
+from backbone.contract.sources import Sources, load_contract
 
 
 def raw_round_trips(contract, timeout_s: float) -> None:

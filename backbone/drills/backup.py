@@ -26,7 +26,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from ..contract import Contract
 from ..local.binaries import SETUP_HINT, find_binaries
 from ..report import Redactor
-from ..schema import metadata
+from ..migrate.schema import metadata
 
 # TimescaleDB's catalogue and chunk schemas: their contents follow from the hypertables,
 # whose counts (through the parent table) already cover the chunks.

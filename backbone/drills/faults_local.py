@@ -12,7 +12,7 @@ from confluent_kafka.admin import AdminClient
 
 from ..local.environment import LocalEnvironment, topology
 from ..local.processes import is_ours
-from ..probes.kafka import kafka_client_config
+from ..clients.kafka import kafka_client_config
 from .faults import FaultError
 
 

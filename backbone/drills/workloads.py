@@ -13,8 +13,8 @@ from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from ..contract import Contract
-from ..probes.kafka import ensure_topic, kafka_client_config
-from ..probes.redis import redis_client
+from ..clients.kafka import ensure_topic, kafka_client_config
+from ..clients.redis import redis_client
 
 DRILL_TOPIC = "backbone.drill"
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-from .. import migrate
+from ..migrate import ops as migrate
 from ..contract import Contract
 from ..probes.kafka import describe
-from ..topics_admin import CountingAdmin, apply_plan, plan_cluster
+from ..topics.admin import CountingAdmin, apply_plan, plan_cluster
 from .services import LocalError
 
 

@@ -20,19 +20,22 @@ import redis
 from confluent_kafka.admin import AdminClient
 
 from .. import serviceconfig as sc
-from ..probes.kafka import QUIET_LOGGER
+from ..errors import BackboneError
+from ..clients.kafka import QUIET_LOGGER
 from .binaries import Binaries
 from .processes import is_ours, run_as, tail
 
 PG_USER = "postgres"  # PostgreSQL refuses to run as root
 
 
-class LocalError(RuntimeError):
+class LocalError(BackboneError, RuntimeError):
     """A local-environment failure with a message meant for the operator (exit 1)."""
 
 
 class LocalUsageError(LocalError):
     """The request itself is wrong: unknown service, no environment, missing binaries (exit 2)."""
+
+    exit_code = 2
 
 
 def free_port() -> int:
@@ -159,7 +162,9 @@ def prepare_kafka(state_dir: Path, bins: Binaries, brokers: int) -> list[dict[st
         (home / "log4j2.properties").write_text(_log4j2(state_dir / "logs" / f"{name}.server.log"))
         java = [str(bins.java), "-Xms128m", "-Xmx512m", "-XX:+UseG1GC", "-Djava.awt.headless=true",
                 f"-Dlog4j2.configurationFile={home / 'log4j2.properties'}", "-cp", f"{bins.kafka_libs}/*"]
-        fmt = run_as(java + ["kafka.tools.StorageTool", "format", "-t", cluster_id,
+        # `--cluster-id=ID` in one word: a base64 id may begin with "-" (1 start in 64), which
+        # `-t ID` would hand to the option parser as another flag
+        fmt = run_as(java + ["kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}",
                              "-c", str(home / "server.properties"), "--ignore-formatted"], None)
         if fmt.returncode != 0:
             raise LocalError(f"formatting Kafka storage for {name} failed: {(fmt.stderr or fmt.stdout).strip()[-800:]}")

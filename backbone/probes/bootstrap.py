@@ -8,7 +8,7 @@ import uuid
 
 from ..checks import DOWN, OK, Check, CheckResult
 from ..contract import CachePolicy, Contract
-from ..embedded import EmbeddedStore, InProcessCache, InProcessEventLog
+from ..data.embedded import EmbeddedStore, InProcessCache, InProcessEventLog
 
 
 def bootstrap_checks(contract: Contract, timeout_s: float) -> dict[str, Check]:

@@ -3,61 +3,17 @@ controller, under-replicated and offline partitions, declared topics present, an
 produce -> consume canary on its own topic with end-to-end latency."""
 from __future__ import annotations
 
-import concurrent.futures
-import logging
 import time
 import uuid
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from ..checks import DEGRADED, DOWN, CheckResult, judged
+from ..clients.kafka import ensure_topic, kafka_client_config, kafka_text
 from ..contract import KafkaEndpoint
 
 CANARY_TOPIC = "backbone.canary"
-
-QUIET_LOGGER = logging.getLogger("backbone.librdkafka")
-QUIET_LOGGER.addHandler(logging.NullHandler())
-QUIET_LOGGER.propagate = False
-
-
-def kafka_client_config(ep: KafkaEndpoint, timeout_s: float) -> dict:
-    """librdkafka settings shared by every client backbone makes."""
-    conf = {
-        "bootstrap.servers": ep.bootstrap_servers,
-        "security.protocol": ep.security_protocol,
-        "socket.timeout.ms": max(10, int(timeout_s * 1000)),
-        "socket.connection.setup.timeout.ms": max(1000, int(timeout_s * 1000)),
-        "reconnect.backoff.max.ms": 500,
-        "logger": QUIET_LOGGER,  # librdkafka would otherwise print connection errors to stderr
-    }
-    if ep.sasl_mechanism:
-        conf["sasl.mechanism"] = ep.sasl_mechanism
-    if ep.sasl_username:
-        conf["sasl.username"] = ep.sasl_username
-    if ep.sasl_password:
-        conf["sasl.password"] = ep.sasl_password.get_secret_value()
-    return conf
-
-
-def kafka_text(exc: BaseException) -> str:
-    """The broker's or librdkafka's own sentence for an error."""
-    if isinstance(exc, concurrent.futures.TimeoutError):
-        return "timed out waiting for the broker"
-    err = exc.args[0] if isinstance(exc, KafkaException) and exc.args else exc
-    return err.str() if hasattr(err, "str") else str(err)
-
-
-def ensure_topic(admin: AdminClient, topic: NewTopic, timeout_s: float) -> None:
-    """Create a topic backbone owns unless it exists; another check or drill creating it at
-    the same moment is fine."""
-    if topic.topic in admin.list_topics(timeout=timeout_s).topics:
-        return
-    try:
-        admin.create_topics([topic], request_timeout=timeout_s)[topic.topic].result(timeout=timeout_s)
-    except KafkaException as exc:
-        if not (exc.args and getattr(exc.args[0], "code", lambda: None)() == KafkaError.TOPIC_ALREADY_EXISTS):
-            raise
 
 
 def probe_kafka(ep: KafkaEndpoint, timeout_s: float, canary: bool = True) -> CheckResult:

@@ -1,0 +1,92 @@
+"""`backbone validate | probe | manifest`. `validate` assembles the concepts' own readiness
+checks; it owns none of them."""
+from __future__ import annotations
+
+import json
+import os
+import time
+
+from .common import contract_from, emit, err, positive, report_args, sources_args
+
+
+def register(sub) -> None:
+    for name, text in (("validate", "post-deploy readiness: probes, migrations, topics and a smoke round trip "
+                                    "in one report, with an exit code CI can gate on"),
+                       ("probe", "the service probes only")):
+        p = sub.add_parser(name, help=text, description=text)
+        sources_args(p)
+        report_args(p, formats=("markdown", "json", "junit"))
+        p.add_argument("--timeout", type=positive, default=5.0, metavar="S", help="per-check timeout (default 5)")
+        p.add_argument("--strict", action="store_true", help="treat degraded as failed (exit 1)")
+        p.add_argument("--retry-timeout", type=positive, default=None, metavar="S",
+                       help="keep re-checking a just-deployed environment for up to S seconds until it is ready")
+        p.set_defaults(func=cmd_checks)
+
+    p = sub.add_parser("manifest", help="the redaction-safe manifest of the environment")
+    sources_args(p)
+    report_args(p)
+    p.set_defaults(func=cmd_manifest)
+
+
+def plan_checks(contract, command: str, timeout_s: float) -> dict:
+    """name -> check, for `probe` (the service probes) or `validate` (everything)."""
+    from ..probes import plan_probes
+    checks = plan_probes(contract, timeout_s)
+    if command == "validate":
+        from ..data.smoke import smoke_check
+        from ..migrate.check import migrations_check
+        checks["migrations"] = lambda: migrations_check(contract, timeout_s)
+        if contract.tier == "institutional":
+            from ..topics.check import topics_check
+            checks["topics"] = lambda: topics_check(contract, timeout_s)
+        checks["smoke"] = lambda: smoke_check(contract, timeout_s)
+    return checks
+
+
+def cmd_checks(args) -> int:
+    from ..checks import DEGRADED, run_concurrently
+    from ..report import Redactor, Report, render
+
+    contract = contract_from(args)
+    redactor = Redactor(contract.secrets())
+    started = time.perf_counter()
+    give_up = time.monotonic() + (args.retry_timeout or 0)
+    attempt = 0
+    while True:
+        attempt += 1
+        # Each check has its own timeout; one overall deadline bounds the lot.
+        results = run_concurrently(plan_checks(contract, args.command, args.timeout), deadline_s=args.timeout + 2)
+        report = Report(args.command, contract, results, time.perf_counter() - started, strict=args.strict)
+        left = give_up - time.monotonic()
+        if report.exit_code == 0 or left <= 0:
+            break
+        failing = ", ".join(f"{r.name} {r.status} ({r.code})" for r in results if r.status != "ok")
+        err.print(redactor.scrub(f"[dim]{time.strftime('%H:%M:%S')}[/] attempt {attempt}: not ready: {failing}; "
+                                 f"retrying for another {left:.0f} s"))
+        time.sleep(min(2.0, max(0.0, left)))
+    if attempt > 1:
+        err.print(f"{report.verdict} after {attempt} attempts")
+    emit(render(report, args.format, redactor), args.output, f"{report.status}: {report.verdict}")
+    summary_file = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary_file:
+        try:
+            with open(summary_file, "a") as f:
+                f.write(render(report, "markdown", redactor) + "\n")
+        except OSError as exc:
+            err.print(f"[yellow]warning:[/] cannot write GITHUB_STEP_SUMMARY ({exc.strerror})")
+    if report.status == DEGRADED and not args.strict:
+        names = ", ".join(r.name for r in results if r.status == DEGRADED)
+        err.print(f"[yellow]warning:[/] degraded: {names} (exit 0; --strict makes this fail)")
+    return report.exit_code
+
+
+def cmd_manifest(args) -> int:
+    from ..report import Redactor
+    contract = contract_from(args)
+    manifest = contract.manifest()
+    if args.format == "json":
+        text = json.dumps(manifest, indent=2) + "\n"
+    else:
+        text = f"# Backbone manifest: {contract.environment}\n\n```json\n{json.dumps(manifest, indent=2)}\n```\n"
+    emit(Redactor(contract.secrets()).scrub(text), args.output, "manifest")
+    return 0

@@ -1,0 +1,74 @@
+"""Pieces every command group shares: configuration-source options, report options, the
+stderr console and report output. Light on purpose: the contract model and rich load on
+first use, so `backbone --version` and argument errors never pay for them."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from ..contract import Contract
+
+
+class _LazyConsole:
+    """rich's stderr console, created on the first print."""
+
+    _console = None
+
+    def print(self, *objects, **kwargs) -> None:
+        if self._console is None:
+            from rich.console import Console
+            type(self)._console = Console(stderr=True, highlight=False, soft_wrap=True)
+        self._console.print(*objects, **kwargs)
+
+
+err = _LazyConsole()
+
+
+def sources_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("configuration sources (later ones override earlier ones)")
+    src = g.add_mutually_exclusive_group()
+    src.add_argument("--outputs", type=Path, metavar="FILE",
+                     help="outputs contract: `pulumi stack output --json --show-secrets` or `local up`'s outputs.json")
+    src.add_argument("--stack", metavar="NAME", help="read the outputs of this Pulumi stack (needs the pulumi CLI)")
+    g.add_argument("--env-file", type=Path, metavar="FILE", help="dotenv file, read without exporting")
+    g.add_argument("--extra", action="append", default=[], metavar="KEY=VALUE", help="override one setting")
+
+
+def report_args(p: argparse.ArgumentParser, formats=("markdown", "json")) -> None:
+    p.add_argument("--format", choices=formats, default="markdown")
+    p.add_argument("--output", type=Path, metavar="PATH", help="write the report here instead of stdout")
+
+
+def positive(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {raw!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be greater than 0")
+    return value
+
+
+def contract_from(args) -> Contract:
+    from ..contract import Sources, load_contract
+    return load_contract(Sources(outputs=args.outputs, stack=args.stack, env_file=args.env_file,
+                                 extras=tuple(args.extra)))
+
+
+def emit(text: str, output: Path | None, summary: str) -> None:
+    if output is None:
+        sys.stdout.write(text)
+        return
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        tmp = output.with_name(f".{output.name}.tmp")
+        tmp.write_text(text)
+        tmp.replace(output)  # atomic: never a half-written report
+    except OSError as exc:
+        raise ConfigError(f"--output {output}: cannot write ({exc.strerror})") from None
+    err.print(f"{summary}; report written to {output}")

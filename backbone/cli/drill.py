@@ -1,0 +1,156 @@
+"""`backbone drill run | backup`: live failover drills, the seeds' simulated drill, and the
+Timescale backup / restore drill."""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from ..errors import ConfigError
+from ..report import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_READY, Redactor
+from .common import contract_from, emit, err, positive, sources_args
+
+SERVICES = ("timescale", "redis", "kafka")
+TARGETS = ("primary", "leader", "controller", "replica")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("drill", help="failover and recovery drills, measured against the objectives")
+    dsub = p.add_subparsers(dest="drill_command", required=True, metavar="ACTION")
+    run = dsub.add_parser("run", help="inject a fault while writing; measure detection, RTO and lost writes",
+                          description="Live drill: a continuous writer records every acknowledgement, the fault "
+                                      "is injected, and every acknowledged record is read back after recovery. "
+                                      "With --simulate, replays recorded ingest results instead (no service).")
+    sources_args(run)
+    run.add_argument("--service", choices=SERVICES)
+    run.add_argument("--fault", choices=("kill", "stop", "pause", "partition"), default="kill")
+    run.add_argument("--target", choices=TARGETS, default="primary",
+                     help="which member: the primary / leader (default), Kafka's controller, or a replica")
+    run.add_argument("--state-dir", type=Path, default=Path(os.environ.get("BACKBONE_STATE_DIR", ".backbone/local")),
+                     help="the local environment (platform local)")
+    run.add_argument("--namespace", default="backbone", help="kubernetes namespace (platform kubernetes)")
+    run.add_argument("--network", default="backbone", help="docker network (platform docker, partition faults)")
+    run.add_argument("--warmup", type=positive, default=2.0, metavar="S", help="writes before the fault (default 2)")
+    run.add_argument("--max-outage", type=positive, default=60.0, metavar="S",
+                     help="give up waiting for writes to resume after S seconds (default 60)")
+    run.add_argument("--output-dir", type=Path, default=Path("drills"), help="JSON, Markdown and PNG go here")
+    run.add_argument("--format", choices=("markdown", "json"), default="markdown")
+    run.add_argument("--simulate", action="store_true", help="replay recorded ingest results; touch no service")
+    run.add_argument("--results", type=Path, metavar="FILE", help="recorded ingest results (JSON) for --simulate")
+    run.add_argument("--fail-dimension", action="append", default=[], metavar="NAME",
+                     help="dimension to mark failed in --simulate (repeatable; default: every recorded one)")
+    run.set_defaults(func=cmd_run)
+
+    backup = dsub.add_parser("backup", help="Timescale backup / restore drill: dump, restore into a scratch "
+                                            "database, compare row counts, time it against the RTO, dump age vs RPO")
+    sources_args(backup)
+    backup.add_argument("--dump", type=Path, metavar="FILE",
+                        help="restore this existing pg_dump -Fc file (its age is checked against the RPO); "
+                             "default: take a dump now")
+    backup.add_argument("--work-dir", type=Path, default=Path("drills"), help="where a fresh dump is written")
+    backup.add_argument("--timeout", type=positive, default=600.0, metavar="S")
+    backup.add_argument("--format", choices=("markdown", "json"), default="markdown")
+    backup.add_argument("--output", type=Path, metavar="PATH")
+    backup.set_defaults(func=cmd_backup)
+
+
+def _backend(contract, args, progress):
+    if contract.platform == "local":
+        from ..drills.faults_local import LocalFaults
+        return LocalFaults(args.state_dir, progress=progress)
+    if contract.platform == "docker":
+        from ..drills.faults_docker import DockerFaults
+        return DockerFaults(network=args.network)
+    if contract.platform == "kubernetes":
+        from ..drills.faults_kubernetes import KubernetesFaults
+        return KubernetesFaults(namespace=args.namespace)
+    raise ConfigError(f"platform {contract.platform!r} has no services to drill; use --simulate")
+
+
+def cmd_run(args) -> int:
+    if args.simulate:
+        return cmd_simulate(args)
+    if args.service is None:
+        raise ConfigError("--service is required for a live drill (timescale, redis or kafka)")
+    contract = contract_from(args)
+    if contract.tier != "institutional":
+        raise ConfigError("a live drill needs the institutional tier; the bootstrap tier has only --simulate")
+    from ..drills.faults import FaultError
+    from ..drills.live import run_drill
+    from ..drills.render import timeline_png, to_markdown
+    from ..drills.workloads import WORKLOADS
+
+    redactor = Redactor(contract.secrets())
+
+    def progress(message: str) -> None:
+        err.print(redactor.scrub(f"[dim]{time.strftime('%H:%M:%S')}[/] {message}"))
+
+    backend = _backend(contract, args, progress)
+    try:
+        if hasattr(backend, "preflight"):
+            backend.preflight(args.fault)
+        workload = WORKLOADS[args.service](contract)
+        member = backend.resolve(args.service, args.target, contract, workload) if hasattr(backend, "resolve") \
+            else args.target
+    except FaultError as exc:
+        raise ConfigError(str(exc)) from None
+
+    def inject() -> str:
+        backend.inject(member, args.fault)
+        return member
+
+    objectives = getattr(contract.objectives, args.service).model_dump()
+    try:
+        result = run_drill(workload, inject, lambda m: backend.heal(m, args.fault), service=args.service,
+                           fault=args.fault, target=args.target, platform=contract.platform, objectives=objectives,
+                           warmup_s=args.warmup, max_outage_s=args.max_outage, progress=progress)
+    except FaultError as exc:
+        err.print(redactor.scrub(f"backbone: drill failed: {exc}"), markup=False)
+        return EXIT_FAILED
+    if args.service == "redis" and result.measurement.acked_lost:
+        result.notes.append("Redis replicates asynchronously: writes acknowledged by the old master and not yet "
+                            "replicated are lost on failover; this drill counts them.")
+    stem = f"drill-{args.service}-{args.fault}-{time.strftime('%Y%m%dT%H%M%S')}"
+    out = args.output_dir
+    png = timeline_png(result, out / f"{stem}.png")
+    markdown = to_markdown(result, png)
+    data = result.to_dict() | {"timeline_png": str(png)}
+    (out / f"{stem}.json").write_text(redactor.scrub(json.dumps(data, indent=2)))
+    (out / f"{stem}.md").write_text(redactor.scrub(markdown))
+    err.print(f"timeline: {png}")
+    emit(redactor.scrub(json.dumps(data, indent=2) + "\n" if args.format == "json" else markdown), None, "drill")
+    return EXIT_READY if result.passed else EXIT_FAILED
+
+
+def cmd_simulate(args) -> int:
+    from ..drills.simulate import SimulationInputError, load_results, simulate_failover
+    if args.results is None:
+        raise ConfigError("--simulate needs --results FILE (recorded ingest results, JSON)")
+    try:
+        results = load_results(args.results)
+        drill = simulate_failover(results, args.fail_dimension or None)
+    except SimulationInputError as exc:
+        raise ConfigError(str(exc)) from None
+    text = json.dumps(drill.to_dict(), indent=2) + "\n" if args.format == "json" else drill.to_markdown()
+    emit(text, None, "simulated drill")
+    return EXIT_READY if drill.to_dict().get("decision") else EXIT_BAD_INPUT
+
+
+def cmd_backup(args) -> int:
+    from ..drills.backup import BackupDrillError, backup_restore_drill
+    contract = contract_from(args)
+    if contract.tier != "institutional":
+        raise ConfigError("the backup drill needs the institutional tier (a Timescale database)")
+    redactor = Redactor(contract.secrets())
+    err.print(f"[dim]{time.strftime('%H:%M:%S')}[/] backup / restore drill: "
+              + (f"restoring {args.dump}" if args.dump else "taking a dump, then restoring it"))
+    try:
+        drill = backup_restore_drill(contract, args.work_dir, dump=args.dump, timeout_s=args.timeout)
+    except BackupDrillError as exc:
+        err.print(redactor.scrub(f"backbone: backup drill failed: {exc}"), markup=False)
+        return EXIT_FAILED
+    text = json.dumps(drill.to_dict(), indent=2) + "\n" if args.format == "json" else drill.to_markdown()
+    emit(redactor.scrub(text), args.output, "backup drill")
+    return EXIT_READY if drill.passed else EXIT_FAILED
+

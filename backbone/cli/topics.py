@@ -1,0 +1,80 @@
+"""`backbone topics plan|apply|check`: the declared Kafka topics against the live cluster.
+
+Exit codes: 0 done / in sync; 1 drift (check), a refused or failed apply, a blocked plan,
+or Kafka unreachable; 2 bad input (unknown config key, replication factor above
+kafka.expected_brokers, no Kafka in the environment).
+"""
+from __future__ import annotations
+
+import argparse
+
+from ..errors import ConfigError
+from ..report import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_READY, Redactor
+from .common import contract_from, emit, err, positive, report_args, sources_args
+
+ACTIONS = (
+    ("plan", "show what `topics apply` would do: creates, partition increases, config changes "
+             "(old → new per key), replication-factor differences, undeclared topics; changes nothing"),
+    ("apply", "create declared topics, increase partitions and alter configs in place; refuses the whole "
+              "plan on a partition decrease; deletes undeclared topics only with --allow-delete"),
+    ("check", "exit 1 if the cluster differs from the declared topics (undeclared topics are not drift)"),
+)
+
+
+def register(subparsers) -> None:
+    text = "Kafka topics: plan, apply and check the declared topics against the cluster"
+    topics = subparsers.add_parser("topics", help=text, description=text)
+    actions = topics.add_subparsers(dest="topics_command", required=True, metavar="ACTION")
+    for name, help_text in ACTIONS:
+        p = actions.add_parser(name, help=help_text, description=help_text)
+        sources_args(p)
+        report_args(p)
+        p.add_argument("--timeout", type=positive, default=10.0, metavar="S",
+                       help="timeout for each admin request (default 10)")
+        if name in ("plan", "apply"):
+            p.add_argument("--allow-delete", action="store_true",
+                           help="delete topics the contract does not declare (never internal ones)"
+                           + ("; with plan: show those deletions" if name == "plan" else ""))
+        p.set_defaults(func=cmd_topics)
+
+
+def cmd_topics(args: argparse.Namespace) -> int:
+    from ..topics.admin import CountingAdmin, TopicsError, apply_plan, plan_cluster
+    from ..topics.model import validate_declared
+    from ..topics.render import apply_summary, check_problems, plan_summary, render_apply, render_check, render_plan
+
+    contract = contract_from(args)  # bad sources raise ConfigError: cli.main prints it, exit 2
+    redactor = Redactor(contract.secrets())
+    action = args.topics_command
+    try:
+        kafka = contract.kafka
+        if kafka is None:
+            raise ConfigError(f"topics {action}: this environment ({contract.tier} tier) has no Kafka; "
+                              "nothing to manage")
+        validate_declared(kafka.topics, kafka.expected_brokers)  # before the broker is contacted
+    except ConfigError as exc:
+        err.print(redactor.scrub(f"backbone: error: {exc}"), markup=False)
+        return EXIT_BAD_INPUT
+    header = {"environment": contract.environment, "bootstrap_servers": kafka.bootstrap_servers}
+    try:
+        admin = CountingAdmin(kafka, args.timeout)
+        plan = plan_cluster(admin, kafka.topics, allow_delete=getattr(args, "allow_delete", False))
+        outcome = apply_plan(admin, plan) if action == "apply" else None
+    except TopicsError as exc:
+        err.print(redactor.scrub(f"backbone: topics {action}: {exc}"), markup=False)
+        return EXIT_FAILED
+
+    if action == "plan":
+        text, summary = render_plan(plan, args.format, header), plan_summary(plan)
+        code = EXIT_FAILED if plan.blocking else EXIT_READY
+    elif action == "check":
+        problems = check_problems(plan)
+        text = render_check(plan, args.format, header)
+        summary = f"drift: {len(problems)} difference(s)" if problems else "in sync"
+        code = EXIT_FAILED if problems else EXIT_READY
+    else:
+        text, summary, code = render_apply(outcome, args.format, header), apply_summary(outcome), outcome.exit_code
+    emit(redactor.scrub(text), args.output, redactor.scrub(f"topics {action}: {summary}"))
+    if code != EXIT_READY and args.output is None:
+        err.print(redactor.scrub(f"backbone: topics {action}: {summary}"), markup=False)
+    return code

@@ -1,0 +1,15 @@
+"""The one error root. The CLI turns a `BackboneError` into its message and exit code;
+anything else is a bug and keeps its traceback."""
+from __future__ import annotations
+
+
+class BackboneError(Exception):
+    """An error whose message is meant for the operator and carries no secret."""
+
+    exit_code = 1  # a check or an operation failed
+
+
+class ConfigError(BackboneError, ValueError):
+    """Bad input or configuration; the message names the field or option (exit 2)."""
+
+    exit_code = 2

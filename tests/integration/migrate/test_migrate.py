@@ -1,0 +1,149 @@
+"""`backbone migrate` against PostgreSQL 15 (schema) and real TimescaleDB (PGlite: policies)."""
+import json
+import os
+import uuid
+
+import psycopg
+import pytest
+
+from .. import pglite
+from ..conftest import run_backbone
+
+SERVICES = ("--extra", "REDIS_HOST=127.0.0.1", "--extra", "KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9")
+
+
+def pg_dsn(local_env, database=None):
+    c = local_env["contract"]
+    ts = c["backbone"]["timescale"]
+    pw = c["backbone_secrets"]["timescale"]["password"]
+    return f"postgresql://{ts['user']}:{pw}@{ts['host']}:{ts['port']}/{database or ts['database']}"
+
+
+@pytest.fixture
+def scratch_db(local_env):
+    """A fresh database on the session's PostgreSQL (`local up` already migrated the main one)."""
+    name = "scratch_" + uuid.uuid4().hex[:8]
+    with psycopg.connect(pg_dsn(local_env), autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    yield name
+    with psycopg.connect(pg_dsn(local_env), autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+def migrate(*args, outputs=None, extra=()):
+    src = ("--outputs", str(outputs)) if outputs else SERVICES
+    return run_backbone("migrate", *args, *src, *extra)
+
+
+def test_plan_apply_check_and_out_of_band_column_change_on_postgresql(local_env, scratch_db):
+    outputs = local_env["outputs"]
+
+    def migrate(*args):
+        return run_backbone("migrate", *args, "--outputs", str(outputs),
+                            "--extra", f"TIMESCALEDB_DATABASE={scratch_db}")
+    plan = migrate("plan")
+    assert plan.returncode == 0, plan.stderr
+    assert "CREATE TABLE daily_bars" in plan.stdout and "CREATE TABLE ingest_runs" in plan.stdout
+    with psycopg.connect(pg_dsn(local_env, scratch_db)) as conn:  # plan wrote nothing
+        assert conn.execute("SELECT to_regclass('daily_bars'), to_regclass('alembic_version')").fetchone() == (None, None)
+
+    pending = migrate("check")
+    assert pending.returncode == 1 and "pending migration 0001" in pending.stdout
+
+    applied = migrate("apply", "--format", "json")
+    assert applied.returncode == 0, applied.stderr
+    assert json.loads(applied.stdout)["writes"] > 0
+    again = migrate("apply", "--format", "json")
+    assert json.loads(again.stdout)["writes"] == 0  # up to date: no DDL at all
+
+    ok = migrate("check")
+    assert ok.returncode == 0, ok.stdout
+    assert "plain PostgreSQL (accepted by the contract)" in ok.stdout
+
+    with psycopg.connect(pg_dsn(local_env, scratch_db), autocommit=True) as conn:
+        conn.execute("ALTER TABLE daily_bars ALTER COLUMN source TYPE text")
+        conn.execute("ALTER TABLE macro_events ADD COLUMN note text")
+    drift = migrate("check")
+    assert drift.returncode == 1
+    assert "daily_bars.source: type is TEXT, declared VARCHAR(64)" in drift.stdout
+    assert "macro_events.note: column not declared" in drift.stdout
+
+
+def test_required_timescaledb_missing_is_degraded_not_failed(local_env):
+    outputs = local_env["outputs"]
+    require = ("--extra", "BACKBONE_TIMESCALE_REQUIRE_TIMESCALEDB=true")
+    proc = migrate("check", outputs=outputs, extra=require)
+    assert proc.returncode == 0
+    assert "timescaledb extension not installed" in proc.stdout + proc.stderr
+    assert migrate("check", "--strict", outputs=outputs, extra=require).returncode == 1
+
+
+@pytest.fixture(scope="module")
+def timescale(tmp_path_factory):
+    reason = pglite.available()
+    if reason:
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    server = pglite.PGliteServer(tmp_path_factory.mktemp("pglite") / "pglite.log").start()
+    yield server
+    server.stop()
+
+
+def test_hypertables_and_policies_on_real_timescaledb(timescale):
+    url = ("--extra", f"TIMESCALEDB_URL={timescale.url}")
+    applied = migrate("apply", "--format", "json", extra=url)
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    with psycopg.connect(timescale.url, autocommit=True) as conn:
+        hyper = {r[0] for r in conn.execute("SELECT hypertable_name FROM timescaledb_information.hypertables")}
+        assert hyper == {"daily_bars", "intraday_trades", "macro_events"}
+        jobs = dict(conn.execute("SELECT hypertable_name || ':' || proc_name, config ->> "
+                                 "CASE proc_name WHEN 'policy_retention' THEN 'drop_after' ELSE 'compress_after' END "
+                                 "FROM timescaledb_information.jobs WHERE hypertable_name IS NOT NULL").fetchall())
+    assert jobs["intraday_trades:policy_retention"] == "90 days"
+    assert jobs["intraday_trades:policy_compression"] == "7 days"
+    assert "macro_events:policy_compression" not in jobs
+    assert json.loads(migrate("apply", "--format", "json", extra=url).stdout)["writes"] == 0
+    assert migrate("check", extra=url).returncode == 0
+
+    with psycopg.connect(timescale.url, autocommit=True) as conn:
+        conn.execute("SELECT remove_retention_policy('daily_bars')")
+        conn.execute("SELECT add_retention_policy('daily_bars', INTERVAL '30 days')")
+    drift = migrate("check", extra=url)
+    assert drift.returncode == 1
+    assert "daily_bars: retention is 30 days, declared 3650 days" in drift.stdout
+    plan = migrate("plan", extra=url)
+    assert "add_retention_policy(CAST('daily_bars' AS regclass), make_interval(days => 3650))" in plan.stdout
+    assert migrate("apply", extra=url).returncode == 0
+    assert migrate("check", extra=url).returncode == 0
+
+
+def test_a_policy_changed_in_the_contract_is_drift_until_applied(timescale, tmp_path):
+    url = ("--extra", f"TIMESCALEDB_URL={timescale.url}")
+    assert migrate("apply", extra=url).returncode == 0
+    contract = {"contract_version": 1, "tier": "institutional", "platform": "docker",
+                "timescale": {"policies": {"daily_bars": {"chunk_interval_days": 30, "retention_days": 400,
+                                                          "compress_after_days": 90}}},
+                "redis": {}, "kafka": {}}
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(json.dumps(contract))
+    drift = run_backbone("migrate", "check", "--outputs", str(outputs), *url)
+    assert drift.returncode == 1
+    assert "daily_bars: retention is 3650 days, declared 400 days" in drift.stdout
+    # tables the contract leaves out keep whatever they have: not drift
+    assert "intraday_trades" not in drift.stdout
+    assert run_backbone("migrate", "apply", "--outputs", str(outputs), *url).returncode == 0
+    assert run_backbone("migrate", "check", "--outputs", str(outputs), *url).returncode == 0
+    assert migrate("apply", extra=url).returncode == 0  # back to the defaults for other tests
+
+
+def test_bootstrap_store_gets_the_same_schema(tmp_path):
+    store = tmp_path / "store.db"
+    env = ("--extra", f"BACKBONE_BOOTSTRAP_STORE={store}")
+    assert run_backbone("migrate", "check", *env).returncode == 1
+    applied = run_backbone("migrate", "apply", *env)
+    assert applied.returncode == 0, applied.stderr
+    import sqlite3
+    tables = {r[0] for r in sqlite3.connect(store).execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"daily_bars", "intraday_trades", "macro_events", "ingest_runs", "alembic_version"} <= tables
+    assert run_backbone("migrate", "check", *env).returncode == 0
