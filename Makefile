@@ -5,7 +5,7 @@ PYTEST := $(VENV)/bin/pytest
 
 .PHONY: setup setup-python demo test test-unit test-infra test-integration local-up local-down bench clean
 
-setup:            ## install services (apt), Kafka jars (Maven) and the virtualenv
+setup:            ## install services (apt), build TimescaleDB, Kafka jars (Maven) and the virtualenv
 	bash scripts/setup.sh all
 
 setup-python:     ## only the virtualenv: enough for the bootstrap tier

@@ -10,6 +10,21 @@ from dataclasses import dataclass, field
 
 KAFKA_VERSION = "4.1.0"
 
+# One TimescaleDB everywhere: the local platform builds this version for this PostgreSQL
+# major (scripts/setup.sh), and the stacks pin images carrying the same pair.
+TIMESCALEDB_VERSION = "2.28.3"  # the newest release that supports PostgreSQL 15
+POSTGRES_MAJOR = 15
+# timescaledb-ha tags name the PostgreSQL minor the image was built with (pgM.m-tsX.Y.Z)
+TIMESCALE_HA_POSTGRES_MINOR = 17
+
+
+def timescale_images() -> dict[str, str]:
+    """The pinned images, in the tag form each uses: `timescale/timescaledb` (docker: one
+    server) and `timescale/timescaledb-ha` (kubernetes: ships Patroni)."""
+    return {"timescale": f"timescale/timescaledb:{TIMESCALEDB_VERSION}-pg{POSTGRES_MAJOR}",
+            "timescale_ha": f"timescale/timescaledb-ha:pg{POSTGRES_MAJOR}.{TIMESCALE_HA_POSTGRES_MINOR}"
+                            f"-ts{TIMESCALEDB_VERSION}"}
+
 
 @dataclass(frozen=True)
 class KafkaNode:
@@ -161,6 +176,10 @@ class PostgresSettings:
     max_replication_slots: int = 10
     hot_standby: bool = True
     preload_timescaledb: bool = True
+    # TimescaleDB's jobs (policies, the scheduler per database) are background workers, and
+    # so are parallel query workers: PostgreSQL's default of 8 slots leaves jobs unstarted
+    timescaledb_background_workers: int = 8
+    max_parallel_workers: int = 4
     extra: dict[str, str] = field(default_factory=dict)
 
 
@@ -182,6 +201,10 @@ def postgresql_settings(s: PostgresSettings) -> dict[str, str]:
     if s.preload_timescaledb:
         params["shared_preload_libraries"] = "timescaledb"
         params["timescaledb.telemetry_level"] = "off"
+        params["timescaledb.max_background_workers"] = str(s.timescaledb_background_workers)
+        params["max_parallel_workers"] = str(s.max_parallel_workers)
+        # + the launcher, logical replication's launcher and one spare (Timescale's sizing rule)
+        params["max_worker_processes"] = str(s.timescaledb_background_workers + s.max_parallel_workers + 3)
     params.update(s.extra)
     return params
 

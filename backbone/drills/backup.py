@@ -51,10 +51,13 @@ class BackupDrill:
     dump_s: float | None = None       # how long taking it took
     scratch_database: str = ""
     notes: list[str] = field(default_factory=list)
+    timescaledb: str | None = None    # the source's extension version; None: plain PostgreSQL
+    hypertables: dict[str, tuple[int, int | None]] = field(default_factory=dict)  # name -> (chunks, restored)
 
     @property
     def ok(self) -> bool:
-        return bool(self.tables) and all(src == restored for src, restored in self.tables.values())
+        return bool(self.tables) and all(src == restored for src, restored in self.tables.values()) \
+            and all(src == restored for src, restored in self.hypertables.values())
 
     @property
     def rto_met(self) -> bool:
@@ -74,6 +77,9 @@ class BackupDrill:
                 "scratch_database": self.scratch_database,
                 "tables": {n: {"source_rows": s, "restored_rows": r, "match": s == r}
                            for n, (s, r) in self.tables.items()},
+                "timescaledb": self.timescaledb,
+                "hypertables": {n: {"source_chunks": s, "restored_chunks": r, "match": s == r}
+                                for n, (s, r) in self.hypertables.items()},
                 "objectives": self.objectives, "ok": self.ok, "rto_met": self.rto_met, "rpo_met": self.rpo_met,
                 "passed": self.passed, "notes": self.notes}
 
@@ -92,6 +98,13 @@ class BackupDrill:
         for name, (src, restored) in self.tables.items():
             lines.append(f"| {name} | {src} | {'missing' if restored is None else restored} | "
                          f"{_mark(src == restored)} |")
+        if self.hypertables:
+            lines += ["", f"TimescaleDB {self.timescaledb}: restored between `timescaledb_pre_restore()` and "
+                      "`timescaledb_post_restore()`.", "",
+                      "| hypertable | source chunks | restored chunks | match |", "|---|---|---|---|"]
+            for name, (src, restored) in self.hypertables.items():
+                lines.append(f"| {name} | {src} | {'missing' if restored is None else restored} | "
+                             f"{_mark(src == restored)} |")
         if self.notes:
             lines += ["", *[f"- {n}" for n in self.notes]]
         return "\n".join(lines) + "\n"
@@ -112,6 +125,7 @@ def backup_restore_drill(contract: Contract, work_dir: Path, dump: Path | None =
             source_tables = _user_tables(conn)
             timescale_version = conn.execute(
                 "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'").fetchone()
+            source_chunks = _chunks(conn) if timescale_version else {}
 
         dump_taken, dump_s = dump is None, None
         if dump is None:
@@ -143,9 +157,11 @@ def backup_restore_drill(contract: Contract, work_dir: Path, dump: Path | None =
                     conn.execute("SELECT timescaledb_pre_restore()")
             _run([tools["pg_restore"], "--no-password", "--no-owner", "--no-privileges", "--exit-on-error",
                   f"--dbname={make_conninfo(**scratch_params)}", str(dump)], env, timeout_s, "pg_restore")
+            restored_chunks: dict[str, int] = {}
             if timescale_version:
                 with _connect(scratch_params, password, timeout_s) as conn:
                     conn.execute("SELECT timescaledb_post_restore()")
+                    restored_chunks = _chunks(conn)
             restore_s = time.monotonic() - started
             tables = _compare(conn_params, scratch_params, password, timeout_s, source_tables, in_dump, notes)
         finally:
@@ -158,7 +174,9 @@ def backup_restore_drill(contract: Contract, work_dir: Path, dump: Path | None =
         raise BackupDrillError(redactor.scrub(f"backup drill: {exc}")) from None
     return BackupDrill(dump_path=dump, dump_age_s=dump_age_s, restore_s=restore_s, tables=tables,
                        objectives=objectives, dump_taken=dump_taken, dump_s=dump_s, scratch_database=scratch,
-                       notes=[redactor.scrub(n) for n in notes])
+                       notes=[redactor.scrub(n) for n in notes],
+                       timescaledb=timescale_version[0] if timescale_version else None,
+                       hypertables={n: (c, restored_chunks.get(n)) for n, c in source_chunks.items()})
 
 
 # --- pieces ---------------------------------------------------------------------------------
@@ -215,6 +233,13 @@ def _user_tables(conn: psycopg.Connection) -> list[tuple[str, str]]:
                         "AND schemaname NOT LIKE 'pg_temp%%' AND schemaname NOT LIKE 'pg_toast%%' "
                         "ORDER BY schemaname, tablename", (list(_INTERNAL_SCHEMAS),)).fetchall()
     return [(s, t) for s, t in rows]
+
+
+def _chunks(conn: psycopg.Connection) -> dict[str, int]:
+    """hypertable -> its number of chunks (compressed ones included)."""
+    rows = conn.execute("SELECT hypertable_schema, hypertable_name, num_chunks FROM "
+                        "timescaledb_information.hypertables ORDER BY 1, 2").fetchall()
+    return {_name((schema, name)): chunks for schema, name, chunks in rows}
 
 
 def _dump_tables(pg_restore: str, dump: Path, env: dict[str, str], timeout_s: float) -> set[tuple[str, str]]:

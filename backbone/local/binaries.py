@@ -6,10 +6,10 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..serviceconfig import KAFKA_VERSION
+from ..serviceconfig import KAFKA_VERSION, POSTGRES_MAJOR, TIMESCALEDB_VERSION
 
 SETUP_HINT = ("run `make setup` (PostgreSQL, Redis, redis-sentinel, Patroni and etcd from Debian packages, "
-              "the Kafka jars with Maven)")
+              f"TimescaleDB {TIMESCALEDB_VERSION} built from source, the Kafka jars with Maven)")
 
 
 def default_kafka_libs() -> Path:
@@ -20,6 +20,7 @@ def default_kafka_libs() -> Path:
 @dataclass(frozen=True)
 class Binaries:
     pg_bin: Path | None
+    timescaledb: Path | None  # the extension's control script for TIMESCALEDB_VERSION, beside pg_bin's server
     redis_server: Path | None
     java: Path | None
     kafka_libs: Path | None
@@ -30,7 +31,8 @@ class Binaries:
 
     def missing(self, services: list[str]) -> list[str]:
         need = {
-            "timescale": [("PostgreSQL server (initdb, postgres)", self.pg_bin)],
+            "timescale": [(f"PostgreSQL {POSTGRES_MAJOR} server (initdb, postgres)", self.pg_bin),
+                          (f"TimescaleDB {TIMESCALEDB_VERSION} for PostgreSQL {POSTGRES_MAJOR}", self.timescaledb)],
             "redis": [("redis-server", self.redis_server)],
             "kafka": [("java (17+)", self.java), (f"Kafka {KAFKA_VERSION} jars", self.kafka_libs)],
             "patroni": [("patroni", self.patroni)],
@@ -41,7 +43,8 @@ class Binaries:
 
 
 def find_binaries() -> Binaries:
-    return Binaries(pg_bin=_pg_bin(), redis_server=_which("redis-server"), java=_which("java"),
+    pg_bin = _pg_bin()
+    return Binaries(pg_bin=pg_bin, timescaledb=_timescaledb(pg_bin), redis_server=_which("redis-server"), java=_which("java"),
                     kafka_libs=_kafka_libs(), patroni=_which("patroni"), etcd=_which("etcd"),
                     redis_sentinel=_which("redis-sentinel"))
 
@@ -53,13 +56,24 @@ def _which(name: str) -> Path | None:
 
 
 def _pg_bin() -> Path | None:
+    """PostgreSQL's bin directory: $BACKBONE_PG_BIN, else Debian's for the pinned major."""
     configured = os.environ.get("BACKBONE_PG_BIN")
-    candidates = [Path(configured)] if configured else sorted(
-        Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0,
-        reverse=True)
-    for path in candidates:
+    for path in [Path(configured)] if configured else [Path(f"/usr/lib/postgresql/{POSTGRES_MAJOR}/bin")]:
         if (path / "postgres").is_file() and (path / "initdb").is_file():
             return path
+    return None
+
+
+def _timescaledb(pg_bin: Path | None) -> Path | None:
+    """The install script of the pinned TimescaleDB in the server's extension directory
+    (Debian: /usr/lib/postgresql/15/bin -> /usr/share/postgresql/15/extension)."""
+    if pg_bin is None:
+        return None
+    major = pg_bin.parent.name
+    for share in (pg_bin.parent.parent.parent.parent / "share" / "postgresql" / major, pg_bin.parent / "share"):
+        script = share / "extension" / f"timescaledb--{TIMESCALEDB_VERSION}.sql"
+        if script.is_file():
+            return script
     return None
 
 

@@ -72,7 +72,7 @@ def _prepare_member(state_dir: Path, bins: Binaries, name: str, pg_ports: dict[s
     member = sc.PatroniMember(name=name, host="127.0.0.1", pg_port=pg_ports[name], api_port=free_port(),
                               data_dir=str(home / "data"))
     # The cluster-wide parameters are pg-1's; Patroni sets port/listen per member from `listen`.
-    pg = sc.PostgresSettings(port=pg_ports[MEMBERS[0]], listen_addresses="127.0.0.1", preload_timescaledb=False,
+    pg = sc.PostgresSettings(port=pg_ports[MEMBERS[0]], listen_addresses="127.0.0.1",
                              max_connections=50, shared_buffers="64MB")
     config = sc.patroni_config(SETTINGS, pg, member, dcs, credentials, bin_dir=str(bins.pg_bin),
                                socket_dir=str(home), pgpass=str(home / "pgpass"))
@@ -187,7 +187,7 @@ def contract(state: dict[str, Any]) -> dict[str, Any]:
             "password": state["passwords"]["timescale"], "sslmode": "disable", "ha": "patroni",
             # libpq tries every member and keeps the one that accepts writes (the leader)
             "replicas": [{"host": "127.0.0.1", "port": services[n]["port"]} for n in MEMBERS[1:]],
-            "require_timescaledb": False}
+            "require_timescaledb": True}
 
 
 # --- for the drills ---------------------------------------------------------------------

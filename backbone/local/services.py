@@ -65,7 +65,7 @@ def pg_user() -> str | None:
     return PG_USER if os.geteuid() == 0 else None
 
 
-# --- Timescale (PostgreSQL 15; timescaledb is not packaged for this platform) ---------
+# --- Timescale (PostgreSQL 15 + TimescaleDB, built by scripts/setup.sh) ------------------
 
 def prepare_timescale(state_dir: Path, bins: Binaries, password: str) -> dict[str, Any]:
     port = free_port()
@@ -87,8 +87,7 @@ def prepare_timescale(state_dir: Path, bins: Binaries, password: str) -> dict[st
     pwfile.unlink()
     if proc.returncode != 0:
         raise LocalError(f"initdb failed: {(proc.stderr or proc.stdout).strip()[-800:]}")
-    params = sc.postgresql_settings(sc.PostgresSettings(port=port, listen_addresses="127.0.0.1",
-                                                        preload_timescaledb=False))
+    params = sc.postgresql_settings(sc.PostgresSettings(port=port, listen_addresses="127.0.0.1"))
     params["unix_socket_directories"] = str(home)
     (data / "backbone.conf").write_text(sc.render_postgresql_conf(params))
     with open(data / "postgresql.conf", "a") as conf:
@@ -213,8 +212,7 @@ class SingleTimescale:
     def contract(state: dict[str, Any]) -> dict[str, Any]:
         return {"host": "127.0.0.1", "port": state["services"]["timescale"]["port"], "database": "backbone",
                 "user": "backbone", "password": state["passwords"]["timescale"], "sslmode": "disable",
-                # the local platform runs plain PostgreSQL 15: no timescaledb package exists for it
-                "require_timescaledb": False}
+                "require_timescaledb": True}
 
 
 class SingleRedis:

@@ -183,7 +183,7 @@ def _inline(stmt: str, params: dict) -> str:
 
 def apply(engine: Engine, contract: Contract) -> tuple[State, Counter]:
     """Upgrade to head, then bring the policies in line. One connection throughout
-    (some servers, PGlite among them, take one connection at a time)."""
+    (a single session keeps the DDL and the inspection that follows it together)."""
     counter = Counter()
     counter.attach(engine)
     policies = contract.timescale.policies if contract.timescale else {}

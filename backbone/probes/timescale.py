@@ -1,5 +1,6 @@
 """Timescale probe: connect (auth and TLS as configured), SELECT 1 latency, server
-version, timescaledb extension, role, replication of declared replicas, connection headroom."""
+version, timescaledb extension version and background-job health, role, replication of
+declared replicas, connection headroom."""
 from __future__ import annotations
 
 import math
@@ -66,7 +67,25 @@ def _inspect(conn: psycopg.Connection) -> dict:
                     for r in rows]
     return {"server_version": version, "timescaledb": ext[0] if ext else None,
             "role": "standby" if in_recovery else "primary", "connections": used, "max_connections": limit,
-            "replicas": replicas}
+            "replicas": replicas, "jobs": _jobs(conn) if ext else None}
+
+
+def _jobs(conn: psycopg.Connection) -> dict:
+    """TimescaleDB's background jobs (policies, continuous aggregate refreshes): how many,
+    and those whose last run failed, with the server's reason."""
+    query = ("SELECT j.job_id, j.proc_name, j.hypertable_name, s.last_run_status, s.total_failures, {error} "
+             "FROM timescaledb_information.jobs j LEFT JOIN timescaledb_information.job_stats s USING (job_id) "
+             "WHERE j.job_id >= 1000 ORDER BY j.job_id")  # ids below 1000 are the extension's own
+    last_error = ("(SELECT e.err_message FROM timescaledb_information.job_errors e WHERE e.job_id = j.job_id "
+                  "ORDER BY e.finish_time DESC LIMIT 1)")
+    try:
+        rows = conn.execute(query.format(error=last_error)).fetchall()
+    except psycopg.errors.InsufficientPrivilege:  # job_errors is readable by its owners only
+        rows = conn.execute(query.format(error="NULL")).fetchall()
+    failing = [{"job_id": r[0], "proc": r[1], "hypertable": r[2], "total_failures": r[4],
+                "error": (r[5] or "").strip().splitlines()[0][:200] if r[5] else None}
+               for r in rows if r[3] == "Failed"]
+    return {"total": len(rows), "failing": failing}
 
 
 def judge(ep: TimescaleEndpoint, where: str, d: dict, latency_ms: float) -> CheckResult:
@@ -84,11 +103,16 @@ def judge(ep: TimescaleEndpoint, where: str, d: dict, latency_ms: float) -> Chec
     if lagging:
         worst = max(r["lag_s"] for r in lagging)
         problems.append(("replica_lag", f"replica lag {worst:.1f} s exceeds {REPLICA_LAG_DEGRADED_S:g} s"))
+    for job in (d.get("jobs") or {}).get("failing", []):
+        on = f" on {job['hypertable']}" if job["hypertable"] else ""
+        why = f": {job['error']}" if job["error"] else ""
+        problems.append(("job_failing", f"background job {job['job_id']} ({job['proc']}{on}) failed its last run{why}"))
     free = 1 - d["connections"] / max(1, d["max_connections"])
     d["connection_headroom"] = round(free, 3)
     if free < HEADROOM_DEGRADED:
         problems.append(("connections_low", f"{d['connections']} of {d['max_connections']} connections in use"))
-    flavour = f"timescaledb {d['timescaledb']}" if d["timescaledb"] else (
+    jobs = f", {d['jobs']['total']} background job(s)" if d.get("jobs") else ""
+    flavour = f"timescaledb {d['timescaledb']}{jobs}" if d["timescaledb"] else (
         "plain PostgreSQL" + ("" if ep.require_timescaledb else ", accepted by the contract"))
     summary = f"PostgreSQL {d['server_version'].split()[0]} {d['role']} at {where} answers ({flavour})"
     return judged("timescale", summary, problems, latency_ms, d)

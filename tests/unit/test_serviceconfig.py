@@ -71,7 +71,11 @@ def test_postgresql_conf_quotes_every_value():
 
 def test_timescale_preload_and_patroni_dynamic_config():
     pg = sc.PostgresSettings()
-    assert sc.postgresql_settings(pg)["shared_preload_libraries"] == "timescaledb"
+    params = sc.postgresql_settings(pg)
+    assert params["shared_preload_libraries"] == "timescaledb"
+    # every TimescaleDB job and parallel worker gets a slot, plus the launchers
+    assert int(params["max_worker_processes"]) >= (int(params["timescaledb.max_background_workers"])
+                                                   + int(params["max_parallel_workers"]) + 2)
     dcs = sc.patroni_dynamic_config(sc.PatroniSettings(ttl=10, loop_wait=2, retry_timeout=4), pg)
     assert (dcs["ttl"], dcs["loop_wait"], dcs["retry_timeout"], dcs["synchronous_mode"]) == (10, 2, 4, True)
     assert dcs["postgresql"]["parameters"]["wal_level"] == "replica"

@@ -1,5 +1,7 @@
-"""The Timescale backup / restore drill against the session's real PostgreSQL 15 (migrated by
-`backbone local up`): pg_dump, pg_restore into a scratch database, counts, objectives."""
+"""The Timescale backup / restore drill against the session's real TimescaleDB (migrated by
+`backbone local up`, so the market-data tables are hypertables): pg_dump, pg_restore into a
+scratch database between timescaledb_pre_restore() and _post_restore(), rows and chunks
+compared, objectives."""
 import os
 import time
 import uuid
@@ -68,6 +70,35 @@ def test_fresh_dump_restores_with_equal_counts_and_objectives(local_env, tmp_pat
     password = contract.timescale.password.get_secret_value()
     assert password not in str(data) and password not in markdown
     assert "| daily_bars |" in markdown and "RPO: dump age" in markdown
+
+
+def test_hypertables_with_compressed_chunks_restore_through_timescales_procedure(local_env, tmp_path):
+    from backbone.serviceconfig import TIMESCALEDB_VERSION
+    contract = contract_of(local_env)
+    symbol = "BK" + uuid.uuid4().hex[:8].upper()
+    start = datetime(2019, 1, 1, tzinfo=timezone.utc)  # chunks (30 days each) no other test writes to
+    with connect(contract) as conn:
+        with conn.cursor() as cur:
+            cur.executemany("INSERT INTO daily_bars (symbol, ts, open, high, low, close, volume, source) "
+                            "VALUES (%s, %s, 1, 2, 0.5, 1.5, 100, 'drill-test') ON CONFLICT DO NOTHING",
+                            [(symbol, start + timedelta(days=i)) for i in range(120)])
+        compressed = conn.execute(
+            "SELECT count(compress_chunk(c, if_not_compressed => true)) FROM show_chunks('daily_bars', "
+            "newer_than => '2018-11-01'::timestamptz, older_than => '2019-06-01'::timestamptz) c").fetchone()[0]
+    assert compressed >= 4  # every chunk of those 120 days
+
+    drill = backup_restore_drill(contract, tmp_path)
+
+    assert drill.timescaledb == TIMESCALEDB_VERSION
+    assert set(drill.hypertables) == {"daily_bars", "intraday_trades", "macro_events"}
+    chunks, restored = drill.hypertables["daily_bars"]
+    assert chunks >= 5 and restored == chunks  # 120 days in 30-day chunks, and whatever else is there
+    source, restored_rows = drill.tables["daily_bars"]
+    assert source >= 120 and restored_rows == source  # compressed rows counted back as well
+    assert drill.passed
+    markdown = drill.to_markdown()
+    assert f"TimescaleDB {TIMESCALEDB_VERSION}" in markdown and "timescaledb_pre_restore()" in markdown
+    assert drill.to_dict()["hypertables"]["daily_bars"]["match"] is True
 
 
 def test_old_given_dump_misses_the_rpo_and_shows_rows_written_since(local_env, tmp_path):

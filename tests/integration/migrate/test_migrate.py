@@ -1,12 +1,14 @@
-"""`backbone migrate` against PostgreSQL 15 (schema) and real TimescaleDB (PGlite: policies)."""
+"""`backbone migrate` against the session's real TimescaleDB (PostgreSQL 15 + the extension):
+schema, hypertables, chunk intervals, retention and compression policies, and drift."""
 import json
-import os
 import uuid
 
 import psycopg
 import pytest
 
-from .. import pglite
+from backbone.contract import Sources, load_contract
+from backbone.migrate import ops
+
 from ..conftest import run_backbone
 
 SERVICES = ("--extra", "REDIS_HOST=127.0.0.1", "--extra", "KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9")
@@ -58,7 +60,7 @@ def test_plan_apply_check_and_out_of_band_column_change_on_postgresql(local_env,
 
     ok = migrate("check")
     assert ok.returncode == 0, ok.stdout
-    assert "plain PostgreSQL (accepted by the contract)" in ok.stdout
+    assert "Schema at 0001, no drift" in ok.stdout and "plain PostgreSQL" not in ok.stdout
 
     with psycopg.connect(pg_dsn(local_env, scratch_db), autocommit=True) as conn:
         conn.execute("ALTER TABLE daily_bars ALTER COLUMN source TYPE text")
@@ -69,25 +71,34 @@ def test_plan_apply_check_and_out_of_band_column_change_on_postgresql(local_env,
     assert "macro_events.note: column not declared" in drift.stdout
 
 
-def test_required_timescaledb_missing_is_degraded_not_failed(local_env):
-    outputs = local_env["outputs"]
-    require = ("--extra", "BACKBONE_TIMESCALE_REQUIRE_TIMESCALEDB=true")
-    proc = migrate("check", outputs=outputs, extra=require)
+def test_timescaledb_missing_is_degraded_unless_the_contract_accepts_plain_postgresql(local_env, scratch_db):
+    """A database whose schema is at head but that never got the extension (created by
+    hand, or on a server without TimescaleDB)."""
+    base = ("--outputs", str(local_env["outputs"]), "--extra", f"TIMESCALEDB_DATABASE={scratch_db}")
+    contract = load_contract(Sources(outputs=local_env["outputs"], extras=(f"TIMESCALEDB_DATABASE={scratch_db}",)))
+    ops.upgrade_schema_only(ops.engine_for(contract))
+    proc = run_backbone("migrate", "check", *base)
     assert proc.returncode == 0
     assert "timescaledb extension not installed" in proc.stdout + proc.stderr
-    assert migrate("check", "--strict", outputs=outputs, extra=require).returncode == 1
+    assert run_backbone("migrate", "check", "--strict", *base).returncode == 1
+    accepted = run_backbone("migrate", "check", *base, "--extra", "BACKBONE_TIMESCALE_REQUIRE_TIMESCALEDB=false")
+    assert accepted.returncode == 0 and "plain PostgreSQL (accepted by the contract)" in accepted.stdout
 
 
-@pytest.fixture(scope="module")
-def timescale(tmp_path_factory):
-    reason = pglite.available()
-    if reason:
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    server = pglite.PGliteServer(tmp_path_factory.mktemp("pglite") / "pglite.log").start()
-    yield server
-    server.stop()
+@pytest.fixture
+def timescale(local_env, scratch_db):
+    """The session's TimescaleDB, through a scratch database of its own."""
+    class Target:
+        url = pg_dsn(local_env, scratch_db)
+    return Target
+
+
+def jobs_of(url):
+    with psycopg.connect(url, autocommit=True) as conn:
+        return dict(conn.execute(
+            "SELECT hypertable_name || ':' || proc_name, config ->> "
+            "CASE proc_name WHEN 'policy_retention' THEN 'drop_after' ELSE 'compress_after' END "
+            "FROM timescaledb_information.jobs WHERE hypertable_name IS NOT NULL").fetchall())
 
 
 def test_hypertables_and_policies_on_real_timescaledb(timescale):
@@ -97,9 +108,10 @@ def test_hypertables_and_policies_on_real_timescaledb(timescale):
     with psycopg.connect(timescale.url, autocommit=True) as conn:
         hyper = {r[0] for r in conn.execute("SELECT hypertable_name FROM timescaledb_information.hypertables")}
         assert hyper == {"daily_bars", "intraday_trades", "macro_events"}
-        jobs = dict(conn.execute("SELECT hypertable_name || ':' || proc_name, config ->> "
-                                 "CASE proc_name WHEN 'policy_retention' THEN 'drop_after' ELSE 'compress_after' END "
-                                 "FROM timescaledb_information.jobs WHERE hypertable_name IS NOT NULL").fetchall())
+        chunks = dict(conn.execute("SELECT hypertable_name, time_interval::text FROM "
+                                   "timescaledb_information.dimensions").fetchall())
+    assert chunks == {"daily_bars": "30 days", "intraday_trades": "1 day", "macro_events": "90 days"}
+    jobs = jobs_of(timescale.url)
     assert jobs["intraday_trades:policy_retention"] == "90 days"
     assert jobs["intraday_trades:policy_compression"] == "7 days"
     assert "macro_events:policy_compression" not in jobs
@@ -116,6 +128,21 @@ def test_hypertables_and_policies_on_real_timescaledb(timescale):
     assert "add_retention_policy(CAST('daily_bars' AS regclass), make_interval(days => 3650))" in plan.stdout
     assert migrate("apply", extra=url).returncode == 0
     assert migrate("check", extra=url).returncode == 0
+
+
+def test_a_policy_removed_or_a_chunk_interval_changed_by_hand_is_drift(timescale):
+    url = ("--extra", f"TIMESCALEDB_URL={timescale.url}")
+    assert migrate("apply", extra=url).returncode == 0
+    with psycopg.connect(timescale.url, autocommit=True) as conn:
+        conn.execute("SELECT remove_compression_policy('intraday_trades')")
+        conn.execute("SELECT set_chunk_time_interval('macro_events', INTERVAL '7 days')")
+    drift = migrate("check", extra=url)
+    assert drift.returncode == 1
+    assert "intraday_trades: compression after is none, declared 7 days" in drift.stdout
+    assert "macro_events: chunk interval is 7 days, declared 90 days" in drift.stdout
+    assert migrate("apply", extra=url).returncode == 0
+    assert migrate("check", extra=url).returncode == 0
+    assert jobs_of(timescale.url)["intraday_trades:policy_compression"] == "7 days"
 
 
 def test_a_policy_changed_in_the_contract_is_drift_until_applied(timescale, tmp_path):

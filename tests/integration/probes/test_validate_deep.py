@@ -35,6 +35,9 @@ def test_all_ok_on_a_provisioned_three_broker_environment(local_env):
     assert kafka["under_replicated"] == [] and kafka["offline_partitions"] == []
     ts = checks["timescale"]["details"]
     assert ts["role"] == "primary" and 0 < ts["connection_headroom"] <= 1
+    from backbone.serviceconfig import TIMESCALEDB_VERSION
+    assert ts["timescaledb"] == TIMESCALEDB_VERSION and f"timescaledb {TIMESCALEDB_VERSION}" in checks["timescale"]["message"]
+    assert ts["jobs"]["total"] >= 5 and ts["jobs"]["failing"] == []  # the contract's policies, all healthy
     redis = checks["redis"]["details"]
     assert redis["role"] == "master" and redis["maxmemory"] > 0
     assert set(checks["smoke"]["details"]) == {"store_ms", "cache_ms", "stream_ms"}
@@ -154,3 +157,36 @@ def test_retry_timeout_waits_for_a_service_that_comes_back(local_env):
     out, err = waiting.communicate(timeout=90)
     assert waiting.returncode == 0, out + err
     assert "ready after" in err and "| redis | ✅ ok |" in out
+
+
+def test_a_failing_timescaledb_job_is_degraded_and_named(local_env):
+    """A background job whose last run failed (here a user-defined action that raises; in
+    life a retention or compression policy) makes the Timescale probe degraded, naming it."""
+    import time
+
+    import psycopg
+
+    c = local_env["contract"]
+    ts, pw = c["backbone"]["timescale"], c["backbone_secrets"]["timescale"]["password"]
+    dsn = f"postgresql://{ts['user']}:{pw}@{ts['host']}:{ts['port']}/{ts['database']}"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE OR REPLACE PROCEDURE backbone_test_broken_job(job_id int, config jsonb) "
+                     "LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'planted job failure'; END $$")
+        job = conn.execute("SELECT add_job('backbone_test_broken_job', '1 hour', initial_start => now())").fetchone()[0]
+        try:
+            deadline = time.monotonic() + 30
+            while conn.execute("SELECT last_run_status FROM timescaledb_information.job_stats WHERE job_id = %s",
+                               (job,)).fetchone() in (None, (None,)) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            degraded = validate(local_env, "--format", "json")
+            strict = validate(local_env, "--strict")
+        finally:
+            conn.execute("SELECT delete_job(%s)", (job,))
+            conn.execute("DROP PROCEDURE backbone_test_broken_job")
+    assert degraded.returncode == 0  # degraded is a warning unless --strict
+    check = checks_of(degraded)["timescale"]
+    assert check["status"] == "degraded" and check["code"] == "job_failing"
+    assert f"background job {job} (backbone_test_broken_job) failed its last run: planted job failure" \
+        in check["message"]
+    assert strict.returncode == 1
+    assert checks_of(validate(local_env, "--format", "json"))["timescale"]["status"] == "ok"  # job gone: healthy
