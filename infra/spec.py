@@ -25,7 +25,7 @@ PROJECT = "backbone"
 # string/integer/boolean/array-of-scalars, so these are declared untyped in Pulumi.yaml
 # and validated here.
 STRUCTURED_KEYS = ("images", "ports", "sizes", "topics", "objectives", "cache_policy", "pool",
-                   "failure_detection")
+                   "failure_detection", "placement")
 SCALAR_KEYS = ("tier", "platform", "namespace", "storage_class", "bootstrap_store")
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -220,6 +220,20 @@ class FailureDetection(_Strict):
     kafka: KafkaDetection = KafkaDetection()
 
 
+# `required`: a member stays Pending rather than share a node with another member;
+# `preferred`: members share a node only when the cluster has too few.
+AntiAffinity = Literal["required", "preferred"]
+
+
+class Placement(_Strict):
+    """How the kubernetes platform places the members of each quorum (Kafka voters, Patroni
+    members, Sentinels). `required` needs at least as many schedulable nodes as the largest
+    quorum; `preferred` suits a cluster with fewer, at the price of a node loss possibly
+    taking a majority with it."""
+
+    quorum_anti_affinity: AntiAffinity = "required"
+
+
 def default_topics() -> list[TopicSpec]:
     week, three_days, two_weeks = "604800000", "259200000", "1209600000"
     return [
@@ -246,6 +260,7 @@ class StackSpec(_Strict):
     cache_policy: CachePolicy = Field(default_factory=CachePolicy)
     pool: PoolSettings = Field(default_factory=PoolSettings)
     failure_detection: FailureDetection = FailureDetection()
+    placement: Placement = Placement()
 
     _stack: str = PrivateAttr("")
 

@@ -28,6 +28,12 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_manifest)
 
 
+# The contract sections each check reads (institutional tier); a missing one is reported
+# as such rather than run.
+NEEDS = {"timescale": ("timescale",), "redis": ("redis",), "kafka": ("kafka",), "migrations": ("timescale",),
+         "topics": ("kafka",), "smoke": ("timescale", "redis", "kafka")}
+
+
 def plan_checks(contract, command: str, timeout_s: float) -> dict:
     """name -> check, for `probe` (the service probes) or `validate` (everything)."""
     from ..probes import plan_probes
@@ -40,7 +46,26 @@ def plan_checks(contract, command: str, timeout_s: float) -> dict:
             from ..topics.check import topics_check
             checks["topics"] = lambda: topics_check(contract, timeout_s)
         checks["smoke"] = lambda: smoke_check(contract, timeout_s)
+    for name in checks:
+        missing = contract.missing(*NEEDS.get(name, ()))
+        if missing:
+            checks[name] = _not_configured(name, missing)
     return checks
+
+
+def _not_configured(name: str, missing: list[str]):
+    from ..checks import DOWN, CheckResult
+    sections = ", ".join(missing)
+    return lambda: CheckResult(name, DOWN, "not_configured",
+                               f"The contract has no {sections} section, so {name} cannot be checked.")
+
+
+def preflight(contract) -> None:
+    """Bad declarations are bad input (exit 2) before anything is contacted: the same
+    validation `topics plan|apply|check` runs."""
+    if contract.kafka is not None:
+        from ..topics.model import validate_declared
+        validate_declared(contract.kafka.topics, contract.kafka.expected_brokers)
 
 
 def cmd_checks(args) -> int:
@@ -48,6 +73,7 @@ def cmd_checks(args) -> int:
     from ..report import Redactor, Report, render
 
     contract = contract_from(args)
+    preflight(contract)
     redactor = Redactor(contract.secrets())
     started = time.perf_counter()
     give_up = time.monotonic() + (args.retry_timeout or 0)

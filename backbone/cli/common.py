@@ -4,6 +4,7 @@ first use, so `backbone --version` and argument errors never pay for them."""
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -45,12 +46,15 @@ def report_args(p: argparse.ArgumentParser, formats=("markdown", "json")) -> Non
 
 
 def positive(raw: str) -> float:
+    """A duration in seconds: finite, above 0, at most a day."""
     try:
         value = float(raw)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number of seconds, got {raw!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be greater than 0")
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds greater than 0, got {raw!r}")
+    if value > 86400:
+        raise argparse.ArgumentTypeError("must be at most 86400 s (a day)")
     return value
 
 
@@ -58,6 +62,14 @@ def contract_from(args) -> Contract:
     from ..contract import Sources, load_contract
     return load_contract(Sources(outputs=args.outputs, stack=args.stack, env_file=args.env_file,
                                  extras=tuple(args.extra)))
+
+
+def require(contract: Contract, command: str, *sections: str) -> None:
+    """Each command needs only the sections it uses; say which one is missing (exit 2)."""
+    missing = contract.missing(*sections)
+    if missing:
+        raise ConfigError(f"{command} needs the {', '.join(missing)} section(s) of the contract, "
+                          f"which this {contract.tier} environment does not have")
 
 
 def emit(text: str, output: Path | None, summary: str) -> None:

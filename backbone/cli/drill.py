@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..report import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_READY, Redactor
-from .common import contract_from, emit, err, positive, sources_args
+from .common import contract_from, emit, err, positive, require, sources_args
 
 SERVICES = ("timescale", "redis", "kafka")
 TARGETS = ("primary", "leader", "controller", "replica")
@@ -27,8 +27,9 @@ def register(sub) -> None:
     run.add_argument("--fault", choices=("kill", "stop", "pause", "partition"), default="kill")
     run.add_argument("--target", choices=TARGETS, default="primary",
                      help="which member: the primary / leader (default), Kafka's controller, or a replica")
-    run.add_argument("--state-dir", type=Path, default=Path(os.environ.get("BACKBONE_STATE_DIR", ".backbone/local")),
-                     help="the local environment (platform local)")
+    run.add_argument("--state-dir", type=Path, default=None,
+                     help="the local environment (platform local); default: the directory of --outputs when it "
+                          "holds one, else $BACKBONE_STATE_DIR or .backbone/local")
     run.add_argument("--namespace", default="backbone", help="kubernetes namespace (platform kubernetes)")
     run.add_argument("--network", default="backbone", help="docker network (platform docker, partition faults)")
     run.add_argument("--warmup", type=positive, default=2.0, metavar="S", help="writes before the fault (default 2)")
@@ -55,10 +56,20 @@ def register(sub) -> None:
     backup.set_defaults(func=cmd_backup)
 
 
+def local_state_dir(args) -> Path:
+    """Where the local environment lives: --state-dir, else the directory `local up` wrote
+    the --outputs file into (it holds state.json beside it), else the default."""
+    if args.state_dir is not None:
+        return args.state_dir
+    if args.outputs is not None and (args.outputs.parent / "state.json").is_file():
+        return args.outputs.parent
+    return Path(os.environ.get("BACKBONE_STATE_DIR", ".backbone/local"))
+
+
 def _backend(contract, args, progress):
     if contract.platform == "local":
         from ..drills.faults_local import LocalFaults
-        return LocalFaults(args.state_dir, progress=progress)
+        return LocalFaults(local_state_dir(args), progress=progress)
     if contract.platform == "docker":
         from ..drills.faults_docker import DockerFaults
         return DockerFaults(network=args.network)
@@ -76,6 +87,7 @@ def cmd_run(args) -> int:
     contract = contract_from(args)
     if contract.tier != "institutional":
         raise ConfigError("a live drill needs the institutional tier; the bootstrap tier has only --simulate")
+    require(contract, f"drill run --service {args.service}", args.service)
     from ..drills.faults import FaultError
     from ..drills.live import run_drill
     from ..drills.render import timeline_png, to_markdown
@@ -142,6 +154,7 @@ def cmd_backup(args) -> int:
     contract = contract_from(args)
     if contract.tier != "institutional":
         raise ConfigError("the backup drill needs the institutional tier (a Timescale database)")
+    require(contract, "drill backup", "timescale")
     redactor = Redactor(contract.secrets())
     err.print(f"[dim]{time.strftime('%H:%M:%S')}[/] backup / restore drill: "
               + (f"restoring {args.dump}" if args.dump else "taking a dump, then restoring it"))

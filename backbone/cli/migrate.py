@@ -5,7 +5,7 @@ import json
 import time
 
 from ..report import EXIT_FAILED, EXIT_READY, Redactor
-from .common import contract_from, emit, err, positive, report_args, sources_args
+from .common import contract_from, emit, err, positive, report_args, require, sources_args
 
 
 def register(sub) -> None:
@@ -28,6 +28,7 @@ def run(args) -> int:
     from ..migrate.check import database_errors, migrations_check, reason, timescale_note
 
     contract = contract_from(args)
+    require(contract, f"migrate {args.migrate_command}", "timescale")
     redactor = Redactor(contract.secrets())
     action = args.migrate_command
     try:

@@ -8,10 +8,14 @@ redaction-safe view back.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
-from urllib.parse import quote, urlsplit, unquote
+from typing import Annotated, Any, Literal
+from urllib.parse import quote, unquote
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, StrictBool, field_validator,
+                      model_validator)
+
+from .checks import (Count, Host, Identifier, Name, Port, Seconds, check_host, no_bool, parse_service_url,
+                     split_host_port)
 
 CONTRACT_VERSION = 1
 TIERS = ("bootstrap", "institutional")
@@ -34,8 +38,8 @@ class _Model(BaseModel):
 
 
 class HostPort(_Model):
-    host: str = Field(min_length=1)
-    port: int = Field(ge=1, le=65535)
+    host: Host
+    port: Port
 
     def __str__(self) -> str:
         return f"{self.host}:{self.port}"
@@ -44,11 +48,11 @@ class HostPort(_Model):
 class PoolSettings(_Model):
     """SQLAlchemy-style pool knobs; they apply to PostgreSQL targets only."""
 
-    size: int = Field(5, ge=1, le=1000)
-    max_overflow: int = Field(10, ge=0, le=1000)
-    timeout_s: float = Field(30.0, gt=0)
-    recycle_s: int = Field(1800, ge=-1)
-    pre_ping: bool = True
+    size: Count(ge=1, le=1000) = 5
+    max_overflow: Count(ge=0, le=1000) = 10
+    timeout_s: Seconds(le=3600) = 30.0
+    recycle_s: Count(ge=-1, le=604_800) = 1800  # -1: never recycle; at most a week
+    pre_ping: StrictBool = True
 
 
 # The hypertables of backbone's schema (backbone.schema.HYPERTABLES names their time columns).
@@ -59,9 +63,9 @@ class TablePolicy(_Model):
     """Per-hypertable TimescaleDB policy, applied and drift-checked by `backbone migrate`.
     Whole days, so nothing from config is ever spliced into SQL as text."""
 
-    chunk_interval_days: int = Field(7, ge=1, le=3650)
-    retention_days: int | None = Field(None, ge=1, le=36500)
-    compress_after_days: int | None = Field(None, ge=1, le=36500)
+    chunk_interval_days: Count(ge=1, le=3650) = 7
+    retention_days: Count(ge=1, le=36500) | None = None
+    compress_after_days: Count(ge=1, le=36500) | None = None
 
 
 def _default_policies() -> dict[str, TablePolicy]:
@@ -73,19 +77,19 @@ def _default_policies() -> dict[str, TablePolicy]:
 
 
 class TimescaleEndpoint(_Model):
-    host: str = "127.0.0.1"
-    port: int = Field(5432, ge=1, le=65535)
-    database: str = Field("backbone", min_length=1)
-    user: str = Field("backbone", min_length=1)
+    host: Host = "127.0.0.1"
+    port: Port = 5432
+    database: Identifier = "backbone"
+    user: Identifier = "backbone"
     password: SecretStr | None = None
     sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = "prefer"
     url: SecretStr | None = None  # an explicit URL wins over the parts above
     ha: Literal["none", "patroni"] = "none"
     # Other members of a Patroni cluster. With ha "patroni" the composed URL lists host:port
     # and every replica, with target_session_attrs=read-write: libpq then follows the leader.
-    replicas: list[HostPort] = Field(default_factory=list)
-    # Plain PostgreSQL is acceptable only where the contract says so (the local platform).
-    require_timescaledb: bool = True
+    replicas: list[HostPort] = Field(default_factory=list, max_length=16)
+    # Plain PostgreSQL is acceptable only where the contract says so.
+    require_timescaledb: StrictBool = True
     pool: PoolSettings = Field(default_factory=PoolSettings)
     policies: dict[str, TablePolicy] = Field(default_factory=_default_policies)
 
@@ -102,9 +106,7 @@ class TimescaleEndpoint(_Model):
     @classmethod
     def _postgres_url(cls, v: SecretStr | None) -> SecretStr | None:
         if v is not None:
-            scheme = urlsplit(v.get_secret_value()).scheme.split("+")[0]
-            if scheme not in ("postgresql", "postgres"):
-                raise ValueError(f"must be a postgresql:// URL, got scheme {scheme or '(none)'!r}")
+            parse_service_url(v.get_secret_value(), ("postgresql", "postgres"), multi_host=True)
         return v
 
     def dsn(self) -> str:
@@ -125,40 +127,38 @@ class TimescaleEndpoint(_Model):
         """Where the connection actually goes (from the URL when one is given)."""
         if self.url is None:
             return {"host": self.host, "port": self.port, "database": self.database, "user": self.user}
-        parts = urlsplit(self.url.get_secret_value())
-        first = parts.netloc.rpartition("@")[2].split(",")[0]  # libpq allows host1:p1,host2:p2
-        host, _, port = first.rpartition(":") if first.count(":") == 1 or first.startswith("[") else (first, "", "")
-        return {"host": host.strip("[]") or first, "port": int(port) if port.isdigit() else 5432,
+        # validated on the way in, so host and port are what they claim to be
+        parts = parse_service_url(self.url.get_secret_value(), ("postgresql", "postgres"), multi_host=True)
+        host, port = split_host_port(parts.netloc.rpartition("@")[2].split(",")[0])  # libpq: host1:p1,host2:p2
+        return {"host": host.strip("[]"), "port": int(port) if port else 5432,
                 "database": unquote(parts.path.lstrip("/")) or self.database,
                 "user": unquote(parts.username or "") or self.user}
 
 
 class CachePolicy(_Model):
-    namespace: str = Field("emp:cache", min_length=1)
-    ttl_seconds: int = Field(900, ge=1)
-    max_keys: int = Field(1024, ge=1)
+    namespace: str = Field("emp:cache", min_length=1, max_length=128, pattern=r"^[A-Za-z0-9:_.-]+$")
+    ttl_seconds: Count(ge=1, le=31_536_000) = 900
+    max_keys: Count(ge=1, le=1_000_000_000) = 1024
 
 
 class RedisEndpoint(_Model):
     mode: Literal["standalone", "sentinel"] = "standalone"
-    host: str = "127.0.0.1"
-    port: int = Field(6379, ge=1, le=65535)
-    username: str | None = None
+    host: Host = "127.0.0.1"
+    port: Port = 6379
+    username: Identifier | None = None
     password: SecretStr | None = None
-    tls: bool = False
-    db: int = Field(0, ge=0)
+    tls: StrictBool = False
+    db: Count(ge=0, le=99_999) = 0
     url: SecretStr | None = None
-    sentinels: list[HostPort] = Field(default_factory=list)
-    master_name: str = "backbone"
+    sentinels: list[HostPort] = Field(default_factory=list, max_length=16)
+    master_name: Name = "backbone"
     cache_policy: CachePolicy = Field(default_factory=CachePolicy)
 
     @field_validator("url")
     @classmethod
     def _redis_url(cls, v: SecretStr | None) -> SecretStr | None:
         if v is not None:
-            scheme = urlsplit(v.get_secret_value()).scheme
-            if scheme not in ("redis", "rediss"):
-                raise ValueError(f"must be a redis:// or rediss:// URL, got scheme {scheme or '(none)'!r}")
+            parse_service_url(v.get_secret_value(), ("redis", "rediss"), multi_host=False)
         return v
 
     @model_validator(mode="after")
@@ -179,15 +179,16 @@ class RedisEndpoint(_Model):
     def target(self) -> dict[str, Any]:
         if self.url is None:
             return {"host": self.host, "port": self.port, "db": self.db, "tls": self.tls}
-        parts = urlsplit(self.url.get_secret_value())
-        return {"host": parts.hostname or "", "port": parts.port or 6379,
-                "db": int(parts.path.lstrip("/") or 0), "tls": parts.scheme == "rediss"}
+        parts = parse_service_url(self.url.get_secret_value(), ("redis", "rediss"), multi_host=False)
+        host, port = split_host_port(parts.netloc.rpartition("@")[2])
+        return {"host": host.strip("[]"), "port": int(port) if port else 6379,
+                "db": int(unquote(parts.path.lstrip("/")) or 0), "tls": parts.scheme == "rediss"}
 
 
 class TopicSpec(_Model):
     name: str
-    partitions: int = Field(6, ge=1, le=10000)
-    replication_factor: int = Field(1, ge=1, le=32)
+    partitions: Count(ge=1, le=10000) = 6
+    replication_factor: Count(ge=1, le=32) = 1
     config: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("name")
@@ -211,13 +212,13 @@ class TopicSpec(_Model):
 
 
 class KafkaEndpoint(_Model):
-    bootstrap_servers: str = Field("127.0.0.1:9092", min_length=1)
-    expected_brokers: int = Field(1, ge=1)
+    bootstrap_servers: str = Field("127.0.0.1:9092", min_length=1, max_length=8192)
+    expected_brokers: Count(ge=1, le=1000) = 1
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: str | None = None
-    sasl_username: str | None = None
+    sasl_username: str | None = Field(None, max_length=256, pattern=r"^[\x21-\x7e]+$")
     sasl_password: SecretStr | None = None
-    topics: list[TopicSpec] = Field(default_factory=list)
+    topics: list[TopicSpec] = Field(default_factory=list, max_length=1000)
 
     @field_validator("bootstrap_servers")
     @classmethod
@@ -225,7 +226,8 @@ class KafkaEndpoint(_Model):
         for item in v.split(","):
             host, sep, port = item.strip().rpartition(":")
             if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-                raise ValueError(f"expected host:port[,host:port...], got {item.strip()!r}")
+                raise ValueError("expected host:port[,host:port...] with ports from 1 to 65535")
+            check_host(host)
         return v
 
     @model_validator(mode="after")
@@ -238,8 +240,8 @@ class KafkaEndpoint(_Model):
 
 
 class Objective(_Model):
-    rto_s: float = Field(gt=0)
-    rpo_s: float = Field(ge=0)
+    rto_s: Seconds(le=31_536_000)
+    rpo_s: Seconds(le=31_536_000, zero_ok=True)  # 0: no loss tolerated
 
 
 class Objectives(_Model):
@@ -249,12 +251,14 @@ class Objectives(_Model):
 
 
 class BootstrapStore(_Model):
-    store: str = Field(".backbone/bootstrap/backbone.db", min_length=1)
+    store: str = Field(".backbone/bootstrap/backbone.db", min_length=1, max_length=4096)
 
 
 class Contract(_Model):
-    contract_version: Literal[1] = CONTRACT_VERSION
-    environment: str = Field("default", min_length=1)
+    # documents must state it (sources refuse one that does not); the model defaults it for
+    # contracts built in code
+    contract_version: Annotated[Literal[1], BeforeValidator(no_bool)] = CONTRACT_VERSION
+    environment: Name = "default"
     tier: Literal["bootstrap", "institutional"] = "bootstrap"
     platform: Literal["embedded", "local", "docker", "kubernetes"] = "embedded"
     timescale: TimescaleEndpoint | None = None
@@ -264,14 +268,17 @@ class Contract(_Model):
     bootstrap: BootstrapStore | None = None
 
     @model_validator(mode="after")
-    def _tier_has_its_services(self) -> "Contract":
-        if self.tier == "institutional":
-            missing = [s for s in ("timescale", "redis", "kafka") if getattr(self, s) is None]
-            if missing:
-                raise ValueError(f"tier 'institutional' needs {', '.join(missing)} settings")
-        elif self.bootstrap is None:
+    def _bootstrap_store(self) -> "Contract":
+        if self.tier == "bootstrap" and self.bootstrap is None:
             self.bootstrap = BootstrapStore()
         return self
+
+    def missing(self, *sections: str) -> list[str]:
+        """The service sections among `sections` this institutional contract lacks (each
+        command needs only its own: migrate the timescale section, topics the kafka one)."""
+        if self.tier != "institutional":
+            return []
+        return [s for s in sections if getattr(self, s) is None]
 
     def secrets(self) -> list[str]:
         """Every secret value in the contract, for scrubbing output."""
@@ -306,6 +313,12 @@ class Contract(_Model):
         return data
 
 
+def null_sections(document: dict[str, Any]) -> list[str]:
+    """Sections a document gives as null: a contract leaves a section out, it never nulls it."""
+    return [k for k in ("timescale", "redis", "kafka", "objectives", "bootstrap")
+            if k in document and document[k] is None]
+
+
 def _present(secret: SecretStr | None) -> str:
     return "set" if secret is not None else "none"
 
@@ -330,8 +343,9 @@ def split_secrets(document: dict[str, Any]) -> tuple[dict[str, Any], dict[str, A
 
 def merge_outputs(outputs: dict[str, Any]) -> dict[str, Any]:
     """Join `pulumi stack output --json` (or a bare contract) into one document."""
-    if "contract_version" in outputs:
-        return outputs
+    if "backbone" not in outputs and "backbone_secrets" not in outputs \
+            and set(outputs) & set(Contract.model_fields):
+        return outputs  # a bare contract document (validation then asks for contract_version)
     if "backbone" not in outputs:
         raise ContractError("outputs", "no 'backbone' output found (is this a backbone stack?)")
     public, secret = outputs["backbone"], outputs.get("backbone_secrets") or {}
@@ -341,8 +355,12 @@ def merge_outputs(outputs: dict[str, Any]) -> dict[str, Any]:
         raise ContractError("backbone_secrets", f"expected an object, got {type(secret).__name__}")
     merged = {k: (dict(v) if isinstance(v, dict) else v) for k, v in public.items()}
     for section, values in secret.items():
-        if section not in SECRET_FIELDS or not isinstance(values, dict):
+        if section not in SECRET_FIELDS:
             raise ContractError(f"backbone_secrets.{section}", "unknown secrets section")
+        if values is None:
+            raise ContractError(f"backbone_secrets.{section}", "is null: leave it out, or give its secrets")
+        if not isinstance(values, dict):
+            raise ContractError(f"backbone_secrets.{section}", f"expected an object, got {type(values).__name__}")
         for name, value in values.items():
             if name not in SECRET_FIELDS[section]:
                 raise ContractError(f"backbone_secrets.{section}.{name}", "not a secret field")

@@ -18,7 +18,7 @@ from dotenv import dotenv_values
 from pydantic import ValidationError
 
 from ..errors import ConfigError
-from .model import Contract, ContractError, merge_outputs
+from .model import CONTRACT_VERSION, Contract, ContractError, merge_outputs, null_sections
 
 
 def _bool(raw: str) -> bool:
@@ -129,6 +129,10 @@ def load_contract(src: Sources) -> Contract:
             provenance[setting.path] = f"{key} from {origin}"
             explicit_tier = explicit_tier or setting.path == "tier"
 
+    if (src.outputs is not None or src.stack is not None) and "contract_version" not in document:
+        origin = f"--outputs {src.outputs}" if src.outputs is not None else f"--stack {src.stack}"
+        raise ConfigError(f"contract_version (from {origin}): required field is missing; a contract states its "
+                          f"version (this backbone reads version {CONTRACT_VERSION})")
     # Service settings without an explicit tier mean the operator wants the services.
     if not explicit_tier and any(s in document for s in SERVICE_SECTIONS):
         document["tier"] = "institutional"
@@ -137,6 +141,8 @@ def load_contract(src: Sources) -> Contract:
 
 
 def _validate(document: dict[str, Any], provenance: dict[str, str] | None = None) -> Contract:
+    for section in null_sections(document):
+        raise ConfigError(f"{section}: the section is null; leave it out, or give its settings")
     try:
         return Contract.model_validate(document)
     except ValidationError as exc:

@@ -139,7 +139,12 @@ def redis_ready(svc: dict[str, Any], password: str, timeout_s: float) -> float:
 # --- Kafka (KRaft, combined broker + controller nodes) ----------------------------------
 
 def new_cluster_id() -> str:
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A KRaft cluster id: URL-safe base64 of a random UUID that does not start with '-'
+    (command-line tools would read such an id as an option; Kafka's own generator skips them)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def prepare_kafka(state_dir: Path, bins: Binaries, brokers: int) -> list[dict[str, Any]]:

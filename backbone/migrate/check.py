@@ -22,10 +22,17 @@ from .state import State
 
 def timescale_note(contract: Contract, state: State) -> tuple[str, str] | None:
     """(status, sentence) when TimescaleDB is absent on a PostgreSQL target."""
-    if state.dialect != "postgresql" or (state.timescale and state.timescale.installed):
+    ts = state.timescale
+    if state.dialect != "postgresql" or (ts and ts.installed):
         return None
+    if ts and ts.available and not ts.preloaded:
+        why = ("the server has the timescaledb extension but does not preload it: add 'timescaledb' to "
+               "shared_preload_libraries and restart, then run `backbone migrate apply`; until then plain tables, "
+               "no hypertables or policies")
+    else:
+        why = "timescaledb extension not installed: plain tables, no hypertables or policies"
     if contract.timescale.require_timescaledb:
-        return DEGRADED, "timescaledb extension not installed: plain tables, no hypertables or policies"
+        return DEGRADED, why
     return OK, "plain PostgreSQL (accepted by the contract): no hypertables or policies"
 
 

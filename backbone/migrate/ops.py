@@ -103,8 +103,8 @@ def _diff_sentence(diff) -> str:
 def policy_statements(conn: Connection, state: State, policies: dict[str, TablePolicy]) -> list[tuple[str, dict]]:
     """The statements (with bound parameters) that bring the policies in line."""
     ts = state.timescale
-    if ts is None or not ts.available:
-        return []
+    if ts is None or not (ts.installed or ts.creatable):
+        return []  # absent, or present but not preloaded: the check says which
     stmts: list[tuple[str, dict]] = []
     if not ts.installed:
         stmts.append(("CREATE EXTENSION IF NOT EXISTS timescaledb", {}))

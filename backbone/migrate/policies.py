@@ -33,7 +33,9 @@ class PolicyDiff:
 def timescale_status(scalar: Scalar) -> Timescale:
     installed = scalar("SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'", {})
     available = scalar("SELECT count(*) FROM pg_available_extensions WHERE name = 'timescaledb'", {})
-    return Timescale(installed, bool(available))
+    preloaded = scalar("SELECT 'timescaledb' = ANY(string_to_array(replace("
+                       "current_setting('shared_preload_libraries'), ' ', ''), ','))", {})
+    return Timescale(installed, bool(available), bool(preloaded))
 
 
 def _days(n: int | None) -> str:

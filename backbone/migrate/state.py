@@ -6,8 +6,13 @@ from dataclasses import dataclass, field
 
 @dataclass
 class Timescale:
-    installed: str | None  # extension version
-    available: bool
+    installed: str | None  # extension version in this database
+    available: bool  # the server has the extension's files
+    preloaded: bool = True  # in shared_preload_libraries: without it, CREATE EXTENSION fails
+
+    @property
+    def creatable(self) -> bool:
+        return self.available and self.preloaded
 
 
 @dataclass

@@ -94,13 +94,14 @@ def _markdown(report: Report) -> str:
     if c.tier == "bootstrap":
         lines.append(f"- store: `{m['bootstrap']['store']}` (embedded), in-process cache and event log")
     else:
-        t, r, k = m["timescale"], m["redis"], m["kafka"]
+        t, r, k = m.get("timescale"), m.get("redis"), m.get("kafka")
         lines.append(f"- timescale: `{t['host']}:{t['port']}/{t['database']}` as `{t['user']}`, "
-                     f"sslmode {t['sslmode']}, ha {t['ha']}, pool {t['pool']['size']}+{t['pool']['max_overflow']}")
+                     f"sslmode {t['sslmode']}, ha {t['ha']}, pool {t['pool']['size']}+{t['pool']['max_overflow']}"
+                     if t else "- timescale: not in the contract")
         lines.append(f"- redis: `{r['host']}:{r['port']}` ({r['mode']}), cache `{r['cache_policy']['namespace']}` "
-                     f"TTL {r['cache_policy']['ttl_seconds']} s")
+                     f"TTL {r['cache_policy']['ttl_seconds']} s" if r else "- redis: not in the contract")
         lines.append(f"- kafka: `{k['bootstrap_servers']}`, {k['expected_brokers']} broker(s) expected, "
-                     f"{len(k['topics'])} topic(s) declared")
+                     f"{len(k['topics'])} topic(s) declared" if k else "- kafka: not in the contract")
     return "\n".join(lines) + "\n"
 
 

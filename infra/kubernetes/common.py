@@ -4,7 +4,9 @@ Every pod runs as a non-root user with no capabilities and the runtime's seccomp
 which is what the namespace's `restricted` Pod Security level enforces anyway; every
 stateful service gets a headless Service (stable pod DNS), a client Service, a
 PodDisruptionBudget and a NetworkPolicy that lets namespace pods reach the client ports and
-only the service's own pods reach the peer ports.
+only the service's own pods reach the peer ports. The members of a StatefulSet of more than
+one pod are kept off each other's nodes and spread over zones (`member_placement`), and a
+voting set's budget keeps its majority through drains (`disruption_budget`).
 """
 from __future__ import annotations
 
@@ -16,9 +18,11 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from infra.spec import Resources
+from infra.spec import AntiAffinity, Resources
 
 MANAGED_BY = {"app.kubernetes.io/part-of": "backbone", "app.kubernetes.io/managed-by": "pulumi"}
+NODE = "kubernetes.io/hostname"
+ZONE = "topology.kubernetes.io/zone"
 
 
 def selector(component: str) -> dict[str, str]:
@@ -113,13 +117,56 @@ def client_service(name: str, namespace: pulumi.Input[str], component: str, name
         opts=pulumi.ResourceOptions(parent=parent))
 
 
-def disruption_budget(name: str, namespace: pulumi.Input[str], component: str,
-                      parent: pulumi.Resource) -> k8s.policy.v1.PodDisruptionBudget:
-    # One voluntary disruption at a time: node drains proceed, a quorum / a primary plus a
-    # synchronous standby never go down together.
+def majority(members: int) -> int:
+    return members // 2 + 1
+
+
+def member_placement(component: str, members: int, anti_affinity: AntiAffinity) -> dict[str, Any]:
+    """Pod-spec fields (`affinity`, `topology_spread_constraints`) that keep the members of
+    one StatefulSet apart: at most one per node (`required`), or one per node while nodes
+    last (`preferred`, weight 100), and spread over zones as evenly as the cluster allows.
+
+    A single member has nobody to keep apart from: it gets neither field, so a dev-sized
+    stack carries no scheduling rule that could only ever be satisfied trivially.
+    """
+    if members < 2:
+        return {}
+    # The StatefulSet's own selector: it picks exactly its pods, and (a term's default) only in
+    # its namespace, so neither the other services nor another stack's pods repel them.
+    pods = {"match_labels": selector(component)}
+    same_node = {"label_selector": pods, "topology_key": NODE}
+    if anti_affinity == "required":
+        apart = {"required_during_scheduling_ignored_during_execution": [same_node]}
+    else:
+        apart = {"preferred_during_scheduling_ignored_during_execution": [{"weight": 100,
+                                                                           "pod_affinity_term": same_node}]}
+    # ScheduleAnyway: zones only rank nodes, so a single-zone cluster, or one whose nodes carry
+    # no zone label, still runs every member.
+    zones = {"max_skew": 1, "topology_key": ZONE, "when_unsatisfiable": "ScheduleAnyway", "label_selector": pods}
+    return {"affinity": {"pod_anti_affinity": apart}, "topology_spread_constraints": [zones]}
+
+
+def disruption_budget(name: str, namespace: pulumi.Input[str], component: str, parent: pulumi.Resource,
+                      voters: int = 0, keep: int | None = None) -> k8s.policy.v1.PodDisruptionBudget:
+    """`voters`: the member count of a set that must keep a majority (KRaft voters, Sentinels).
+    `keep`: members that must stay up, when the set needs more than a majority (Kafka:
+    replicas of a partition live on several brokers, so more than one broker down at once can
+    take a partition below min.insync.replicas)."""
+    floor = max(majority(voters), keep or 0)
+    if voters >= 3 and floor < voters:
+        # A drain may take members only while enough stay up to elect / agree on a failover
+        # (and, for Kafka, to keep every partition writable); derived from the count, so it
+        # stays right when the size changes.
+        budget: dict[str, int] = {"min_available": floor}
+    else:
+        # One voluntary disruption at a time: node drains proceed, a primary and its
+        # synchronous standby never go down together. Also for voters below three: their
+        # majority is every member, and a budget of all of them would block every drain of
+        # their nodes forever (minAvailable 1 of a single pod can never allow an eviction).
+        budget = {"max_unavailable": 1}
     return k8s.policy.v1.PodDisruptionBudget(
         f"{name}-pdb", metadata=metadata(name, namespace, component),
-        spec={"max_unavailable": 1, "selector": {"match_labels": selector(component)}},
+        spec={**budget, "selector": {"match_labels": selector(component)}},
         opts=pulumi.ResourceOptions(parent=parent))
 
 

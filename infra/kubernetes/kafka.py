@@ -97,12 +97,15 @@ class Kafka(pulumi.ComponentResource):
                         "security_context": common.pod_security(APP_UID),
                         "termination_grace_period_seconds": 60,
                         "containers": [container],
+                        **common.member_placement(COMPONENT, spec.sizes.kafka_brokers,
+                                                  spec.placement.quorum_anti_affinity),
                     },
                 },
                 "volume_claim_templates": [common.data_claim(spec.sizes.storage.kafka, spec.storage_class)],
             },
             opts=child)
-        common.disruption_budget(t.KAFKA, namespace, COMPONENT, self)
+        common.disruption_budget(t.KAFKA, namespace, COMPONENT, self, voters=spec.sizes.kafka_brokers,
+                                 keep=spec.sizes.kafka_brokers - 1)  # one broker at a time
         common.network_policy(t.KAFKA, namespace, COMPONENT, client_ports=[t.KAFKA_PORT],
                               peer_ports=[t.KAFKA_CONTROLLER_PORT], parent=self)
         self.register_outputs({"statefulset": self.statefulset.metadata.apply(lambda m: m.name),

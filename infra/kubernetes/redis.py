@@ -16,7 +16,7 @@ from backbone.serviceconfig import redis_auth_conf, redis_conf, sentinel_auth_co
 from infra import generated, service_settings
 from infra import topology as t
 from infra.kubernetes import common
-from infra.spec import StackSpec
+from infra.spec import AntiAffinity, StackSpec
 
 COMPONENT = "redis"
 SENTINEL_COMPONENT = "redis-sentinel"
@@ -113,9 +113,13 @@ class Redis(pulumi.ComponentResource):
             "security_context": common.container_security(),
             "volume_mounts": mounts,
         }
+        # Preferred, whatever placement.quorum_anti_affinity says: data pods do not vote (the
+        # Sentinels do), and a replica sharing a node still holds a copy and can be promoted,
+        # where a Pending one holds nothing.
         self.statefulset = self._statefulset(
             f"{name}-statefulset", t.REDIS, COMPONENT, namespace, headless, 1 + spec.sizes.redis_replicas,
-            container, volumes, common.checksum({k: files[k] for k in ("redis.conf", "start-redis.sh")}),
+            "preferred", container, volumes,
+            common.checksum({k: files[k] for k in ("redis.conf", "start-redis.sh")}),
             [common.data_claim(spec.sizes.storage.redis, spec.storage_class)])
         common.disruption_budget(t.REDIS, namespace, COMPONENT, self)
         common.network_policy(t.REDIS, namespace, COMPONENT, client_ports=[t.REDIS_PORT], peer_ports=[], parent=self)
@@ -143,15 +147,15 @@ class Redis(pulumi.ComponentResource):
         }
         self.sentinel_statefulset = self._statefulset(
             f"{name}-sentinel-statefulset", t.SENTINEL, SENTINEL_COMPONENT, namespace, headless,
-            spec.sizes.redis_sentinels, container, volumes,
+            spec.sizes.redis_sentinels, spec.placement.quorum_anti_affinity, container, volumes,
             common.checksum({k: files[k] for k in ("sentinel.conf", "start-sentinel.sh")}), [])
-        common.disruption_budget(t.SENTINEL, namespace, SENTINEL_COMPONENT, self)
+        common.disruption_budget(t.SENTINEL, namespace, SENTINEL_COMPONENT, self, voters=spec.sizes.redis_sentinels)
         common.network_policy(t.SENTINEL, namespace, SENTINEL_COMPONENT, client_ports=[t.SENTINEL_PORT],
                               peer_ports=[], parent=self)
 
     def _statefulset(self, resource_name: str, name: str, component: str, namespace: pulumi.Input[str],
-                     headless: k8s.core.v1.Service, replicas: int, container: dict, volumes: list,
-                     config_checksum: str, claims: list) -> k8s.apps.v1.StatefulSet:
+                     headless: k8s.core.v1.Service, replicas: int, anti_affinity: AntiAffinity, container: dict,
+                     volumes: list, config_checksum: str, claims: list) -> k8s.apps.v1.StatefulSet:
         return k8s.apps.v1.StatefulSet(
             resource_name,
             metadata=common.metadata(name, namespace, component),
@@ -167,6 +171,7 @@ class Redis(pulumi.ComponentResource):
                         "security_context": common.pod_security(REDIS_UID),
                         "containers": [container],
                         "volumes": volumes,
+                        **common.member_placement(component, replicas, anti_affinity),
                     },
                 },
                 **({"volume_claim_templates": claims} if claims else {}),

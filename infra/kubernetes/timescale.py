@@ -161,11 +161,14 @@ class Timescale(pulumi.ComponentResource):
                         "containers": [container],
                         "volumes": [{"name": "patroni", "config_map": {
                             "name": config.metadata.apply(lambda m: m.name), "default_mode": 0o555}}],
+                        **common.member_placement(COMPONENT, members, spec.placement.quorum_anti_affinity),
                     },
                 },
                 "volume_claim_templates": [common.data_claim(spec.sizes.storage.timescale, spec.storage_class)],
             },
             opts=child)
+        # Not voters: the leader lock lives in the Kubernetes API, so members need no majority
+        # of their own (and a majority of two would be both).
         common.disruption_budget(t.TIMESCALE, namespace, COMPONENT, self)
         common.network_policy(t.TIMESCALE, namespace, COMPONENT, client_ports=[t.TIMESCALE_PORT],
                               peer_ports=[t.PATRONI_API_PORT], parent=self)

@@ -93,7 +93,7 @@ def test_every_statefulset_has_services_a_budget_and_a_network_policy(staging_ru
     assert headless["spec"]["clusterIP"] == "None" and headless["spec"]["selector"] == pods
     assert manifest(staging_run, "Service", name)["spec"]["selector"].items() >= pods.items()
     budget = manifest(staging_run, "PodDisruptionBudget", name)
-    assert budget["spec"] == {"maxUnavailable": 1, "selector": {"matchLabels": pods}}
+    assert budget["spec"]["selector"] == {"matchLabels": pods}  # its values: test_infra_placement.py
     policy = manifest(staging_run, "NetworkPolicy", name)["spec"]
     assert policy["podSelector"] == {"matchLabels": pods} and policy["policyTypes"] == ["Ingress"]
     assert policy["ingress"][0]["from"] == [{"podSelector": {}}], "clients: pods of this namespace only"

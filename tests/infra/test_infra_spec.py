@@ -51,6 +51,10 @@ def test_defaults_are_the_bootstrap_tier_on_docker():
                                         "limits": {"cpu": "1", "memory": "1Gi"}}}}},
      "backbone:sizes.resources.redis: limits.cpu 1 is below requests.cpu 2"),
     ({"sizes": {"storage": {"kafka": "lots"}}}, "backbone:sizes.storage.kafka: 'lots' is not a memory quantity"),
+    ({"placement": {"quorum_anti_affinity": "always"}},
+     "backbone:placement.quorum_anti_affinity: must be one of 'required' or 'preferred'"),
+    ({"placement": {"anti_affinity": "required"}}, "backbone:placement.anti_affinity: unknown key"),
+    ({"placement": "required"}, "backbone:placement: must be an object"),
 ])
 def test_a_config_mistake_names_its_key(values, message):
     assert message in problems(values)
@@ -151,3 +155,4 @@ def test_staging_is_sized_for_ha():
     assert spec.sizes.kafka_brokers == 3
     assert (spec.sizes.redis_replicas, spec.sizes.redis_sentinels, spec.sizes.timescale_replicas) == (2, 3, 1)
     assert {(t.replication_factor, t.config["min.insync.replicas"]) for t in spec.topics} == {(3, "2")}
+    assert spec.placement.quorum_anti_affinity == "required"

@@ -18,10 +18,10 @@ from backbone.local.binaries import SETUP_HINT, find_binaries
 BACKBONE = [sys.executable, "-m", "backbone"]
 
 
-def run_backbone(*args, timeout=180, env=None):
+def run_backbone(*args, timeout=180, env=None, cwd=None):
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("BACKBONE_", "TIMESCALEDB_", "REDIS_", "KAFKA_"))}
     full_env.update(env or {})
-    return subprocess.run([*BACKBONE, *args], capture_output=True, text=True, timeout=timeout, env=full_env)
+    return subprocess.run([*BACKBONE, *args], capture_output=True, text=True, timeout=timeout, env=full_env, cwd=cwd)
 
 
 def local_environment(tmp_path_factory, name, *up_args):

@@ -7,9 +7,11 @@ from ..conftest import run_backbone
 
 def test_kafka_leader_killed_loses_no_acknowledged_write(local_env, tmp_path):
     out = tmp_path / "drills"
+    # no --state-dir: the drill finds the environment beside the outputs file `local up` wrote
+    # (run from elsewhere, so the default .backbone/local cannot be what it finds)
     proc = run_backbone("drill", "run", "--service", "kafka", "--fault", "kill", "--target", "leader",
-                        "--outputs", str(local_env["outputs"]), "--state-dir", str(local_env["state_dir"]),
-                        "--output-dir", str(out), "--format", "json", timeout=240)
+                        "--outputs", str(local_env["outputs"]), "--output-dir", str(out), "--format", "json",
+                        timeout=240, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     result = json.loads(proc.stdout)
     assert result["service"] == "kafka" and result["member"].startswith("kafka-")

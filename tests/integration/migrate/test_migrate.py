@@ -174,3 +174,11 @@ def test_bootstrap_store_gets_the_same_schema(tmp_path):
     tables = {r[0] for r in sqlite3.connect(store).execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"daily_bars", "intraday_trades", "macro_events", "ingest_runs", "alembic_version"} <= tables
     assert run_backbone("migrate", "check", *env).returncode == 0
+
+
+def test_migrate_needs_only_the_database(local_env):
+    """A contract with Timescale settings alone (no Redis, no Kafka) is enough to migrate."""
+    only_db = ("--extra", f"TIMESCALEDB_URL={pg_dsn(local_env)}")
+    assert run_backbone("migrate", "apply", *only_db).returncode == 0
+    check = run_backbone("migrate", "check", *only_db)
+    assert check.returncode == 0, check.stdout + check.stderr

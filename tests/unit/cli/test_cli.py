@@ -49,7 +49,10 @@ def test_output_file_is_written_and_stdout_stays_clean(tmp_path):
     (("validate", "--outputs", "missing.json"), "--outputs missing.json: file not found"),
     (("validate", "--extra", "REDIS_PORT=abc"), "REDIS_PORT (from --extra): expected an integer"),
     (("validate", "--extra", "NOPE=1"), "--extra NOPE: unknown setting"),
-    (("validate", "--timeout", "0"), "must be greater than 0"),
+    (("validate", "--timeout", "0"), "greater than 0"),
+    (("validate", "--timeout", "nan"), "must be a finite number of seconds greater than 0"),
+    (("probe", "--timeout", "inf"), "must be a finite number of seconds greater than 0"),
+    (("migrate", "check", "--timeout", "-1"), "greater than 0"),
     (("validate", "--format", "xml"), "invalid choice: 'xml'"),
     (("manifest", "--stack", "dev"), "pulumi CLI is not on PATH"),
 ])
@@ -62,9 +65,10 @@ def test_bad_input_exits_2_with_a_clear_message_and_no_traceback(tmp_path, args,
 
 
 def test_invalid_outputs_file_runs_nothing(tmp_path):
-    (tmp_path / "outputs.json").write_text('{"backbone": {"contract_version": 1, "tier": "institutional"}}')
+    (tmp_path / "outputs.json").write_text('{"backbone": {"contract_version": 1, "tier": "institutional", '
+                                           '"timescale": {"port": true}}}')
     proc = run("validate", "--outputs", "outputs.json", "--output", "r.md", cwd=tmp_path)
-    assert proc.returncode == 2 and "needs timescale, redis, kafka" in proc.stderr
+    assert proc.returncode == 2 and "timescale.port" in proc.stderr and "boolean" in proc.stderr
     assert not (tmp_path / "r.md").exists()
     assert not (tmp_path / ".backbone").exists()
 

@@ -86,9 +86,11 @@ def test_service_settings_alone_select_the_institutional_tier():
     assert c.tier == "institutional"
 
 
-def test_institutional_tier_names_the_missing_services():
-    with pytest.raises(ConfigError, match="needs redis, kafka"):
-        load(environ={"TIMESCALEDB_URL": "postgresql://u:p@db:5432/x"})
+def test_a_contract_with_only_timescale_settings_is_valid_and_names_what_it_lacks():
+    # migrations need only the database; each command asks for the sections it uses
+    contract = load(environ={"TIMESCALEDB_URL": "postgresql://u:p@db:5432/x"})
+    assert contract.tier == "institutional" and contract.timescale is not None
+    assert contract.missing("timescale") == [] and contract.missing("timescale", "redis", "kafka") == ["redis", "kafka"]
 
 
 def test_explicit_url_wins_over_parts():
@@ -157,7 +159,10 @@ def test_every_config_error_names_its_field(extra, field):
     ("{not json", "invalid JSON at line 1"),
     ("[1, 2]", "expected a JSON object"),
     ('{"something": 1}', "no 'backbone' output"),
-    ('{"backbone": {"contract_version": 1, "tier": "institutional"}}', "needs timescale, redis, kafka"),
+    ('{"backbone": {"tier": "institutional"}}', "contract_version (from --outputs"),
+    ('{"backbone": {"contract_version": 1}, "backbone_secrets": {"timescale": null}}',
+     "backbone_secrets.timescale: is null"),
+    ('{"backbone": {"contract_version": 1, "tier": "institutional", "redis": null}}', "redis: the section is null"),
     ('{"backbone": {"contract_version": 2}}', "contract_version"),
     ('{"backbone": {"contract_version": 1, "redis": {"port": "abc"}, "tier": "bootstrap"}}', "redis.port"),
     ('{"backbone": {"contract_version": 1, "surprise": true}}', "surprise: unknown field"),
