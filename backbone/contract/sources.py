@@ -222,7 +222,9 @@ def _from_environment(environ: Mapping[str, str]) -> dict[str, str]:
 def _from_env_file(path: Path) -> dict[str, str]:
     if not path.is_file():
         raise ConfigError(f"--env-file {path}: file not found")
-    values = dotenv_values(path)  # read only; nothing is exported to os.environ
+    # read only (nothing is exported to os.environ) and literally: no ${VAR} expansion, which
+    # would silently change a password containing '${'
+    values = dotenv_values(path, interpolate=False)
     for key, value in values.items():
         if key not in _BY_NAME and key not in TOOL_VARIABLES:
             raise ConfigError(f"--env-file {path}: unknown setting {key!r}")
