@@ -199,7 +199,9 @@ def postgresql_settings(s: PostgresSettings) -> dict[str, str]:
         "log_min_messages": "warning",
     }
     if s.preload_timescaledb:
-        params["shared_preload_libraries"] = "timescaledb"
+        # pg_stat_statements: per-query call counts and timings, for operators (and for the
+        # tests that count what the query cache saves the database)
+        params["shared_preload_libraries"] = "timescaledb,pg_stat_statements"
         params["timescaledb.telemetry_level"] = "off"
         params["timescaledb.max_background_workers"] = str(s.timescaledb_background_workers)
         params["max_parallel_workers"] = str(s.max_parallel_workers)

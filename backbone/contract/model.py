@@ -68,6 +68,15 @@ class TablePolicy(_Model):
     compress_after_days: Count(ge=1, le=36500) | None = None
 
 
+class CandlePolicy(_Model):
+    """The 1-minute OHLCV candles from trades (a continuous aggregate, real-time aggregation
+    on): how far back each refresh recomputes, how close to now it stops, how often it runs."""
+
+    refresh_window_hours: Count(ge=1, le=8760) = 24
+    refresh_lag_minutes: Count(ge=0, le=1440) = 1
+    refresh_every_minutes: Count(ge=1, le=1440) = 5
+
+
 def _default_policies() -> dict[str, TablePolicy]:
     return {
         "daily_bars": TablePolicy(chunk_interval_days=30, retention_days=3650, compress_after_days=90),
@@ -92,6 +101,7 @@ class TimescaleEndpoint(_Model):
     require_timescaledb: StrictBool = True
     pool: PoolSettings = Field(default_factory=PoolSettings)
     policies: dict[str, TablePolicy] = Field(default_factory=_default_policies)
+    candles: CandlePolicy = Field(default_factory=CandlePolicy)
 
     @field_validator("policies")
     @classmethod

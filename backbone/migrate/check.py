@@ -16,7 +16,7 @@ from pathlib import Path
 from ..checks import DEGRADED, DOWN, OK, CheckResult
 from ..contract import Contract
 from . import catalog
-from .policies import policy_diffs, timescale_status
+from .policies import endpoint_diffs, timescale_status
 from .state import State
 
 
@@ -75,7 +75,7 @@ def fast_state(contract: Contract, timeout_s: float) -> State | None:
         if state is not None:
             state.timescale = timescale_status(scalar)
             if state.timescale.installed:
-                state.policy_diffs = [d.sentence() for d in policy_diffs(scalar, contract.timescale.policies)]
+                state.policy_diffs = [d.sentence() for d in endpoint_diffs(scalar, contract.timescale)]
         return state
 
 

@@ -25,7 +25,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import NullPool
 
 from ..contract import Contract, TablePolicy
-from .policies import HYPERTABLES, policy_diffs, timescale_status
+from .policies import CANDLES, HYPERTABLES, endpoint_diffs, policy_diffs, timescale_status
 from .schema import metadata
 from .state import State
 
@@ -64,7 +64,7 @@ def inspect_state(conn: Connection, contract: Contract) -> State:
     if conn.dialect.name == "postgresql":
         state.timescale = timescale_status(_scalar(conn))
         if state.timescale.installed and not pending:
-            state.policy_diffs = [d.sentence() for d in policy_diffs(_scalar(conn), contract.timescale.policies)]
+            state.policy_diffs = [d.sentence() for d in endpoint_diffs(_scalar(conn), contract.timescale)]
     return state
 
 
@@ -141,6 +141,33 @@ def policy_statements(conn: Connection, state: State, policies: dict[str, TableP
     return stmts
 
 
+def candle_statements(conn: Connection, state: State, timescale) -> list[tuple[str, dict]]:
+    """The 1-minute candles continuous aggregate (real-time aggregation on) and its refresh
+    policy, created or brought in line."""
+    ts = state.timescale
+    if ts is None or not (ts.installed or ts.creatable):
+        return []
+    current = {d.setting for d in endpoint_diffs(_scalar(conn), timescale) if d.table == CANDLES} \
+        if ts.installed else {"continuous aggregate"}
+    candles = timescale.candles
+    stmts: list[tuple[str, dict]] = []
+    view = conn.dialect.identifier_preparer.quote(CANDLES)
+    if "continuous aggregate" in current:
+        stmts.append((f"CREATE MATERIALIZED VIEW IF NOT EXISTS {view} WITH (timescaledb.continuous, "
+                      "timescaledb.materialized_only = false) AS SELECT time_bucket(INTERVAL '1 minute', ts) AS bucket, "
+                      "symbol, first(price, ts) AS open, max(price) AS high, min(price) AS low, "
+                      "last(price, ts) AS close, sum(size) AS volume, count(*) AS trades "
+                      "FROM intraday_trades GROUP BY bucket, symbol WITH NO DATA", {}))
+    if current & {"continuous aggregate", "refresh policy"}:
+        p = {"v": CANDLES, "h": candles.refresh_window_hours, "lag": candles.refresh_lag_minutes,
+             "every": candles.refresh_every_minutes}
+        stmts.append(("SELECT remove_continuous_aggregate_policy(CAST(:v AS regclass), if_exists => true)", p))
+        stmts.append(("SELECT add_continuous_aggregate_policy(CAST(:v AS regclass), "
+                      "start_offset => make_interval(hours => :h), end_offset => make_interval(mins => :lag), "
+                      "schedule_interval => make_interval(mins => :every))", p))
+    return stmts
+
+
 @dataclass
 class Counter:
     reads: int = 0
@@ -167,11 +194,17 @@ def render_plan(engine: Engine, contract: Contract) -> tuple[State, list[str]]:
             cfg.attributes["url"] = f"{conn.dialect.name}://"
             command.upgrade(cfg, f"{state.current or 'base'}:head", sql=True)
             sql.append(buf.getvalue().strip())
-        policies = contract.timescale.policies if contract.timescale else {}
-        for stmt, params in policy_statements(conn, state, policies):
+        for stmt, params in _statements(conn, state, contract):
             sql.append(_inline(stmt, params) + ";")
         conn.rollback()
     return state, sql
+
+
+def _statements(conn: Connection, state: State, contract: Contract) -> list[tuple[str, dict]]:
+    if contract.timescale is None:
+        return []
+    return policy_statements(conn, state, contract.timescale.policies) + candle_statements(conn, state,
+                                                                                           contract.timescale)
 
 
 def _inline(stmt: str, params: dict) -> str:
@@ -186,14 +219,13 @@ def apply(engine: Engine, contract: Contract) -> tuple[State, Counter]:
     (a single session keeps the DDL and the inspection that follows it together)."""
     counter = Counter()
     counter.attach(engine)
-    policies = contract.timescale.policies if contract.timescale else {}
     with engine.connect() as conn:
         cfg = alembic_config()
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
         conn.commit()
         state = inspect_state(conn, contract)
-        for stmt, params in policy_statements(conn, state, policies):
+        for stmt, params in _statements(conn, state, contract):
             conn.execute(text(stmt), params)
         conn.commit()
         final = inspect_state(conn, contract)

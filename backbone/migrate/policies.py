@@ -70,6 +70,38 @@ def policy_diffs(scalar: Scalar, policies: Mapping[str, Any]) -> list[PolicyDiff
     return diffs
 
 
+def endpoint_diffs(scalar: Scalar, timescale: Any) -> list[PolicyDiff]:
+    """Every policy difference for the contract's timescale section."""
+    return policy_diffs(scalar, timescale.policies) + candle_diffs(scalar, timescale.candles)
+
+
+CANDLES = "candles_1m"  # the continuous aggregate of 1-minute OHLCV candles from intraday_trades
+
+
+def candle_diffs(scalar: Scalar, want: Any) -> list[PolicyDiff]:
+    """The candles continuous aggregate and its refresh policy against the contract's
+    `timescale.candles` (refresh window, lag, schedule)."""
+    exists = scalar("SELECT count(*) FROM timescaledb_information.continuous_aggregates WHERE view_name = %(v)s",
+                    {"v": CANDLES})
+    if not exists:
+        return [PolicyDiff(CANDLES, "continuous aggregate", "1-minute candles from intraday_trades", "missing")]
+    row = scalar("SELECT jsonb_build_array(extract(epoch FROM (j.config ->> 'start_offset')::interval), "
+                 "extract(epoch FROM (j.config ->> 'end_offset')::interval), extract(epoch FROM j.schedule_interval)) "
+                 "FROM timescaledb_information.jobs j "  # a refresh job names the aggregate's view
+                 "WHERE j.hypertable_name = %(v)s AND j.proc_name = 'policy_refresh_continuous_aggregate'",
+                 {"v": CANDLES})
+    declared = [want.refresh_window_hours * 3600, want.refresh_lag_minutes * 60, want.refresh_every_minutes * 60]
+    if row is None:
+        return [PolicyDiff(CANDLES, "refresh policy", _refresh(declared), "none")]
+    actual = [float(x) for x in row]
+    return [] if actual == declared else [PolicyDiff(CANDLES, "refresh policy", _refresh(declared), _refresh(actual))]
+
+
+def _refresh(seconds: list[float]) -> str:
+    window, lag, every = seconds
+    return f"window {window / 3600:g} h, lag {lag / 60:g} min, every {every / 60:g} min"
+
+
 def _job_interval_days(scalar: Scalar, table: str, proc: str, key: str) -> float | None:
     seconds = scalar("SELECT extract(epoch FROM (config ->> %(key)s)::interval) FROM timescaledb_information.jobs "
                      "WHERE hypertable_name = %(t)s AND proc_name = %(proc)s", {"t": table, "proc": proc, "key": key})

@@ -34,6 +34,7 @@ intraday_trades = Table(
     Column("size", Double, nullable=False),
     Column("exchange", String(32)),
     Column("source", String(64), nullable=False),
+    Column("side", String(4)),  # buy | sell (0002)
 )
 
 macro_events = Table(
@@ -61,4 +62,9 @@ ingest_runs = Table(
     Column("started_at", DateTime(timezone=True), nullable=False),
     Column("finished_at", DateTime(timezone=True)),
     Column("error", Text),
+    # 0002: what an ingest run did with the rows it received (`rows`), and where they came from
+    Column("source", String(256)),
+    Column("rows_inserted", Integer, nullable=False, server_default="0"),
+    Column("rows_updated", Integer, nullable=False, server_default="0"),
+    Column("rows_rejected", Integer, nullable=False, server_default="0"),
 )

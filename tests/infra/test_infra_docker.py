@@ -88,7 +88,7 @@ def test_timescale_takes_its_settings_from_the_generator(dev_run):
     inputs = plain(timescale.inputs)
     flags = dict(arg.split("=", 1) for arg in inputs["command"][2::2])
     assert inputs["command"][0] == "postgres"
-    assert flags["shared_preload_libraries"] == "timescaledb"
+    assert flags["shared_preload_libraries"] == "timescaledb,pg_stat_statements"
     assert flags["shared_buffers"] == "512MB"  # a quarter of the 2Gi limit
     assert f"POSTGRES_PASSWORD={mock_password('timescale-password')}" in inputs["envs"]
     assert inputs["memory"] == 2048 and inputs["cpus"] == "2"

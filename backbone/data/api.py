@@ -1,0 +1,256 @@
+"""The data path for applications, the same on both tiers:
+
+    from backbone.data import open_backbone
+    with open_backbone(contract) as bb:
+        result = bb.ingest("bars", rows, source="vendor.csv")      # journaled, idempotent
+        bars = bb.bars(["AAPL"], start, end)                       # through the query cache
+        print(bars.hit, bars.rows[0].close)
+
+Institutional: TimescaleDB (one pool from the contract) and the Redis query cache.
+Bootstrap: the embedded SQLite store and an in-process cache.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import time
+import uuid
+from itertools import islice
+from operator import attrgetter
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+from ..contract import CachePolicy, Contract
+from . import reads
+from .cache import LocalBackend, QueryCache, RedisBackend
+from .rows import FAST_CHECKS, Dimension, RowError, dimension, to_row
+
+BATCH = 100_000  # rows per COPY: bounded memory, few round trips
+MAX_ERRORS = 10
+
+
+@dataclass
+class IngestResult:
+    run_id: str
+    dimension: str
+    received: int = 0
+    inserted: int = 0
+    updated: int = 0
+    rejected: int = 0
+    errors: list[RowError] = field(default_factory=list)  # the first MAX_ERRORS bad rows
+    freshness_s: float | None = None
+    seconds: float = 0.0
+    status: str = "ok"  # ok | rejected (nothing written)
+
+    @property
+    def unchanged(self) -> int:
+        return self.received - self.rejected - self.inserted - self.updated
+
+
+@dataclass
+class QueryResult:
+    rows: list
+    hit: bool
+    source: str
+    ms: float
+
+    def __iter__(self):
+        return iter(self.rows)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+class IngestRejected(ValueError):
+    """A file with bad rows, loaded all or nothing: nothing was written."""
+
+    def __init__(self, result: IngestResult):
+        first = "; ".join(str(e) for e in result.errors[:3])
+        super().__init__(f"{result.rejected} bad row(s), nothing written: {first}")
+        self.result = result
+
+
+class Backbone:
+    def __init__(self, contract: Contract, warn: Callable[[str], None] | None = None, timeout_s: float = 10.0):
+        self.contract = contract
+        if contract.tier == "institutional":
+            from ..clients.redis import redis_client
+            from .store_timescale import TimescaleStore
+            self.store = TimescaleStore(contract, timeout_s)
+            policy = contract.redis.cache_policy if contract.redis else CachePolicy()
+            backend = RedisBackend(redis_client(contract.redis, 0.5)) if contract.redis else LocalBackend()
+        else:
+            from .store_sqlite import SqliteStore
+            self.store = SqliteStore(contract.bootstrap.store, timeout_s)
+            policy = contract.redis.cache_policy if contract.redis else CachePolicy(ttl_seconds=1800, max_keys=256)
+            backend = LocalBackend()
+        self.cache = QueryCache(policy, backend, warn=warn)
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> "Backbone":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # --- writes ------------------------------------------------------------------------
+
+    def upsert(self, dim_name: str, rows: Iterable) -> IngestResult:
+        """Validated, idempotent upsert (a bad row raises IngestRejected, nothing written)."""
+        return self.ingest(dim_name, rows, source="upsert", journal=False)
+
+    def ingest(self, dim_name: str, records: Iterable | Callable[[], Iterable], source: str,
+               skip_invalid: bool = False, progress: Callable[[int], None] | None = None, journal: bool = True,
+               numbered: bool = False) -> IngestResult:
+        """Load records (rows or mappings; with `numbered`, (line, record) pairs) all or
+        nothing: one transaction, bounded batches. With `skip_invalid`, valid rows load and
+        bad ones are counted and reported. `records` may be a callable returning a fresh
+        iterable: then a transaction that lost a deadlock is run again from the start (a
+        list is re-read the same way), so no deadlock reaches the caller."""
+        again = callable(records) or isinstance(records, (list, tuple))
+        for attempt in range(5):
+            try:
+                return self._ingest(dim_name, records() if callable(records) else records, source, skip_invalid,
+                                    progress, journal, numbered)
+            except self.store.retryable:
+                if not again or attempt == 4:
+                    raise
+                time.sleep(0.02 * 2 ** attempt)
+        raise AssertionError("unreachable")
+
+    def _ingest(self, dim_name: str, records: Iterable, source: str, skip_invalid: bool,
+                progress: Callable[[int], None] | None, journal: bool, numbered: bool) -> IngestResult:
+        dim = dimension(dim_name)
+        result = IngestResult(run_id=uuid.uuid4().hex, dimension=dim.name)
+        started, started_at = time.perf_counter(), dt.datetime.now(dt.timezone.utc)
+        series: set[str] = set()
+        newest: dt.datetime | None = None
+        error: str | None = None
+        try:
+            with self.store.transaction() as tx:
+                pairs = iter(records if numbered else enumerate(records, 1))
+                while chunk := list(islice(pairs, BATCH)):
+                    result.received += len(chunk)
+                    rows = self._checked(dim, chunk, result)
+                    if result.rejected and not skip_invalid:
+                        continue  # keep reading to report the first bad rows; nothing is written
+                    self._flush(tx, dim, rows, result, series)
+                    newest = _newest(newest, rows)
+                    if progress:
+                        progress(result.received)
+                if result.rejected and not skip_invalid:
+                    raise IngestRejected(result)
+        except IngestRejected:
+            result.status, result.inserted, result.updated = "rejected", 0, 0
+            error = f"{result.rejected} bad row(s); first: {result.errors[0]}"
+            raise
+        except self.store.retryable:
+            result.status, error, journal = "failed", "retried", False  # the retry journals the run
+            raise
+        except Exception as exc:
+            result.status, error = "failed", type(exc).__name__
+            raise
+        finally:
+            result.seconds = time.perf_counter() - started
+            if newest is not None and result.status == "ok":
+                result.freshness_s = (dt.datetime.now(dt.timezone.utc) - newest).total_seconds()
+            if progress:
+                progress(result.received)
+            if journal:
+                self._journal(result, source, sorted(series), started_at, error)
+        self.cache.invalidate([(dim.name, s) for s in series])
+        return result
+
+    @staticmethod
+    def _checked(dim: Dimension, chunk: list, result: IngestResult) -> list:
+        """The valid rows of a chunk of (position, record); typed rows that pass the quick
+        check in place are taken as they are, the rest go through the full validation."""
+        fast, kind = FAST_CHECKS[dim.name], dim.row
+        rows = [r for _, r in chunk if type(r) is kind and fast(r)]
+        if len(rows) == len(chunk):
+            return rows
+        rows = []
+        for position, record in chunk:
+            try:
+                rows.append(to_row(dim, record, position))
+            except RowError as exc:
+                result.rejected += 1
+                if len(result.errors) < MAX_ERRORS:
+                    result.errors.append(exc)
+        return rows
+
+    def _flush(self, tx, dim: Dimension, rows: list, result: IngestResult, series: set[str]) -> None:
+        if not rows:
+            return
+        inserted, updated = self.store.upsert(dim, rows, conn=tx)  # duplicate keys: the last one wins
+        result.inserted += inserted
+        result.updated += updated
+        series.update(map(attrgetter(dim.key[0]), rows))
+
+    def _journal(self, result: IngestResult, source: str, series: list[str], started_at: dt.datetime,
+                 error: str | None) -> None:
+        self.store.journal({
+            "run_id": result.run_id, "dimension": result.dimension, "status": result.status,
+            "rows": result.received, "rows_inserted": result.inserted, "rows_updated": result.updated,
+            "rows_rejected": result.rejected, "freshness_seconds": result.freshness_s, "symbols": series,
+            "metadata": {"unchanged": max(0, result.unchanged) if result.status == "ok" else 0},
+            "source": source[:256], "started_at": started_at,
+            "finished_at": dt.datetime.now(dt.timezone.utc), "error": error})
+
+    # --- reads -------------------------------------------------------------------------
+
+    def bars(self, symbols: list[str], start: dt.datetime, end: dt.datetime, limit: int = 100_000) -> QueryResult:
+        return self._window("bars", symbols, start, end, limit)
+
+    def trades(self, symbols: list[str], start: dt.datetime, end: dt.datetime, limit: int = 100_000) -> QueryResult:
+        return self._window("trades", symbols, start, end, limit)
+
+    def macro(self, calendars: list[str], start: dt.datetime, end: dt.datetime, limit: int = 100_000) -> QueryResult:
+        return self._window("macro", calendars, start, end, limit)
+
+    def latest_bars(self, symbols: list[str]) -> QueryResult:
+        dim = dimension("bars")
+        return self._cached("latest", dim, symbols, {},
+                            lambda: reads.latest(self.store, dim, sorted(set(symbols))), _typed(dim))
+
+    def candles(self, symbols: list[str], start: dt.datetime, end: dt.datetime, limit: int = 100_000) -> QueryResult:
+        dim = dimension("trades")
+        params = {"start": start.isoformat(), "end": end.isoformat(), "limit": limit}
+        return self._cached("candles", dim, symbols, params,
+                            lambda: reads.candles(self.store, sorted(set(symbols)), start, end, limit),
+                            lambda row: reads.Candle(row[0], dt.datetime.fromisoformat(row[1]), *row[2:]))
+
+    def _window(self, name: str, series: list[str], start: dt.datetime, end: dt.datetime, limit: int) -> QueryResult:
+        dim = dimension(name)
+        params = {"start": start.isoformat(), "end": end.isoformat(), "limit": limit}
+        return self._cached("window", dim, series, params,
+                            lambda: reads.window(self.store, dim, sorted(set(series)), start, end, limit), _typed(dim))
+
+    def _cached(self, kind: str, dim: Dimension, series: list[str], params: dict, load, typed) -> QueryResult:
+        started = time.perf_counter()
+        key = {"dimension": dim.name, "series": sorted(set(series)), **params}
+        found = self.cache.get_or_load(f"{dim.name}.{kind}", key, [(dim.name, s) for s in series], load)
+        return QueryResult([typed(row) for row in found.value], found.hit, found.source,
+                           (time.perf_counter() - started) * 1000)
+
+
+def _typed(dim: Dimension):
+    ts_at = dim.columns.index("ts")
+
+    def row(values: list):
+        values = list(values)
+        values[ts_at] = dt.datetime.fromisoformat(values[ts_at])
+        return dim.row(*values)
+    return row
+
+
+def _newest(current: dt.datetime | None, rows: list) -> dt.datetime | None:
+    if not rows:
+        return current
+    newest = max(map(attrgetter("ts"), rows))
+    return newest if current is None or newest > current else current
+
+
+def open_backbone(contract: Contract, warn: Callable[[str], None] | None = None) -> Backbone:
+    return Backbone(contract, warn=warn)

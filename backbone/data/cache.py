@@ -1,0 +1,256 @@
+"""The query cache in front of the store's reads.
+
+- Keys come from the query and its parameters, prefixed by the contract's namespace, and
+  carry the generation of every (dimension, symbol) the query reads. An ingest bumps the
+  generations of what it wrote, so older entries are never read again and expire on their
+  own: no KEYS, no SCAN.
+- Values are JSON (never pickle); TTL from the policy with jitter, so entries written
+  together do not all expire together.
+- Single flight: on a miss one caller runs the query under a lock (Redis `SET NX PX` on
+  institutional, a process lock on bootstrap); the others wait for its value.
+- Key budget: an index of entries (by when they were written) trims the oldest beyond
+  `max_keys`.
+- The cache is never a point of failure: when Redis does not answer, reads go to the store
+  and a warning says so; Redis is tried again after a short pause.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from ..contract import CachePolicy
+
+# One round trip for a read: the generations and the entry they name. KEYS = generation
+# keys; ARGV[1] = the entry key's prefix. Returns {value or false, generations...}.
+_GET = """
+local gens = redis.call('MGET', unpack(KEYS))
+for i, g in ipairs(gens) do if not g then gens[i] = '0' end end
+local key = ARGV[1] .. ':' .. table.concat(gens, '.')
+return {redis.call('GET', key) or false, key}
+"""
+# Store an entry, index it by when it was written, drop index entries old enough to have
+# expired, trim the oldest beyond the budget. KEYS[1] = entry, KEYS[2] = index;
+# ARGV = value, ttl_ms (jittered), now_ms, max_keys, the policy's ttl_ms. Returns evictions.
+_SET = """
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+local now = tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - tonumber(ARGV[5]))
+redis.call('ZADD', KEYS[2], now, KEYS[1])
+redis.call('PEXPIRE', KEYS[2], ARGV[5])
+local over = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[4])
+if over > 0 then
+  local old = redis.call('ZPOPMIN', KEYS[2], over)
+  for i = 1, #old, 2 do redis.call('DEL', old[i]) end
+  return over
+end
+return 0
+"""
+RETRY_REDIS_AFTER_S = 5.0
+
+
+@dataclass
+class CacheStats:
+    hits: int = 0
+    misses: int = 0
+    sets: int = 0
+    invalidations: int = 0
+    evictions: int = 0
+    stampedes_avoided: int = 0
+    errors: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, **counts: int) -> None:
+        with self._lock:
+            for name, n in counts.items():
+                setattr(self, name, getattr(self, name) + n)
+
+    def to_dict(self) -> dict[str, int]:
+        return {k: getattr(self, k) for k in ("hits", "misses", "sets", "invalidations", "evictions",
+                                              "stampedes_avoided", "errors")}
+
+
+@dataclass
+class Lookup:
+    value: Any
+    hit: bool
+    source: str  # "cache", "store", "store (cache unavailable)"
+
+
+def cache_key(kind: str, params: dict[str, Any]) -> str:
+    """A stable digest of the query and its parameters."""
+    text = json.dumps({"q": kind, **params}, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+class QueryCache:
+    """`get_or_load(kind, params, scopes, load)`: the cached value of `load()` for this query.
+    `scopes` are the (dimension, symbol) pairs the query reads; `invalidate` bumps them."""
+
+    def __init__(self, policy: CachePolicy, backend: "RedisBackend | LocalBackend",
+                 warn: Callable[[str], None] | None = None, lock_timeout_s: float = 10.0):
+        self.policy = policy
+        self.backend = backend
+        self.stats = CacheStats()
+        self.warn = warn or (lambda message: None)
+        self.lock_timeout_s = lock_timeout_s
+        self._down_until = 0.0
+
+    def _ttl_ms(self) -> int:
+        return max(1, int(self.policy.ttl_seconds * 1000 * random.uniform(0.9, 1.0)))
+
+    def get_or_load(self, kind: str, params: dict[str, Any], scopes: list[tuple[str, str]],
+                    load: Callable[[], Any]) -> Lookup:
+        if time.monotonic() < self._down_until:
+            return Lookup(load(), False, "store (cache unavailable)")
+        ns = self.policy.namespace
+        gens = [f"{ns}:gen:{d}:{s}" for d, s in sorted(set(scopes))] or [f"{ns}:gen:-"]
+        prefix = f"{ns}:q:{kind}:{cache_key(kind, params)}"
+        try:
+            raw, key = self.backend.get(gens, prefix)
+            if raw is not None:
+                self.stats.add(hits=1)
+                return Lookup(json.loads(raw), True, "cache")
+            self.stats.add(misses=1)
+            return self._fill(key, load)
+        except self.backend.errors as exc:
+            self._unavailable(exc)
+            return Lookup(load(), False, "store (cache unavailable)")
+
+    def _fill(self, key: str, load: Callable[[], Any]) -> Lookup:
+        token = self.backend.lock(key, self.lock_timeout_s)
+        if token is None:  # somebody else is loading this key: wait for their value
+            deadline = time.monotonic() + self.lock_timeout_s
+            while time.monotonic() < deadline:
+                time.sleep(0.005)
+                raw = self.backend.get_key(key)
+                if raw is not None:
+                    self.stats.add(stampedes_avoided=1)
+                    return Lookup(json.loads(raw), False, "cache (filled by a concurrent reader)")
+            token = self.backend.lock(key, self.lock_timeout_s)  # the loader died: take over
+        try:
+            value = load()
+            text = json.dumps(value, separators=(",", ":"))
+            evicted = self.backend.set(key, f"{self.policy.namespace}:index", text, self._ttl_ms(),
+                                       self.policy.max_keys, self.policy.ttl_seconds * 1000)
+            self.stats.add(sets=1, evictions=evicted)
+            return Lookup(value, False, "store")
+        finally:
+            if token is not None:
+                self.backend.unlock(key, token)
+
+    def invalidate(self, scopes: list[tuple[str, str]]) -> None:
+        """After a committed ingest: every cached query over these (dimension, symbol) pairs
+        is stale. Never raises: a cache that cannot be told only means stale reads until TTL."""
+        if not scopes:
+            return
+        ns = self.policy.namespace
+        try:
+            self.backend.bump([f"{ns}:gen:{d}:{s}" for d, s in sorted(set(scopes))])
+            self.stats.add(invalidations=len(set(scopes)))
+        except self.backend.errors as exc:
+            self._unavailable(exc)
+
+    def _unavailable(self, exc: BaseException) -> None:
+        self.stats.add(errors=1)
+        self._down_until = time.monotonic() + RETRY_REDIS_AFTER_S
+        self.warn(f"query cache unavailable ({type(exc).__name__}); reading from the store, "
+                  f"retrying the cache in {RETRY_REDIS_AFTER_S:g} s")
+
+
+class RedisBackend:
+    def __init__(self, client) -> None:
+        import redis
+        self.client = client
+        self.errors = (redis.RedisError, OSError)
+        self._get = client.register_script(_GET)
+        self._set = client.register_script(_SET)
+
+    def get(self, gens: list[str], prefix: str) -> tuple[bytes | None, str]:
+        value, key = self._get(keys=gens, args=[prefix])
+        return (value or None), key.decode() if isinstance(key, bytes) else key
+
+    def get_key(self, key: str) -> bytes | None:
+        return self.client.get(key)
+
+    def set(self, key: str, index: str, value: str, ttl_ms: int, max_keys: int, ttl_max_ms: int) -> int:
+        return int(self._set(keys=[key, index], args=[value, ttl_ms, int(time.time() * 1000), max_keys, ttl_max_ms]))
+
+    def lock(self, key: str, timeout_s: float) -> str | None:
+        token = f"{random.getrandbits(64):x}"
+        return token if self.client.set(f"{key}:lock", token, nx=True, px=int(timeout_s * 1000)) else None
+
+    def unlock(self, key: str, token: str) -> None:
+        # only our own lock: it may have expired and been taken by another loader
+        self.client.eval("if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end "
+                         "return 0", 1, f"{key}:lock", token)
+
+    def bump(self, gens: list[str]) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        for gen in gens:
+            pipe.incr(gen)
+        pipe.execute()
+
+
+class LocalBackend:
+    """The bootstrap tier's cache: in this process, with the same semantics."""
+
+    errors: tuple[type[BaseException], ...] = ()
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._gens: dict[str, int] = {}
+        self._entries: OrderedDict[str, tuple[str, float]] = OrderedDict()
+        self._locks: dict[str, str] = {}
+
+    def get(self, gens: list[str], prefix: str) -> tuple[str | None, str]:
+        with self._lock:
+            key = prefix + ":" + ".".join(str(self._gens.get(g, 0)) for g in gens)
+            return self._live(key), key
+
+    def _live(self, key: str) -> str | None:
+        entry = self._entries.get(key)
+        if entry is None or entry[1] <= time.monotonic():
+            self._entries.pop(key, None)
+            return None
+        return entry[0]
+
+    def get_key(self, key: str) -> str | None:
+        with self._lock:
+            return self._live(key)
+
+    def set(self, key: str, index: str, value: str, ttl_ms: int, max_keys: int, ttl_max_ms: int = 0) -> int:
+        with self._lock:
+            now = time.monotonic()
+            for k in [k for k, (_, exp) in self._entries.items() if exp <= now]:
+                del self._entries[k]
+            self._entries[key] = (value, now + ttl_ms / 1000)
+            self._entries.move_to_end(key)
+            evicted = 0
+            while len(self._entries) > max_keys:
+                self._entries.popitem(last=False)
+                evicted += 1
+            return evicted
+
+    def lock(self, key: str, timeout_s: float) -> str | None:
+        with self._lock:
+            if key in self._locks:
+                return None
+            token = f"{random.getrandbits(64):x}"
+            self._locks[key] = token
+            return token
+
+    def unlock(self, key: str, token: str) -> None:
+        with self._lock:
+            if self._locks.get(key) == token:
+                del self._locks[key]
+
+    def bump(self, gens: list[str]) -> None:
+        with self._lock:
+            for gen in gens:
+                self._gens[gen] = self._gens.get(gen, 0) + 1

@@ -1,0 +1,102 @@
+"""The bootstrap store: the embedded SQLite file, in WAL mode, one transaction per batch.
+
+Timestamps are stored as UTC text `YYYY-MM-DD HH:MM:SS.ffffff` (what SQLAlchemy writes for
+this schema, and ordered as text). An upsert stages the batch in a temp table, counts the
+keys that already exist, and merges with INSERT ... ON CONFLICT DO UPDATE that leaves
+unchanged rows alone, so inserted and updated counts are exact.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sqlite3
+import threading
+from contextlib import contextmanager
+from operator import attrgetter
+from pathlib import Path
+from typing import Any, Iterator
+
+from .rows import Dimension
+
+TS_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
+
+
+def to_text(ts: dt.datetime) -> str:
+    return ts.astimezone(dt.timezone.utc).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+
+
+def from_text(value: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(value).replace(tzinfo=dt.timezone.utc)
+
+
+class SqliteStore:
+    dialect = "sqlite"
+    retryable: tuple[type[BaseException], ...] = ()  # one writer at a time: nothing to retry
+
+    def __init__(self, path: str | Path, timeout_s: float = 10.0):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # one connection, used under a lock: SQLite serialises writers anyway
+        self.conn = sqlite3.connect(self.path, timeout=timeout_s, isolation_level=None, check_same_thread=False)
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=NORMAL")
+        self.lock = threading.RLock()
+
+    def close(self) -> None:
+        self.conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        with self.lock:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            self.conn.execute("COMMIT")
+
+    def upsert(self, dim: Dimension, rows: list, conn: sqlite3.Connection | None = None) -> tuple[int, int]:
+        if not rows:
+            return 0, 0
+        if conn is not None:
+            return self._upsert(conn, dim, rows)
+        with self.transaction() as tx:
+            return self._upsert(tx, dim, rows)
+
+    def _upsert(self, conn: sqlite3.Connection, dim: Dimension, rows: list) -> tuple[int, int]:
+        cols = dim.columns
+        ts_at = cols.index("ts")
+        rows = list(dict(zip(map(dim.key_of, rows), rows)).values())  # the last of duplicate keys wins
+        values = [tuple(to_text(v) if i == ts_at else v for i, v in enumerate(row))
+                  for row in map(attrgetter(*cols), rows)]
+        stage = f"backbone_stage_{dim.table}"
+        col_list = ", ".join(cols)
+        conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS {stage} AS SELECT {col_list} FROM {dim.table} WHERE 0")
+        conn.execute(f"DELETE FROM {stage}")
+        conn.executemany(f"INSERT INTO {stage} ({col_list}) VALUES ({', '.join('?' * len(cols))})", values)
+        key = ", ".join(dim.key)
+        existing = conn.execute(f"SELECT count(*) FROM {stage} s JOIN {dim.table} t USING ({key})").fetchone()[0]
+        changing = [c for c in cols if c not in dim.key]
+        before = conn.total_changes
+        conn.execute(f"INSERT INTO {dim.table} ({col_list}) SELECT {col_list} FROM {stage} WHERE true "
+                     f"ON CONFLICT ({key}) DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in changing)} "
+                     f"WHERE {' OR '.join(f'{dim.table}.{c} IS NOT excluded.{c}' for c in changing)}")
+        written = conn.total_changes - before
+        inserted = len(values) - existing
+        return inserted, written - inserted
+
+    def journal(self, record: dict) -> None:
+        cols = list(record)
+        values = [json.dumps(v) if isinstance(v, (list, dict)) else to_text(v) if isinstance(v, dt.datetime) else v
+                  for v in record.values()]
+        with self.transaction() as tx:
+            tx.execute(f"INSERT INTO ingest_runs ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})", values)
+
+    def query(self, statement: str, params: dict) -> list[tuple]:
+        with self.lock:
+            return self.conn.execute(statement, {k: _param(v) for k, v in params.items()}).fetchall()
+
+
+def _param(value: Any) -> Any:
+    return to_text(value) if isinstance(value, dt.datetime) else value

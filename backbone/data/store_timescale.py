@@ -1,0 +1,151 @@
+"""The institutional store: TimescaleDB through one SQLAlchemy pool (psycopg driver) sized
+from the contract's pool settings.
+
+An upsert is one transaction per batch:
+- rows whose keys cannot exist yet go straight in with binary COPY (the physical floor):
+  the batch's keys are unique (deduplicated before), and a range probe finds no stored row
+  for its symbols and time span. The primary key is the proof: if a concurrent writer
+  got there first, the COPY fails on it and the batch is redone the general way.
+- otherwise: binary COPY into a session temp table, then one INSERT ... SELECT ... ON
+  CONFLICT DO UPDATE (COPY cannot carry ON CONFLICT), in key order so that two writers of
+  overlapping rows lock them in the same order; unchanged rows are not rewritten.
+Deadlocks and serialization failures are retried, never surfaced to the caller.
+"""
+from __future__ import annotations
+
+import math
+import time
+from contextlib import contextmanager
+from operator import attrgetter
+from typing import Iterator
+
+import psycopg
+from psycopg import errors, sql
+
+from ..contract import Contract
+from .rows import Dimension
+
+PG_TYPES = {"symbol": "text", "ts": "timestamptz", "open": "float8", "high": "float8", "low": "float8",
+            "close": "float8", "volume": "int8", "source": "text", "trade_id": "text", "price": "float8",
+            "size": "float8", "side": "text", "calendar": "text", "event": "text", "currency": "text",
+            "importance": "text", "actual": "float8", "forecast": "float8", "previous": "float8"}
+RETRIES = 5
+
+
+class TimescaleStore:
+    dialect = "postgresql"
+    retryable = (errors.DeadlockDetected, errors.SerializationFailure)
+
+    def __init__(self, contract: Contract, timeout_s: float = 10.0):
+        from sqlalchemy import create_engine
+        ep = contract.timescale
+        dsn, pool = ep.dsn(), ep.pool
+        # libpq parses the URL (multi-host, leader-following); SQLAlchemy only pools
+        self.engine = create_engine(
+            "postgresql+psycopg://", creator=lambda: psycopg.connect(dsn, connect_timeout=max(2, math.ceil(timeout_s))),
+            pool_size=pool.size, max_overflow=pool.max_overflow, pool_timeout=pool.timeout_s,
+            pool_recycle=pool.recycle_s, pool_pre_ping=pool.pre_ping)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection]:
+        raw = self.engine.raw_connection()
+        try:
+            yield raw.driver_connection
+        finally:
+            raw.close()  # back to the pool (rolled back if left open)
+
+    # --- writes ------------------------------------------------------------------------
+
+    def upsert(self, dim: Dimension, rows: list, conn: psycopg.Connection | None = None) -> tuple[int, int]:
+        """(inserted, updated) for one batch of validated rows. With `conn`, inside
+        the caller's transaction (all or nothing for a whole file); else its own."""
+        if not rows:
+            return 0, 0
+        if conn is not None:
+            return self._upsert(conn, dim, rows)
+        for attempt in range(RETRIES):
+            with self.connection() as pg:
+                try:
+                    with pg.transaction():
+                        return self._upsert(pg, dim, rows)
+                except (errors.DeadlockDetected, errors.SerializationFailure):
+                    if attempt == RETRIES - 1:
+                        raise
+                    time.sleep(0.01 * 2 ** attempt)
+        raise AssertionError("unreachable")
+
+    @contextmanager
+    def transaction(self) -> Iterator[psycopg.Connection]:
+        with self.connection() as pg, pg.transaction():
+            yield pg
+
+    def _upsert(self, pg: psycopg.Connection, dim: Dimension, rows: list) -> tuple[int, int]:
+        cols = dim.columns
+        if not self._may_conflict(pg, dim, rows):
+            try:
+                with pg.transaction():  # a savepoint: a lost race, or a key twice in the batch, falls back below
+                    self._copy(pg, sql.Identifier(dim.table), cols, map(attrgetter(*cols), rows))
+                return len(rows), 0
+            except errors.UniqueViolation:
+                pass
+        rows = list(dict(zip(map(dim.key_of, rows), rows)).values())  # the last of duplicate keys wins
+        stage = sql.Identifier(f"backbone_stage_{dim.table}")
+        pg.execute(sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {}) ON COMMIT DELETE ROWS")
+                   .format(stage, sql.Identifier(dim.table)))
+        pg.execute(sql.SQL("TRUNCATE {}").format(stage))
+        self._copy(pg, stage, cols, map(attrgetter(*cols), rows))
+        inserted, updated = pg.execute(_merge_sql(dim, stage)).fetchone()
+        return inserted, updated
+
+    def _may_conflict(self, pg: psycopg.Connection, dim: Dimension, rows: list) -> bool:
+        """Could any stored row share a key with this batch? A range probe over the batch's
+        partitioning column and time span (one index scan)."""
+        first, ts = dim.key[0], list(map(attrgetter("ts"), rows))
+        groups = sorted(set(map(attrgetter(first), rows)))
+        start, end = min(ts), max(ts)
+        query = sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE {} = ANY(%s) AND ts BETWEEN %s AND %s)").format(
+            sql.Identifier(dim.table), sql.Identifier(first))
+        return pg.execute(query, (groups, start, end)).fetchone()[0]
+
+    @staticmethod
+    def _copy(pg: psycopg.Connection, table: sql.Composable, cols: tuple[str, ...], values) -> None:
+        statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
+            table, sql.SQL(", ").join(map(sql.Identifier, cols)))
+        with pg.cursor().copy(statement) as copy:
+            copy.set_types([PG_TYPES[c] for c in cols])
+            for row in values:
+                copy.write_row(row)
+
+    def journal(self, record: dict) -> None:
+        cols = list(record)
+        statement = sql.SQL("INSERT INTO ingest_runs ({}) VALUES ({})").format(
+            sql.SQL(", ").join(map(sql.Identifier, cols)), sql.SQL(", ").join(sql.Placeholder() * len(cols)))
+        with self.connection() as pg, pg.transaction():
+            pg.execute(statement, [psycopg.types.json.Jsonb(v) if isinstance(v, (list, dict)) else v
+                                   for v in record.values()])
+
+    # --- reads -------------------------------------------------------------------------
+
+    def query(self, statement: str, params: dict) -> list[tuple]:
+        with self.connection() as pg:
+            rows = pg.execute(statement, params).fetchall()
+            pg.rollback()
+            return rows
+
+
+def _merge_sql(dim: Dimension, stage: sql.Identifier) -> sql.Composed:
+    cols = dim.columns
+    changing = [c for c in cols if c not in dim.key]
+    ident = lambda names: sql.SQL(", ").join(map(sql.Identifier, names))  # noqa: E731
+    return sql.SQL(
+        "WITH up AS (INSERT INTO {table} AS t ({cols}) SELECT {cols} FROM {stage} ORDER BY {key} "
+        "ON CONFLICT ({key}) DO UPDATE SET {sets} WHERE ({old}) IS DISTINCT FROM ({new}) "
+        "RETURNING (xmax = 0) AS inserted) "
+        "SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up").format(
+        table=sql.Identifier(dim.table), cols=ident(cols), stage=stage, key=ident(dim.key),
+        sets=sql.SQL(", ").join(sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in changing),
+        old=sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in changing),
+        new=sql.SQL(", ").join(sql.SQL("EXCLUDED.{}").format(sql.Identifier(c)) for c in changing))

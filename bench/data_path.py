@@ -1,0 +1,130 @@
+"""Benchmark (not a test): the data path against the raw client libraries, in one run, on
+the same rows and the same hypertable.
+
+    .venv/bin/backbone local up
+    .venv/bin/python bench/data_path.py .backbone/local/outputs.json [--rows 100000] [--rounds 3]
+
+Prints, with peak RSS:
+- upsert of new rows (backbone: validation, dedup, range probe, binary COPY) and of rows
+  that all exist with changed values (COPY into a temp table + INSERT ... ON CONFLICT)
+  against raw psycopg binary COPY (no conflict handling: the physical floor) and raw
+  `executemany` of INSERT ... ON CONFLICT DO UPDATE;
+- a cache hit (`bb.latest_bars`, 5 symbols) against a raw redis-py GET of the same payload;
+- the bootstrap tier's upsert rows/s (embedded SQLite, WAL).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import resource
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import psycopg
+import redis
+
+from backbone.contract import Sources, load_contract
+from backbone.data import open_backbone
+from backbone.data.rows import Bar
+
+COLS = ("symbol", "ts", "open", "high", "low", "close", "volume", "source")
+TYPES = ["text", "timestamptz", "float8", "float8", "float8", "float8", "int8", "text"]
+
+
+def bars(n: int, tag: str, bump: float = 0.0) -> list[Bar]:
+    """n bars over 50 symbols of a run-unique prefix, daily from 2000-01-03."""
+    start = dt.datetime(2000, 1, 3, tzinfo=dt.timezone.utc)
+    return [Bar(f"{tag}{i % 50:02d}", start + dt.timedelta(days=i // 50), 10.0 + bump, 11.0 + bump, 9.0,
+                10.5, 1000 + i, "bench") for i in range(n)]
+
+
+def timed(fn) -> float:
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
+
+
+def raw_copy(dsn: str, rows: list[Bar]) -> None:
+    with psycopg.connect(dsn) as conn, conn.cursor().copy(
+            f"COPY daily_bars ({', '.join(COLS)}) FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types(TYPES)
+        for r in rows:
+            copy.write_row((r.symbol, r.ts, r.open, r.high, r.low, r.close, r.volume, r.source))
+
+
+def raw_executemany(dsn: str, rows: list[Bar]) -> None:
+    with psycopg.connect(dsn) as conn, conn.cursor() as cur:
+        cur.executemany(
+            f"INSERT INTO daily_bars ({', '.join(COLS)}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+            "ON CONFLICT (symbol, ts) DO UPDATE SET open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low, "
+            "close = EXCLUDED.close, volume = EXCLUDED.volume, source = EXCLUDED.source",
+            [(r.symbol, r.ts, r.open, r.high, r.low, r.close, r.volume, r.source) for r in rows])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("outputs", type=Path)
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    contract = load_contract(Sources(outputs=args.outputs, environ={}))
+    dsn, n = contract.timescale.dsn(), args.rows
+    times: dict[str, list[float]] = {k: [] for k in ("raw COPY (new rows)", "upsert new rows", "upsert changed rows",
+                                                      "raw executemany ON CONFLICT")}
+    with open_backbone(contract) as bb:
+        # warm-up: the hypertable's chunks for this date range exist before anything is timed
+        warm = f"W{int(time.time()) % 100000:05d}"
+        raw_copy(dsn, bars(n, warm))
+        for i in range(args.rounds):
+            tag = f"B{int(time.time()) % 100000:05d}{i}"[:6]
+            raw_rows, ours = bars(n, "R" + tag[1:]), bars(n, "U" + tag[1:])
+            times["raw COPY (new rows)"].append(timed(lambda: raw_copy(dsn, raw_rows)))
+            times["upsert new rows"].append(timed(lambda: bb.upsert("bars", ours)))
+            changed = bars(n, "U" + tag[1:], bump=0.25)
+            times["upsert changed rows"].append(timed(lambda: bb.upsert("bars", changed)))
+            small = bars(min(n, 20_000), "R" + tag[1:], bump=0.5)  # executemany is slow: a fifth of the rows
+            times["raw executemany ON CONFLICT"].append(timed(lambda: raw_executemany(dsn, small)) * n / len(small))
+            print(f"\rround {i + 1}/{args.rounds}", end="", flush=True)
+        print()
+        floor = statistics.median(times["raw COPY (new rows)"])
+        print(f"{'Timescale upsert, ' + str(n) + ' rows':<34}{'rows/s':>12}{'vs raw COPY':>13}{'vs executemany':>16}")
+        many = statistics.median(times["raw executemany ON CONFLICT"])
+        for name, values in times.items():
+            med = statistics.median(values)
+            print(f"{name:<34}{n / med:>12,.0f}{floor / med:>12.2f}x{many / med:>15.2f}x")
+
+        # cache hit against a raw GET of the same payload
+        symbols = [f"U{tag[1:]}{i:02d}" for i in range(5)]
+        bb.latest_bars(symbols)  # fill
+        payload = json.dumps([[b.symbol, b.ts.isoformat(), b.open, b.high, b.low, b.close, b.volume, b.source]
+                              for b in bb.latest_bars(symbols).rows])
+        client = redis.Redis.from_url(contract.redis.connection_url())
+        client.set("bench:raw", payload)
+        hit, raw = [], []
+        for _ in range(2000):
+            hit.append(timed(lambda: bb.latest_bars(symbols)))
+            raw.append(timed(lambda: client.get("bench:raw")))
+        assert bb.latest_bars(symbols).hit
+        h, r = statistics.median(hit), statistics.median(raw)
+        print(f"cache hit (latest bars, 5 symbols): {h * 1e6:7.0f} us; raw GET of the same {len(payload)} bytes: "
+              f"{r * 1e6:5.0f} us; ratio {h / r:.2f}x")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        import subprocess
+        import sys
+        extra = ("--extra", f"BACKBONE_BOOTSTRAP_STORE={tmp}/bench.db")
+        subprocess.run([sys.executable, "-m", "backbone", "migrate", "apply", *extra], check=True, capture_output=True)
+        boot = load_contract(Sources(environ={}, extras=(extra[1],)))
+        with open_backbone(boot) as bb:
+            rows = bars(n, "BOOT")
+            new = timed(lambda: bb.upsert("bars", rows))
+            again = timed(lambda: bb.upsert("bars", bars(n, "BOOT", bump=0.25)))
+        print(f"bootstrap upsert: new rows {n / new:,.0f} rows/s, changed rows {n / again:,.0f} rows/s")
+    print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
