@@ -230,9 +230,9 @@ class Backbone:
     def _cached(self, kind: str, dim: Dimension, series: list[str], params: dict, load, typed) -> QueryResult:
         started = time.perf_counter()
         key = {"dimension": dim.name, "series": sorted(set(series)), **params}
-        found = self.cache.get_or_load(f"{dim.name}.{kind}", key, [(dim.name, s) for s in series], load)
-        return QueryResult([typed(row) for row in found.value], found.hit, found.source,
-                           (time.perf_counter() - started) * 1000)
+        found = self.cache.get_or_load(f"{dim.name}.{kind}", key, [(dim.name, s) for s in series], load,
+                                       lambda rows: tuple(map(typed, rows)))  # typed rows are immutable: shareable
+        return QueryResult(list(found.value), found.hit, found.source, (time.perf_counter() - started) * 1000)
 
 
 def _typed(dim: Dimension):

@@ -100,14 +100,19 @@ class QueryCache:
         self.warn = warn or (lambda message: None)
         self.lock_timeout_s = lock_timeout_s
         self._down_until = 0.0
+        # the last decoded value per entry, reused while the entry's bytes are unchanged: a hit
+        # then costs the round trip, not the decoding
+        self._decoded: OrderedDict[str, tuple[Any, Any]] = OrderedDict()
 
     def _ttl_ms(self) -> int:
         return max(1, int(self.policy.ttl_seconds * 1000 * random.uniform(0.9, 1.0)))
 
     def get_or_load(self, kind: str, params: dict[str, Any], scopes: list[tuple[str, str]],
-                    load: Callable[[], Any]) -> Lookup:
+                    load: Callable[[], Any], convert: Callable[[Any], Any] = lambda v: v) -> Lookup:
+        """`load()` returns JSON-ready data; `convert` turns it into what the caller wants
+        (on a hit and on a miss alike)."""
         if time.monotonic() < self._down_until:
-            return Lookup(load(), False, "store (cache unavailable)")
+            return Lookup(convert(load()), False, "store (cache unavailable)")
         ns = self.policy.namespace
         gens = [f"{ns}:gen:{d}:{s}" for d, s in sorted(set(scopes))] or [f"{ns}:gen:-"]
         prefix = f"{ns}:q:{kind}:{cache_key(kind, params)}"
@@ -115,12 +120,23 @@ class QueryCache:
             raw, key = self.backend.get(gens, prefix)
             if raw is not None:
                 self.stats.add(hits=1)
-                return Lookup(json.loads(raw), True, "cache")
+                return Lookup(self._decode(key, raw, convert), True, "cache")
             self.stats.add(misses=1)
-            return self._fill(key, load)
+            found = self._fill(key, load)
+            return Lookup(convert(found.value), found.hit, found.source)
         except self.backend.errors as exc:
             self._unavailable(exc)
-            return Lookup(load(), False, "store (cache unavailable)")
+            return Lookup(convert(load()), False, "store (cache unavailable)")
+
+    def _decode(self, key: str, raw, convert: Callable[[Any], Any]) -> Any:
+        seen = self._decoded.get(key)
+        if seen is not None and seen[0] == raw:
+            return seen[1]
+        value = convert(json.loads(raw))
+        self._decoded[key] = (raw, value)
+        if len(self._decoded) > 256:
+            self._decoded.popitem(last=False)
+        return value
 
     def _fill(self, key: str, load: Callable[[], Any]) -> Lookup:
         token = self.backend.lock(key, self.lock_timeout_s)
@@ -133,6 +149,11 @@ class QueryCache:
                     self.stats.add(stampedes_avoided=1)
                     return Lookup(json.loads(raw), False, "cache (filled by a concurrent reader)")
             token = self.backend.lock(key, self.lock_timeout_s)  # the loader died: take over
+        elif (raw := self.backend.get_key(key)) is not None:
+            # the lock was free because a loader had just finished: its entry is there
+            self.backend.unlock(key, token)
+            self.stats.add(stampedes_avoided=1)
+            return Lookup(json.loads(raw), False, "cache (filled by a concurrent reader)")
         try:
             value = load()
             text = json.dumps(value, separators=(",", ":"))
