@@ -160,6 +160,10 @@ def backup_restore_drill(contract: Contract, work_dir: Path, dump: Path | None =
             restored_chunks: dict[str, int] = {}
             if timescale_version:
                 with _connect(scratch_params, password, timeout_s) as conn:
+                    # The copy's policies must not run while it is compared: a retention job
+                    # would drop old chunks the source still has. The scratch database is dropped
+                    # afterwards, so its jobs stay unscheduled.
+                    conn.execute("SELECT alter_job(id, scheduled => false) FROM _timescaledb_config.bgw_job")
                     conn.execute("SELECT timescaledb_post_restore()")
                     restored_chunks = _chunks(conn)
             restore_s = time.monotonic() - started
