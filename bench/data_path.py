@@ -5,10 +5,11 @@ the same rows and the same hypertable.
     .venv/bin/python bench/data_path.py .backbone/local/outputs.json [--rows 100000] [--rounds 3]
 
 Prints, with peak RSS:
-- upsert of new rows (backbone: validation, dedup, range probe, binary COPY) and of rows
-  that all exist with changed values (COPY into a temp table + INSERT ... ON CONFLICT)
-  against raw psycopg binary COPY (no conflict handling: the physical floor) and raw
-  `executemany` of INSERT ... ON CONFLICT DO UPDATE;
+- upsert of new rows (backbone: validation, range probe, binary COPY) and of rows that
+  all exist with changed values (COPY into a temp table + INSERT ... ON CONFLICT) against
+  raw psycopg binary COPY (no conflict handling: the physical floor) and raw `executemany`
+  of INSERT ... ON CONFLICT DO UPDATE on the same kind of rows, the order alternating by
+  round;
 - a cache hit (`bb.latest_bars`, 5 symbols) against a raw redis-py GET of the same payload;
 - the bootstrap tier's upsert rows/s (embedded SQLite, WAL).
 """
@@ -72,32 +73,45 @@ def main() -> None:
     args = parser.parse_args()
     contract = load_contract(Sources(outputs=args.outputs, environ={}))
     dsn, n = contract.timescale.dsn(), args.rows
-    times: dict[str, list[float]] = {k: [] for k in ("raw COPY (new rows)", "upsert new rows", "upsert changed rows",
-                                                      "raw executemany ON CONFLICT")}
+    names = ("raw COPY", "upsert", "raw executemany ON CONFLICT")
+    times: dict[tuple[str, str], list[float]] = {(w, k): [] for w in ("new", "changed") for k in names}
     with open_backbone(contract) as bb:
         # warm-up: the hypertable's chunks for this date range exist before anything is timed
-        warm = f"W{int(time.time()) % 100000:05d}"
-        raw_copy(dsn, bars(n, warm))
+        raw_copy(dsn, bars(n, f"W{int(time.time()) % 100000:05d}"))
+        small = min(n, 20_000)  # executemany is slow: timed on a fifth of the rows, scaled
         for i in range(args.rounds):
-            tag = f"B{int(time.time()) % 100000:05d}{i}"[:6]
-            raw_rows, ours = bars(n, "R" + tag[1:]), bars(n, "U" + tag[1:])
-            times["raw COPY (new rows)"].append(timed(lambda: raw_copy(dsn, raw_rows)))
-            times["upsert new rows"].append(timed(lambda: bb.upsert("bars", ours)))
-            changed = bars(n, "U" + tag[1:], bump=0.25)
-            times["upsert changed rows"].append(timed(lambda: bb.upsert("bars", changed)))
-            small = bars(min(n, 20_000), "R" + tag[1:], bump=0.5)  # executemany is slow: a fifth of the rows
-            times["raw executemany ON CONFLICT"].append(timed(lambda: raw_executemany(dsn, small)) * n / len(small))
+            tag = f"{int(time.time() * 10) % 100000:05d}"
+            runs = [
+                (("new", "raw COPY"), lambda: raw_copy(dsn, bars(n, "R" + tag)), 1),
+                (("new", "upsert"), lambda: bb.upsert("bars", bars(n, "U" + tag)), 1),
+                (("new", "raw executemany ON CONFLICT"), lambda: raw_executemany(dsn, bars(small, "E" + tag)), n / small),
+            ]
+            if i % 2:
+                runs.reverse()  # neither side always goes first
+            for key, fn, scale in runs:  # each builds its rows inside; that cost is subtracted below
+                times[key].append(timed(fn) * scale)
+            changed = [(("changed", "upsert"), lambda: bb.upsert("bars", bars(n, "U" + tag, bump=0.25)), 1),
+                       (("changed", "raw executemany ON CONFLICT"),
+                        lambda: raw_executemany(dsn, bars(small, "E" + tag, bump=0.25)), n / small)]
+            for key, fn, scale in changed if i % 2 else reversed(changed):
+                times[key].append(timed(fn) * scale)
             print(f"\rround {i + 1}/{args.rounds}", end="", flush=True)
         print()
-        floor = statistics.median(times["raw COPY (new rows)"])
-        print(f"{'Timescale upsert, ' + str(n) + ' rows':<34}{'rows/s':>12}{'vs raw COPY':>13}{'vs executemany':>16}")
-        many = statistics.median(times["raw executemany ON CONFLICT"])
-        for name, values in times.items():
-            med = statistics.median(values)
-            print(f"{name:<34}{n / med:>12,.0f}{floor / med:>12.2f}x{many / med:>15.2f}x")
+        build = statistics.median([timed(lambda: bars(n, "Z")) for _ in range(3)])  # the rows' own cost
+        floor = statistics.median(times[("new", "raw COPY")]) - build
+        print(f"Timescale, {n} rows per run (medians of {args.rounds}; the rows' construction, "
+              f"{build * 1000:.0f} ms, subtracted)")
+        print(f"{'':<14}{'path':<30}{'rows/s':>12}{'vs raw COPY':>13}{'vs executemany':>16}")
+        for which in ("new", "changed"):
+            many = statistics.median(times[(which, "raw executemany ON CONFLICT")]) - build
+            for name in names:
+                if not times[(which, name)]:
+                    continue  # raw COPY cannot update rows
+                med = statistics.median(times[(which, name)]) - build
+                print(f"{which + ' rows':<14}{name:<30}{n / med:>12,.0f}{floor / med:>12.2f}x{many / med:>15.2f}x")
 
         # cache hit against a raw GET of the same payload
-        symbols = [f"U{tag[1:]}{i:02d}" for i in range(5)]
+        symbols = [f"U{tag}{i:02d}" for i in range(5)]
         bb.latest_bars(symbols)  # fill
         payload = json.dumps([[b.symbol, b.ts.isoformat(), b.open, b.high, b.low, b.close, b.volume, b.source]
                               for b in bb.latest_bars(symbols).rows])

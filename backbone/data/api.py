@@ -129,10 +129,11 @@ class Backbone:
         error: str | None = None
         try:
             with self.store.transaction() as tx:
-                pairs = iter(records if numbered else enumerate(records, 1))
-                while chunk := list(islice(pairs, BATCH)):
+                source_iter, start = iter(records), 1
+                while chunk := list(islice(source_iter, BATCH)):
                     result.received += len(chunk)
-                    rows = self._checked(dim, chunk, result)
+                    rows = self._checked(dim, chunk if numbered else None, result, chunk, start)
+                    start += len(chunk)
                     if result.rejected and not skip_invalid:
                         continue  # keep reading to report the first bad rows; nothing is written
                     self._flush(tx, dim, rows, result, series)
@@ -163,15 +164,17 @@ class Backbone:
         return result
 
     @staticmethod
-    def _checked(dim: Dimension, chunk: list, result: IngestResult) -> list:
-        """The valid rows of a chunk of (position, record); typed rows that pass the quick
-        check in place are taken as they are, the rest go through the full validation."""
+    def _checked(dim: Dimension, numbered: list | None, result: IngestResult, chunk: list, start: int) -> list:
+        """The valid rows of a chunk (of records, or of (position, record) pairs when
+        `numbered`); typed rows that pass the quick check in place are taken as they are, the
+        rest go through the full validation."""
         fast, kind = FAST_CHECKS[dim.name], dim.row
-        rows = [r for _, r in chunk if type(r) is kind and fast(r)]
-        if len(rows) == len(chunk):
-            return rows
+        if numbered is None:
+            rows = [r for r in chunk if type(r) is kind and fast(r)]
+            if len(rows) == len(chunk):
+                return rows
         rows = []
-        for position, record in chunk:
+        for position, record in numbered or enumerate(chunk, start):
             try:
                 rows.append(to_row(dim, record, position))
             except RowError as exc:

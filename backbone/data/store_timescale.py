@@ -101,12 +101,15 @@ class TimescaleStore:
         return inserted, updated
 
     def _may_conflict(self, pg: psycopg.Connection, dim: Dimension, rows: list) -> bool:
-        """Could any stored row share a key with this batch? A range probe over the batch's
-        partitioning column and time span (one index scan)."""
+        """Could any stored row share a key with this batch? A probe over the batch's series
+        and time span."""
         first, ts = dim.key[0], list(map(attrgetter("ts"), rows))
         groups = sorted(set(map(attrgetter(first), rows)))
         start, end = min(ts), max(ts)
-        query = sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE {} = ANY(%s) AND ts BETWEEN %s AND %s)").format(
+        # one primary-key probe per series and chunk (a plain `= ANY(...)` lets the planner
+        # scan the whole time index of a large table instead)
+        query = sql.SQL("SELECT EXISTS (SELECT 1 FROM unnest(%s::text[]) s(v) CROSS JOIN LATERAL "
+                        "(SELECT 1 FROM {} t WHERE t.{} = s.v AND t.ts >= %s AND t.ts <= %s LIMIT 1) x)").format(
             sql.Identifier(dim.table), sql.Identifier(first))
         return pg.execute(query, (groups, start, end)).fetchone()[0]
 
