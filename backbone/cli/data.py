@@ -77,8 +77,8 @@ def cmd_ingest(args) -> int:
     from ..data import IngestRejected
     if args.symbol and (args.generate or args.dimension != "bars"):
         raise ConfigError("--symbol names the symbol of a vendor daily-bar file (--dimension bars --file ...)")
+    from ..data.files import FileFormatError, read_records
     if args.file is not None:
-        from ..data.files import FileFormatError, read_records
         if not args.file.is_file():
             raise ConfigError(f"--file {args.file}: file not found")
         records, numbered, source = (lambda: read_records(args.file, args.dimension, args.symbol)), True, str(args.file)
@@ -86,7 +86,6 @@ def cmd_ingest(args) -> int:
         from ..data.generate import generate
         records, numbered = (lambda: generate(args.dimension, args.generate, args.symbols, args.seed)), False
         source = f"generated: {args.generate} rows, {args.symbols} symbols, seed {args.seed}"
-        FileFormatError = ()  # noqa: N806 - nothing to catch
     bb, redactor = _open(args)
     try:
         with bb, _progress(args.generate) as progress:
@@ -198,7 +197,7 @@ def _render(rows: list, fmt: str) -> str:
 
 
 def _reason(exc: BaseException) -> str:
-    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-    if text and "no such table" in text[0] or "does not exist" in (text[0] if text else ""):
-        return f"{text[0]} (run `backbone migrate apply` first)"
-    return text[0] if text else type(exc).__name__
+    first = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [type(exc).__name__])[0]
+    if "no such table" in first or "does not exist" in first:
+        return f"{first} (run `backbone migrate apply` first)"
+    return first

@@ -17,7 +17,7 @@ import uuid
 from itertools import islice
 from operator import attrgetter
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Callable, Iterable
 
 from ..contract import CachePolicy, Contract
 from . import reads
@@ -132,7 +132,7 @@ class Backbone:
                 source_iter, start = iter(records), 1
                 while chunk := list(islice(source_iter, BATCH)):
                     result.received += len(chunk)
-                    rows = self._checked(dim, chunk if numbered else None, result, chunk, start)
+                    rows = self._checked(dim, chunk, numbered, start, result)
                     start += len(chunk)
                     if result.rejected and not skip_invalid:
                         continue  # keep reading to report the first bad rows; nothing is written
@@ -164,17 +164,17 @@ class Backbone:
         return result
 
     @staticmethod
-    def _checked(dim: Dimension, numbered: list | None, result: IngestResult, chunk: list, start: int) -> list:
-        """The valid rows of a chunk (of records, or of (position, record) pairs when
-        `numbered`); typed rows that pass the quick check in place are taken as they are, the
-        rest go through the full validation."""
+    def _checked(dim: Dimension, chunk: list, numbered: bool, start: int, result: IngestResult) -> list:
+        """The valid rows of a chunk (of records numbered from `start`, or of (position,
+        record) pairs); typed rows that pass the quick check in place are taken as they are,
+        the rest go through the full validation."""
         fast, kind = FAST_CHECKS[dim.name], dim.row
-        if numbered is None:
+        if not numbered:
             rows = [r for r in chunk if type(r) is kind and fast(r)]
             if len(rows) == len(chunk):
                 return rows
         rows = []
-        for position, record in numbered or enumerate(chunk, start):
+        for position, record in chunk if numbered else enumerate(chunk, start):
             try:
                 rows.append(to_row(dim, record, position))
             except RowError as exc:
@@ -186,7 +186,7 @@ class Backbone:
     def _flush(self, tx, dim: Dimension, rows: list, result: IngestResult, series: set[str]) -> None:
         if not rows:
             return
-        inserted, updated = self.store.upsert(dim, rows, conn=tx)  # duplicate keys: the last one wins
+        inserted, updated = self.store.upsert(dim, rows, tx)  # duplicate keys: the last one wins
         result.inserted += inserted
         result.updated += updated
         series.update(map(attrgetter(dim.key[0]), rows))

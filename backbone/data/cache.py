@@ -146,14 +146,12 @@ class QueryCache:
                 time.sleep(0.005)
                 raw = self.backend.get_key(key)
                 if raw is not None:
-                    self.stats.add(stampedes_avoided=1)
-                    return Lookup(json.loads(raw), False, "cache (filled by a concurrent reader)")
+                    return self._filled_by_another(raw)
             token = self.backend.lock(key, self.lock_timeout_s)  # the loader died: take over
         elif (raw := self.backend.get_key(key)) is not None:
             # the lock was free because a loader had just finished: its entry is there
             self.backend.unlock(key, token)
-            self.stats.add(stampedes_avoided=1)
-            return Lookup(json.loads(raw), False, "cache (filled by a concurrent reader)")
+            return self._filled_by_another(raw)
         try:
             value = load()
             text = json.dumps(value, separators=(",", ":"))
@@ -164,6 +162,10 @@ class QueryCache:
         finally:
             if token is not None:
                 self.backend.unlock(key, token)
+
+    def _filled_by_another(self, raw) -> Lookup:
+        self.stats.add(stampedes_avoided=1)
+        return Lookup(json.loads(raw), False, "cache (filled by a concurrent reader)")
 
     def invalidate(self, scopes: list[tuple[str, str]]) -> None:
         """After a committed ingest: every cached query over these (dimension, symbol) pairs

@@ -18,9 +18,6 @@ from typing import Any, Iterator
 
 from .rows import Dimension
 
-TS_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
-
-
 def to_text(ts: dt.datetime) -> str:
     return ts.astimezone(dt.timezone.utc).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
 
@@ -56,15 +53,10 @@ class SqliteStore:
                 raise
             self.conn.execute("COMMIT")
 
-    def upsert(self, dim: Dimension, rows: list, conn: sqlite3.Connection | None = None) -> tuple[int, int]:
+    def upsert(self, dim: Dimension, rows: list, conn: sqlite3.Connection) -> tuple[int, int]:
+        """(inserted, updated) for one batch, inside the caller's `transaction()`."""
         if not rows:
             return 0, 0
-        if conn is not None:
-            return self._upsert(conn, dim, rows)
-        with self.transaction() as tx:
-            return self._upsert(tx, dim, rows)
-
-    def _upsert(self, conn: sqlite3.Connection, dim: Dimension, rows: list) -> tuple[int, int]:
         cols = dim.columns
         ts_at = cols.index("ts")
         rows = list(dict(zip(map(dim.key_of, rows), rows)).values())  # the last of duplicate keys wins

@@ -9,12 +9,11 @@ An upsert is one transaction per batch:
 - otherwise: binary COPY into a session temp table, then one INSERT ... SELECT ... ON
   CONFLICT DO UPDATE (COPY cannot carry ON CONFLICT), in key order so that two writers of
   overlapping rows lock them in the same order; unchanged rows are not rewritten.
-Deadlocks and serialization failures are retried, never surfaced to the caller.
+Deadlocks and serialization failures are `retryable`: the data API reruns the load.
 """
 from __future__ import annotations
 
 import math
-import time
 from contextlib import contextmanager
 from operator import attrgetter
 from typing import Iterator
@@ -29,7 +28,6 @@ PG_TYPES = {"symbol": "text", "ts": "timestamptz", "open": "float8", "high": "fl
             "close": "float8", "volume": "int8", "source": "text", "trade_id": "text", "price": "float8",
             "size": "float8", "side": "text", "calendar": "text", "event": "text", "currency": "text",
             "importance": "text", "actual": "float8", "forecast": "float8", "previous": "float8"}
-RETRIES = 5
 
 
 class TimescaleStore:
@@ -59,30 +57,16 @@ class TimescaleStore:
 
     # --- writes ------------------------------------------------------------------------
 
-    def upsert(self, dim: Dimension, rows: list, conn: psycopg.Connection | None = None) -> tuple[int, int]:
-        """(inserted, updated) for one batch of validated rows. With `conn`, inside
-        the caller's transaction (all or nothing for a whole file); else its own."""
-        if not rows:
-            return 0, 0
-        if conn is not None:
-            return self._upsert(conn, dim, rows)
-        for attempt in range(RETRIES):
-            with self.connection() as pg:
-                try:
-                    with pg.transaction():
-                        return self._upsert(pg, dim, rows)
-                except (errors.DeadlockDetected, errors.SerializationFailure):
-                    if attempt == RETRIES - 1:
-                        raise
-                    time.sleep(0.01 * 2 ** attempt)
-        raise AssertionError("unreachable")
-
     @contextmanager
     def transaction(self) -> Iterator[psycopg.Connection]:
         with self.connection() as pg, pg.transaction():
             yield pg
 
-    def _upsert(self, pg: psycopg.Connection, dim: Dimension, rows: list) -> tuple[int, int]:
+    def upsert(self, dim: Dimension, rows: list, pg: psycopg.Connection) -> tuple[int, int]:
+        """(inserted, updated) for one batch of validated rows, inside the caller's
+        transaction (`transaction()`); the caller retries on `retryable`."""
+        if not rows:
+            return 0, 0
         cols = dim.columns
         if not self._may_conflict(pg, dim, rows):
             try:
