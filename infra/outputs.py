@@ -31,6 +31,7 @@ def contract_document(spec: StackSpec, passwords: Mapping[str, str]) -> dict[str
         "tier": spec.tier,
         "platform": spec.platform,
         "objectives": spec.objectives.model_dump(mode="json"),
+        "data": spec.data.model_dump(mode="json"),
     }
     if not spec.declares_services:
         document["bootstrap"] = {"store": spec.bootstrap_store}

@@ -17,14 +17,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from backbone.contract import CachePolicy, Objectives, PoolSettings, TopicSpec
+from backbone.contract import CachePolicy, DataPolicy, Objectives, PoolSettings, TopicSpec
 from backbone.serviceconfig import KAFKA_VERSION, POSTGRES_MAJOR, TIMESCALEDB_VERSION, timescale_images
 
 PROJECT = "backbone"
 # Keys whose value is an object or a list: Pulumi's project config schema types only
 # string/integer/boolean/array-of-scalars, so these are declared untyped in Pulumi.yaml
 # and validated here.
-STRUCTURED_KEYS = ("images", "ports", "sizes", "topics", "objectives", "cache_policy", "pool",
+STRUCTURED_KEYS = ("images", "ports", "sizes", "topics", "objectives", "cache_policy", "data", "pool",
                    "failure_detection", "placement")
 SCALAR_KEYS = ("tier", "platform", "namespace", "storage_class", "bootstrap_store")
 
@@ -258,6 +258,7 @@ class StackSpec(_Strict):
     topics: list[TopicSpec] = Field(default_factory=default_topics)
     objectives: Objectives = Field(default_factory=Objectives)
     cache_policy: CachePolicy = Field(default_factory=CachePolicy)
+    data: DataPolicy = Field(default_factory=DataPolicy)
     pool: PoolSettings = Field(default_factory=PoolSettings)
     failure_detection: FailureDetection = FailureDetection()
     placement: Placement = Placement()

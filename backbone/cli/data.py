@@ -108,13 +108,13 @@ def cmd_ingest(args) -> int:
     rate = result.received / result.seconds if result.seconds else 0
     data = {"run_id": result.run_id, "dimension": result.dimension, "source": source, "received": result.received,
             "inserted": result.inserted, "updated": result.updated, "unchanged": result.unchanged,
-            "rejected": result.rejected, "seconds": round(result.seconds, 3), "rows_per_s": round(rate),
+            "rejected": result.rejected, "events": result.events, "seconds": round(result.seconds, 3), "rows_per_s": round(rate),
             "freshness_s": None if result.freshness_s is None else round(result.freshness_s, 1)}
     text = (json.dumps(data, indent=2) + "\n" if args.format == "json" else
             f"# Ingest: {result.dimension}\n\n| received | inserted | updated | unchanged | rejected | seconds | rows/s |\n"
             f"|---|---|---|---|---|---|---|\n| {result.received} | {result.inserted} | {result.updated} | "
             f"{result.unchanged} | {result.rejected} | {result.seconds:.2f} | {rate:,.0f} |\n\n"
-            f"Run `{result.run_id}` journaled; source: {source}.\n")
+            f"Run `{result.run_id}` journaled, {result.events} event(s) written to the outbox; source: {source}.\n")
     emit(redactor.scrub(text), args.output, f"ingest {result.dimension}: {result.received} rows")
     return EXIT_READY
 

@@ -260,6 +260,23 @@ class Objectives(_Model):
     redis: Objective = Objective(rto_s=600, rpo_s=3600)
 
 
+Ratio = Annotated[float, BeforeValidator(no_bool), Field(ge=0, le=1)]
+
+
+class DataPolicy(_Model):
+    """What the data path promises and where its events go; `validate` checks each bound."""
+    events_topic: str = Field("ingest.events", pattern=_TOPIC_NAME.pattern)  # the relay needs it in kafka.topics
+    consumer_group: Name = "backbone-bridge"
+    # seconds since the last successful ingest of each dimension; null: not checked
+    freshness_slo_s: dict[Literal["bars", "trades", "macro"], Seconds() | None] = Field(
+        default_factory=lambda: {"bars": 93_600, "trades": 900, "macro": 604_800})
+    outbox_max_age_s: Seconds() = 60  # an unpublished event older than this: degraded
+    consumer_lag_max: Count(ge=0, le=1_000_000_000) = 10_000  # events behind, summed over partitions
+    cache_hit_ratio_min: Ratio = 0.5
+    cache_min_lookups: Count(ge=1, le=1_000_000_000) = 100  # fewer lookups: too few to judge the ratio
+    cache_eviction_ratio_max: Ratio = 0.5  # evictions per entry written
+
+
 class BootstrapStore(_Model):
     store: str = Field(".backbone/bootstrap/backbone.db", min_length=1, max_length=4096)
 
@@ -275,6 +292,7 @@ class Contract(_Model):
     redis: RedisEndpoint | None = None
     kafka: KafkaEndpoint | None = None
     objectives: Objectives = Field(default_factory=Objectives)
+    data: DataPolicy = Field(default_factory=DataPolicy)
     bootstrap: BootstrapStore | None = None
 
     @model_validator(mode="after")
@@ -325,7 +343,7 @@ class Contract(_Model):
 
 def null_sections(document: dict[str, Any]) -> list[str]:
     """Sections a document gives as null: a contract leaves a section out, it never nulls it."""
-    return [k for k in ("timescale", "redis", "kafka", "objectives", "bootstrap")
+    return [k for k in ("timescale", "redis", "kafka", "objectives", "data", "bootstrap")
             if k in document and document[k] is None]
 
 

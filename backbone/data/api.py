@@ -8,6 +8,10 @@
 
 Institutional: TimescaleDB (one pool from the contract) and the Redis query cache.
 Bootstrap: the embedded SQLite store and an in-process cache.
+
+Every committed ingest writes its events (one per changed series, `backbone.events.model`) to
+the outbox in the same transaction as its rows: a rolled-back ingest announces nothing, and a
+committed one is announced even if the process dies before the relay publishes it.
 """
 from __future__ import annotations
 
@@ -20,9 +24,10 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from ..contract import CachePolicy, Contract
+from ..events.model import ingest_events
 from . import reads
 from .cache import LocalBackend, QueryCache, RedisBackend
-from .rows import FAST_CHECKS, Dimension, RowError, dimension, to_row
+from .rows import FAST_CHECKS, Dimension, RowError, SeriesChanges, dimension, merge_changes, to_row
 
 BATCH = 100_000  # rows per COPY: bounded memory, few round trips
 MAX_ERRORS = 10
@@ -36,6 +41,7 @@ class IngestResult:
     inserted: int = 0
     updated: int = 0
     rejected: int = 0
+    events: int = 0  # outbox events written with the rows (one per changed series)
     errors: list[RowError] = field(default_factory=list)  # the first MAX_ERRORS bad rows
     freshness_s: float | None = None
     seconds: float = 0.0
@@ -86,7 +92,15 @@ class Backbone:
         self.cache = QueryCache(policy, backend, warn=warn)
 
     def close(self) -> None:
-        self.store.close()
+        try:
+            if isinstance(self.cache.backend, LocalBackend) and hasattr(self.store, "add_cache_stats"):
+                self.store.add_cache_stats(self.cache.policy.namespace, self.cache.stats.to_dict())
+        finally:
+            self.store.close()
+
+    def ingested(self, checksum: str) -> bool:
+        """Whether a file with this content (sha256 hex) was ingested before."""
+        return bool(self.store.query("SELECT 1 FROM ingested_files WHERE checksum = :c", {"c": checksum}))
 
     def __enter__(self) -> "Backbone":
         return self
@@ -102,17 +116,18 @@ class Backbone:
 
     def ingest(self, dim_name: str, records: Iterable | Callable[[], Iterable], source: str,
                skip_invalid: bool = False, progress: Callable[[int], None] | None = None, journal: bool = True,
-               numbered: bool = False) -> IngestResult:
+               numbered: bool = False, checksum: str | None = None) -> IngestResult:
         """Load records (rows or mappings; with `numbered`, (line, record) pairs) all or
         nothing: one transaction, bounded batches. With `skip_invalid`, valid rows load and
-        bad ones are counted and reported. `records` may be a callable returning a fresh
+        bad ones are counted and reported. With `checksum` (the file's sha256), the file is
+        recorded as ingested in the same transaction (see `ingested`). `records` may be a callable returning a fresh
         iterable: then a transaction that lost a deadlock is run again from the start (a
         list is re-read the same way), so no deadlock reaches the caller."""
         again = callable(records) or isinstance(records, (list, tuple))
         for attempt in range(5):
             try:
                 return self._ingest(dim_name, records() if callable(records) else records, source, skip_invalid,
-                                    progress, journal, numbered)
+                                    progress, journal, numbered, checksum)
             except self.store.retryable:
                 if not again or attempt == 4:
                     raise
@@ -120,11 +135,13 @@ class Backbone:
         raise AssertionError("unreachable")
 
     def _ingest(self, dim_name: str, records: Iterable, source: str, skip_invalid: bool,
-                progress: Callable[[int], None] | None, journal: bool, numbered: bool) -> IngestResult:
+                progress: Callable[[int], None] | None, journal: bool, numbered: bool,
+                checksum: str | None) -> IngestResult:
         dim = dimension(dim_name)
         result = IngestResult(run_id=uuid.uuid4().hex, dimension=dim.name)
         started, started_at = time.perf_counter(), dt.datetime.now(dt.timezone.utc)
         series: set[str] = set()
+        changes: SeriesChanges = {}
         newest: dt.datetime | None = None
         error: str | None = None
         try:
@@ -136,14 +153,20 @@ class Backbone:
                     start += len(chunk)
                     if result.rejected and not skip_invalid:
                         continue  # keep reading to report the first bad rows; nothing is written
-                    self._flush(tx, dim, rows, result, series)
+                    self._flush(tx, dim, rows, result, series, changes)
                     newest = _newest(newest, rows)
                     if progress:
                         progress(result.received)
                 if result.rejected and not skip_invalid:
                     raise IngestRejected(result)
+                events = ingest_events(result.run_id, dim.name, changes, source[:256])
+                self.store.write_events(tx, events)
+                if checksum:
+                    self.store.record_file(tx, {"checksum": checksum, "dimension": dim.name, "name": source[:256],
+                                                "run_id": result.run_id})
+                result.events = len(events)
         except IngestRejected:
-            result.status, result.inserted, result.updated = "rejected", 0, 0
+            result.status, result.inserted, result.updated, result.events = "rejected", 0, 0, 0
             error = f"{result.rejected} bad row(s); first: {result.errors[0]}"
             raise
         except self.store.retryable:
@@ -160,7 +183,7 @@ class Backbone:
                 progress(result.received)
             if journal:
                 self._journal(result, source, sorted(series), started_at, error)
-        self.cache.invalidate([(dim.name, s) for s in series])
+        self.cache.invalidate([(dim.name, s) for s in changes])
         return result
 
     @staticmethod
@@ -183,12 +206,15 @@ class Backbone:
                     result.errors.append(exc)
         return rows
 
-    def _flush(self, tx, dim: Dimension, rows: list, result: IngestResult, series: set[str]) -> None:
+    def _flush(self, tx, dim: Dimension, rows: list, result: IngestResult, series: set[str],
+               changes: SeriesChanges) -> None:
         if not rows:
             return
-        inserted, updated = self.store.upsert(dim, rows, tx)  # duplicate keys: the last one wins
-        result.inserted += inserted
-        result.updated += updated
+        changed = self.store.upsert(dim, rows, tx)  # duplicate keys: the last one wins
+        for inserted, updated, _, _ in changed.values():
+            result.inserted += inserted
+            result.updated += updated
+        merge_changes(changes, changed)
         series.update(map(attrgetter(dim.key[0]), rows))
 
     def _journal(self, result: IngestResult, source: str, series: list[str], started_at: dt.datetime,

@@ -78,6 +78,39 @@ DIMENSIONS = {
 }
 
 
+# what a write changed, per series (a symbol; a calendar for macro):
+# {series: [rows inserted, rows updated, first ts, last ts]} over the changed rows
+SeriesChanges = dict[str, list]
+
+
+def series_changes(dim: Dimension, rows: list) -> SeriesChanges:
+    """The changes of rows all newly inserted (one pass, no sort)."""
+    out: SeriesChanges = {}
+    for series, ts in zip(map(attrgetter(dim.key[0]), rows), map(attrgetter("ts"), rows)):
+        entry = out.get(series)
+        if entry is None:
+            out[series] = [1, 0, ts, ts]
+        else:
+            entry[0] += 1
+            if ts < entry[2]:
+                entry[2] = ts
+            elif ts > entry[3]:
+                entry[3] = ts
+    return out
+
+
+def merge_changes(total: SeriesChanges, more: SeriesChanges) -> None:
+    for series, (inserted, updated, first, last) in more.items():
+        entry = total.get(series)
+        if entry is None:
+            total[series] = [inserted, updated, first, last]
+        else:
+            entry[0] += inserted
+            entry[1] += updated
+            entry[2] = min(entry[2], first)
+            entry[3] = max(entry[3], last)
+
+
 class RowError(ValueError):
     """One bad row: `position` is its place in the input (a line number for files)."""
 

@@ -1,9 +1,10 @@
 """The bootstrap store: the embedded SQLite file, in WAL mode, one transaction per batch.
 
 Timestamps are stored as UTC text `YYYY-MM-DD HH:MM:SS.ffffff` (what SQLAlchemy writes for
-this schema, and ordered as text). An upsert stages the batch in a temp table, counts the
-keys that already exist, and merges with INSERT ... ON CONFLICT DO UPDATE that leaves
-unchanged rows alone, so inserted and updated counts are exact.
+this schema, and ordered as text). An upsert stages the batch in a temp table, counts per
+series the keys that are new and the stored rows that will change (one writer at a time, so
+the counts hold), and merges with INSERT ... ON CONFLICT DO UPDATE that leaves unchanged rows
+alone. The outbox here is the bootstrap tier's event log.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from operator import attrgetter
 from pathlib import Path
 from typing import Any, Iterator
 
-from .rows import Dimension
+from .rows import Dimension, SeriesChanges
 
 def to_text(ts: dt.datetime) -> str:
     return ts.astimezone(dt.timezone.utc).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
@@ -53,10 +54,10 @@ class SqliteStore:
                 raise
             self.conn.execute("COMMIT")
 
-    def upsert(self, dim: Dimension, rows: list, conn: sqlite3.Connection) -> tuple[int, int]:
-        """(inserted, updated) for one batch, inside the caller's `transaction()`."""
+    def upsert(self, dim: Dimension, rows: list, conn: sqlite3.Connection) -> SeriesChanges:
+        """What one batch changed, per series, inside the caller's `transaction()`."""
         if not rows:
-            return 0, 0
+            return {}
         cols = dim.columns
         ts_at = cols.index("ts")
         rows = list(dict(zip(map(dim.key_of, rows), rows)).values())  # the last of duplicate keys wins
@@ -67,16 +68,50 @@ class SqliteStore:
         conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS {stage} AS SELECT {col_list} FROM {dim.table} WHERE 0")
         conn.execute(f"DELETE FROM {stage}")
         conn.executemany(f"INSERT INTO {stage} ({col_list}) VALUES ({', '.join('?' * len(cols))})", values)
-        key = ", ".join(dim.key)
-        existing = conn.execute(f"SELECT count(*) FROM {stage} s JOIN {dim.table} t USING ({key})").fetchone()[0]
+        key, first = ", ".join(dim.key), dim.key[0]
         changing = [c for c in cols if c not in dim.key]
-        before = conn.total_changes
+        changed = " OR ".join(f"t.{c} IS NOT s.{c}" for c in changing)
+        changes = {series: [inserted, updated, from_text(lo), from_text(hi)]
+                   for series, inserted, updated, lo, hi in conn.execute(
+                       f"SELECT s.{first}, sum(t.{first} IS NULL), sum(t.{first} IS NOT NULL), min(s.ts), max(s.ts) "
+                       f"FROM {stage} s LEFT JOIN {dim.table} t USING ({key}) "
+                       f"WHERE t.{first} IS NULL OR {changed} GROUP BY s.{first}")}
         conn.execute(f"INSERT INTO {dim.table} ({col_list}) SELECT {col_list} FROM {stage} WHERE true "
                      f"ON CONFLICT ({key}) DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in changing)} "
                      f"WHERE {' OR '.join(f'{dim.table}.{c} IS NOT excluded.{c}' for c in changing)}")
-        written = conn.total_changes - before
-        inserted = len(values) - existing
-        return inserted, written - inserted
+        return changes
+
+    def write_events(self, conn: sqlite3.Connection, events: list[dict]) -> None:
+        """Append to the event log, inside the ingest's transaction: each event's `seq` is its
+        offset (one writer at a time, so offsets follow commit order)."""
+        now = to_text(dt.datetime.now(dt.timezone.utc))
+        conn.executemany("INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload, created_at) "
+                         "VALUES (?, ?, ?, ?, ?, ?)",
+                         [(e["id"], e["aggregatetype"], e["aggregateid"], e["type"],
+                           json.dumps(e["payload"], separators=(",", ":")), now) for e in events])
+
+    def record_file(self, conn: sqlite3.Connection, record: dict) -> None:
+        conn.execute("INSERT INTO ingested_files (checksum, dimension, name, run_id, ingested_at) "
+                     "VALUES (:checksum, :dimension, :name, :run_id, :at)",
+                     {**record, "at": to_text(dt.datetime.now(dt.timezone.utc))})
+
+    def add_cache_stats(self, namespace: str, stats: dict[str, int]) -> None:
+        """Add an in-process cache's counters to the store's totals (see `validate`)."""
+        counts = {k: int(stats.get(k, 0)) for k in ("hits", "misses", "sets", "evictions")}
+        if not any(counts.values()):
+            return
+        try:
+            self._add_cache_stats(namespace, counts)
+        except sqlite3.OperationalError:  # a store not migrated to 0003 yet: nothing to keep them in
+            pass
+
+    def _add_cache_stats(self, namespace: str, counts: dict[str, int]) -> None:
+        with self.transaction() as tx:
+            tx.execute("INSERT INTO cache_stats (namespace, hits, misses, sets, evictions, updated_at) "
+                       "VALUES (:ns, :hits, :misses, :sets, :evictions, :at) ON CONFLICT (namespace) DO UPDATE SET "
+                       "hits = hits + excluded.hits, misses = misses + excluded.misses, sets = sets + excluded.sets, "
+                       "evictions = evictions + excluded.evictions, updated_at = excluded.updated_at",
+                       {"ns": namespace, **counts, "at": to_text(dt.datetime.now(dt.timezone.utc))})
 
     def journal(self, record: dict) -> None:
         cols = list(record)

@@ -10,6 +10,10 @@ An upsert is one transaction per batch:
   CONFLICT DO UPDATE (COPY cannot carry ON CONFLICT), in key order so that two writers of
   overlapping rows lock them in the same order; unchanged rows are not rewritten.
 Deadlocks and serialization failures are `retryable`: the data API reruns the load.
+
+Each upsert reports what changed per series (rows inserted, rows updated, their time span):
+the data API turns that into outbox events, written in the same transaction, and a NOTIFY on
+`OUTBOX_CHANNEL` (delivered at commit) wakes the relay.
 """
 from __future__ import annotations
 
@@ -22,7 +26,9 @@ import psycopg
 from psycopg import errors, sql
 
 from ..contract import Contract
-from .rows import Dimension
+from .rows import Dimension, SeriesChanges, series_changes
+
+OUTBOX_CHANNEL = "backbone_outbox"
 
 PG_TYPES = {"symbol": "text", "ts": "timestamptz", "open": "float8", "high": "float8", "low": "float8",
             "close": "float8", "volume": "int8", "source": "text", "trade_id": "text", "price": "float8",
@@ -62,17 +68,17 @@ class TimescaleStore:
         with self.connection() as pg, pg.transaction():
             yield pg
 
-    def upsert(self, dim: Dimension, rows: list, pg: psycopg.Connection) -> tuple[int, int]:
-        """(inserted, updated) for one batch of validated rows, inside the caller's
+    def upsert(self, dim: Dimension, rows: list, pg: psycopg.Connection) -> SeriesChanges:
+        """What one batch of validated rows changed, per series, inside the caller's
         transaction (`transaction()`); the caller retries on `retryable`."""
         if not rows:
-            return 0, 0
+            return {}
         cols = dim.columns
         if not self._may_conflict(pg, dim, rows):
             try:
                 with pg.transaction():  # a savepoint: a lost race, or a key twice in the batch, falls back below
                     self._copy(pg, sql.Identifier(dim.table), cols, map(attrgetter(*cols), rows))
-                return len(rows), 0
+                return series_changes(dim, rows)
             except errors.UniqueViolation:
                 pass
         rows = list(dict(zip(map(dim.key_of, rows), rows)).values())  # the last of duplicate keys wins
@@ -81,8 +87,8 @@ class TimescaleStore:
                    .format(stage, sql.Identifier(dim.table)))
         pg.execute(sql.SQL("TRUNCATE {}").format(stage))
         self._copy(pg, stage, cols, map(attrgetter(*cols), rows))
-        inserted, updated = pg.execute(_merge_sql(dim, stage)).fetchone()
-        return inserted, updated
+        return {series: [inserted, updated, first, last]
+                for series, inserted, updated, first, last in pg.execute(_merge_sql(dim, stage))}
 
     def _may_conflict(self, pg: psycopg.Connection, dim: Dimension, rows: list) -> bool:
         """Could any stored row share a key with this batch? A probe over the batch's series
@@ -105,6 +111,22 @@ class TimescaleStore:
             copy.set_types([PG_TYPES[c] for c in cols])
             for row in values:
                 copy.write_row(row)
+
+    def write_events(self, pg: psycopg.Connection, events: list[dict]) -> None:
+        """Outbox rows (id, aggregatetype, aggregateid, type, payload), inside the ingest's
+        transaction; the relay is woken when it commits."""
+        if not events:
+            return
+        pg.execute("INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload) "
+                   "SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::jsonb[])",
+                   [[e[c] for e in events] for c in ("id", "aggregatetype", "aggregateid", "type")]
+                   + [[psycopg.types.json.Jsonb(e["payload"]) for e in events]])
+        pg.execute(sql.SQL("NOTIFY {}").format(sql.Identifier(OUTBOX_CHANNEL)))
+
+    def record_file(self, pg: psycopg.Connection, record: dict) -> None:
+        """A drop-directory file as ingested, by checksum, inside the ingest's transaction."""
+        pg.execute("INSERT INTO ingested_files (checksum, dimension, name, run_id, ingested_at) "
+                   "VALUES (%(checksum)s, %(dimension)s, %(name)s, %(run_id)s, now())", record)
 
     def journal(self, record: dict) -> None:
         cols = list(record)
@@ -130,8 +152,10 @@ def _merge_sql(dim: Dimension, stage: sql.Identifier) -> sql.Composed:
     return sql.SQL(
         "WITH up AS (INSERT INTO {table} AS t ({cols}) SELECT {cols} FROM {stage} ORDER BY {key} "
         "ON CONFLICT ({key}) DO UPDATE SET {sets} WHERE ({old}) IS DISTINCT FROM ({new}) "
-        "RETURNING (xmax = 0) AS inserted) "
-        "SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up").format(
+        "RETURNING t.{series} AS series, t.ts, (xmax = 0) AS inserted) "
+        "SELECT series, count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted), min(ts), max(ts) "
+        "FROM up GROUP BY series").format(
+        series=sql.Identifier(dim.key[0]),
         table=sql.Identifier(dim.table), cols=ident(cols), stage=stage, key=ident(dim.key),
         sets=sql.SQL(", ").join(sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in changing),
         old=sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in changing),

@@ -1,5 +1,5 @@
-"""The backbone schema: market data (daily bars, intraday trades, macro events) and the
-ingest journal. SQLAlchemy Core metadata, used by the drift check; the versioned
+"""The backbone schema: market data (daily bars, intraday trades, macro events), the
+ingest journal, and the event outbox with what it needs (0003). SQLAlchemy Core metadata, used by the drift check; the versioned
 migrations under `revisions/versions` create exactly this.
 
 Primary keys suit idempotent upserts (`INSERT ... ON CONFLICT DO UPDATE`) and include the
@@ -7,7 +7,8 @@ time column, which TimescaleDB requires of a hypertable's unique indexes.
 """
 from __future__ import annotations
 
-from sqlalchemy import JSON, BigInteger, Column, DateTime, Double, Integer, MetaData, String, Table, Text
+from sqlalchemy import (JSON, BigInteger, Column, DateTime, Double, Index, Integer, MetaData, String, Table, Text,
+                        UniqueConstraint, func)
 from sqlalchemy.dialects.postgresql import JSONB
 
 metadata = MetaData()
@@ -67,4 +68,52 @@ ingest_runs = Table(
     Column("rows_inserted", Integer, nullable=False, server_default="0"),
     Column("rows_updated", Integer, nullable=False, server_default="0"),
     Column("rows_rejected", Integer, nullable=False, server_default="0"),
+)
+
+# 0003. The outbox follows Debezium's outbox event router conventions (id, aggregatetype,
+# aggregateid, type, payload), so Kafka Connect can read the same table. `seq` orders it:
+# on the bootstrap tier the outbox is the event log, and `seq` is each event's offset.
+Seq = BigInteger().with_variant(Integer(), "sqlite")  # SQLite: INTEGER PRIMARY KEY is the rowid
+outbox = Table(
+    "outbox", metadata,
+    Column("seq", Seq, primary_key=True, autoincrement=True),
+    Column("id", String(36), nullable=False),  # the event id consumers deduplicate by
+    Column("aggregatetype", String(64), nullable=False),    # the dimension
+    Column("aggregateid", String(128), nullable=False),     # the message key: dimension:symbol
+    Column("type", String(64), nullable=False),
+    Column("payload", Json, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("published_at", DateTime(timezone=True)),        # set by the relay once Kafka acknowledged
+    UniqueConstraint("id", name="outbox_id_key"),
+    Index("outbox_pending", "published_at", "seq"),
+)
+
+# where each consumer group of the bootstrap event log has got to (the next seq it reads)
+consumer_positions = Table(
+    "consumer_positions", metadata,
+    Column("group_id", String(128), primary_key=True),
+    Column("position", BigInteger, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# drop-directory files already ingested, by content, written in the ingest's own transaction
+ingested_files = Table(
+    "ingested_files", metadata,
+    Column("checksum", String(64), primary_key=True),  # sha256 hex
+    Column("dimension", String(64), nullable=False),
+    Column("name", String(256), nullable=False),
+    Column("run_id", String(64), nullable=False),
+    Column("ingested_at", DateTime(timezone=True), nullable=False),
+)
+
+# the bootstrap tier's in-process query cache adds its counters here when a client closes
+# (Redis keeps the institutional tier's counters itself), so `validate` can judge them
+cache_stats = Table(
+    "cache_stats", metadata,
+    Column("namespace", String(128), primary_key=True),
+    Column("hits", BigInteger, nullable=False),
+    Column("misses", BigInteger, nullable=False),
+    Column("sets", BigInteger, nullable=False),
+    Column("evictions", BigInteger, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
 )
