@@ -1,12 +1,12 @@
 """What the deployment carries: market data (daily bars, intraday trades, macro events)
-and the ingest journal, the same API on both tiers.
+and the ingest journal, the same API on both tiers; each ingest writes its events to the
+outbox in its own transaction (`backbone.events`).
 
 - `rows`: typed rows and their validation; `api`: `open_backbone(contract)` (ingest,
   upsert, windowed reads, latest bars, candles, all reads through the query cache);
 - `store_timescale` / `store_sqlite`: the two stores; `reads`: the read SQL; `cache`: the
   query cache (Redis or in-process); `files` / `generate`: ingest sources;
-- `embedded`: the bootstrap tier's in-process cache and event log used by the probes;
-  `smoke`: the store -> cache -> stream round trip, the data path's readiness check.
+- `smoke`: the store -> cache -> stream round trip, the data path's readiness check.
 """
 from .api import Backbone, IngestRejected, IngestResult, QueryResult, open_backbone
 

@@ -26,27 +26,39 @@ from typing import Any, Callable
 
 from ..contract import CachePolicy
 
-# One round trip for a read: the generations and the entry they name. KEYS = generation
-# keys; ARGV[1] = the entry key's prefix. Returns {value or false, generations...}.
+# The namespace's shared counters: a hash `{namespace}:stats` (fields in STATS_FIELDS) that
+# every client of the namespace counts into from inside the scripts below (no extra round
+# trip), so `validate` judges the cache as all its readers see it. No TTL: totals since the
+# namespace was first used.
+STATS_FIELDS = ("hits", "misses", "sets", "evictions")
+
+# One round trip for a read: the generations and the entry they name, counted as a hit or a
+# miss. KEYS[1] = the stats hash, KEYS[2..] = generation keys; ARGV[1] = the entry key's
+# prefix. Returns {value or false, key}.
 _GET = """
-local gens = redis.call('MGET', unpack(KEYS))
+local gens = redis.call('MGET', unpack(KEYS, 2))
 for i, g in ipairs(gens) do if not g then gens[i] = '0' end end
 local key = ARGV[1] .. ':' .. table.concat(gens, '.')
-return {redis.call('GET', key) or false, key}
+local value = redis.call('GET', key)
+redis.call('HINCRBY', KEYS[1], value and 'hits' or 'misses', 1)
+return {value or false, key}
 """
 # Store an entry, index it by when it was written, drop index entries old enough to have
-# expired, trim the oldest beyond the budget. KEYS[1] = entry, KEYS[2] = index;
-# ARGV = value, ttl_ms (jittered), now_ms, max_keys, the policy's ttl_ms. Returns evictions.
+# expired, trim the oldest beyond the budget, count the set and the evictions. KEYS[1] =
+# entry, KEYS[2] = index, KEYS[3] = the stats hash; ARGV = value, ttl_ms (jittered), now_ms,
+# max_keys, the policy's ttl_ms. Returns evictions.
 _SET = """
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 local now = tonumber(ARGV[3])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - tonumber(ARGV[5]))
 redis.call('ZADD', KEYS[2], now, KEYS[1])
 redis.call('PEXPIRE', KEYS[2], ARGV[5])
+redis.call('HINCRBY', KEYS[3], 'sets', 1)
 local over = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[4])
 if over > 0 then
   local old = redis.call('ZPOPMIN', KEYS[2], over)
   for i = 1, #old, 2 do redis.call('DEL', old[i]) end
+  redis.call('HINCRBY', KEYS[3], 'evictions', over)
   return over
 end
 return 0

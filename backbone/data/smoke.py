@@ -1,6 +1,8 @@
 """The smoke round trip: write a row to the store, read it through the cache, publish it
 as an event and consume it back. Institutional tier: Timescale -> Redis -> Kafka;
-bootstrap tier: the embedded store -> in-process cache -> in-process event log."""
+bootstrap tier: the embedded store -> the in-process query cache -> the durable event log
+(an event appended and read back inside a transaction that is rolled back, so consumers of
+the log never see it)."""
 from __future__ import annotations
 
 import json
@@ -10,8 +12,8 @@ import time
 import uuid
 
 from ..checks import DOWN, OK, CheckResult
-from ..contract import CachePolicy, Contract
-from .embedded import EmbeddedStore, InProcessCache, InProcessEventLog
+from ..contract import Contract
+from ..probes.bootstrap import cache_policy, connect
 
 
 def smoke_check(contract: Contract, timeout_s: float) -> CheckResult:
@@ -37,7 +39,7 @@ def smoke_check(contract: Contract, timeout_s: float) -> CheckResult:
                            f"The store -> cache -> stream round trip failed at the {leg} leg.",
                            latency_ms=sum(legs.values()), error=str(exc).strip() or type(exc).__name__,
                            details={k: round(v, 2) for k, v in legs.items()})
-    names = ("embedded store", "in-process cache", "in-process event log") if contract.tier == "bootstrap" \
+    names = ("embedded store", "in-process cache", "event log") if contract.tier == "bootstrap" \
         else ("Timescale", "Redis", "Kafka")
     return CheckResult("smoke", OK, "ok", f"A row went {' -> '.join(names)} and came back intact.",
                        latency_ms=sum(legs.values()), details={k: round(v, 2) for k, v in legs.items()})
@@ -46,7 +48,7 @@ def smoke_check(contract: Contract, timeout_s: float) -> CheckResult:
 def _store_round_trip(contract: Contract, row: dict, timeout_s: float) -> str:
     payload = json.dumps(row, sort_keys=True)
     if contract.tier == "bootstrap":
-        with EmbeddedStore(contract.bootstrap.store).connect(timeout_s) as conn:
+        with connect(contract.bootstrap.store, timeout_s) as conn:
             conn.execute("CREATE TEMP TABLE backbone_smoke (id TEXT PRIMARY KEY, payload TEXT NOT NULL)")
             conn.execute("INSERT INTO backbone_smoke VALUES (?, ?)", (row["id"], payload))
             found = conn.execute("SELECT payload FROM backbone_smoke WHERE id = ?", (row["id"],)).fetchone()
@@ -68,10 +70,11 @@ def _store_round_trip(contract: Contract, row: dict, timeout_s: float) -> str:
 def _cache_round_trip(contract: Contract, payload: str, timeout_s: float) -> str:
     key = "smoke:" + json.loads(payload)["id"]
     if contract.tier == "bootstrap":
-        cache = InProcessCache(contract.redis.cache_policy if contract.redis else
-                               CachePolicy(ttl_seconds=1800, max_keys=256))
-        cache.set(key, payload)
-        value = cache.get(key)
+        from .cache import LocalBackend, QueryCache
+        cache = QueryCache(cache_policy(contract), LocalBackend())
+        cache.get_or_load("smoke", {"key": key}, [], lambda: payload)
+        found = cache.get_or_load("smoke", {"key": key}, [], lambda: None)
+        value = found.value if found.hit else None
     else:
         from ..clients.redis import redis_client
         policy = contract.redis.cache_policy
@@ -91,9 +94,17 @@ def _cache_round_trip(contract: Contract, payload: str, timeout_s: float) -> str
 
 def _stream_round_trip(contract: Contract, payload: str, deadline: float) -> None:
     if contract.tier == "bootstrap":
-        log = InProcessEventLog()
-        offset = log.publish("backbone.smoke", "smoke", payload.encode())
-        if log.read("backbone.smoke", offset)[0].value != payload.encode():
+        event_id = str(uuid.uuid4())
+        conn = connect(contract.bootstrap.store, max(0.5, deadline - time.monotonic()))
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload, created_at) "
+                         "VALUES (?, 'smoke', 'smoke:SMOKE', 'smoke', ?, datetime('now'))", (event_id, payload))
+            found = conn.execute("SELECT payload FROM outbox WHERE id = ?", (event_id,)).fetchone()
+            conn.execute("ROLLBACK")
+        finally:
+            conn.close()
+        if found is None or found[0] != payload:
             raise RuntimeError("the event log returned a different event")
         return
     from confluent_kafka.admin import AdminClient

@@ -1,68 +1,91 @@
-"""Bootstrap-tier checks: the embedded store, the in-process cache and the event log."""
+"""Bootstrap-tier checks: the embedded store, the query cache as the data API runs it
+(in-process backend), and the durable event log in the store."""
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
 import uuid
+from pathlib import Path
 
 from ..checks import DOWN, OK, Check, CheckResult
 from ..contract import CachePolicy, Contract
-from ..data.embedded import EmbeddedStore, InProcessCache, InProcessEventLog
+
+BOOTSTRAP_CACHE = CachePolicy(ttl_seconds=1800, max_keys=256)  # what the data API uses without a redis section
+
+
+def cache_policy(contract: Contract) -> CachePolicy:
+    return contract.redis.cache_policy if contract.redis else BOOTSTRAP_CACHE
+
+
+def connect(path: str | Path, timeout_s: float) -> sqlite3.Connection:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return sqlite3.connect(path, timeout=timeout_s)
 
 
 def bootstrap_checks(contract: Contract, timeout_s: float) -> dict[str, Check]:
-    store = EmbeddedStore(contract.bootstrap.store)
-    policy = contract.redis.cache_policy if contract.redis else CachePolicy(ttl_seconds=1800, max_keys=256)
+    path = Path(contract.bootstrap.store)
     return {
-        "store": lambda: probe_store(store, timeout_s),
-        "cache": lambda: probe_cache(InProcessCache(policy)),
-        "events": lambda: probe_events(InProcessEventLog()),
+        "store": lambda: probe_store(path, timeout_s),
+        "cache": lambda: probe_cache(cache_policy(contract)),
+        "events": lambda: probe_events(path, timeout_s),
     }
 
 
-def probe_store(store: EmbeddedStore, timeout_s: float) -> CheckResult:
+def probe_store(path: Path, timeout_s: float) -> CheckResult:
     started = time.perf_counter()
     token = uuid.uuid4().hex
     try:
-        with store.connect(timeout_s) as conn:
+        with connect(path, timeout_s) as conn:
             version = conn.execute("SELECT sqlite_version()").fetchone()[0]
-            conn.execute("CREATE TABLE IF NOT EXISTS backbone_probe (token TEXT PRIMARY KEY, at REAL NOT NULL)")
+            conn.execute("CREATE TEMP TABLE backbone_probe (token TEXT PRIMARY KEY, at REAL NOT NULL)")
             conn.execute("INSERT INTO backbone_probe VALUES (?, ?)", (token, time.time()))
             found = conn.execute("SELECT token FROM backbone_probe WHERE token = ?", (token,)).fetchone()
-            conn.execute("DELETE FROM backbone_probe WHERE token = ?", (token,))
+            journal = conn.execute("PRAGMA journal_mode").fetchone()[0]
     except (sqlite3.Error, OSError) as exc:
-        return CheckResult("store", DOWN, "store_error", f"The embedded store at {store.path} is unusable.",
+        return CheckResult("store", DOWN, "store_error", f"The embedded store at {path} is unusable.",
                            latency_ms=(time.perf_counter() - started) * 1000, error=str(exc))
     ms = (time.perf_counter() - started) * 1000
     if found is None:
-        return CheckResult("store", DOWN, "store_lost_write", f"A row written to {store.path} could not be read back.",
+        return CheckResult("store", DOWN, "store_lost_write", f"A row written to {path} could not be read back.",
                            latency_ms=ms)
-    return CheckResult("store", OK, "ok", f"The embedded store (SQLite {version}) at {store.path} reads and writes.",
-                       latency_ms=ms, details={"path": str(store.path), "sqlite_version": version})
+    return CheckResult("store", OK, "ok", f"The embedded store (SQLite {version}, {journal}) at {path} reads and writes.",
+                       latency_ms=ms, details={"path": str(path), "sqlite_version": version, "journal_mode": journal})
 
 
-def probe_cache(cache: InProcessCache) -> CheckResult:
+def probe_cache(policy: CachePolicy) -> CheckResult:
+    """A miss then a hit through the query cache with the in-process backend."""
+    from ..data.cache import LocalBackend, QueryCache
     started = time.perf_counter()
-    key = "probe:" + uuid.uuid4().hex
-    cache.set(key, "1")
-    ok = cache.get(key) == "1"
+    cache, token = QueryCache(policy, LocalBackend()), uuid.uuid4().hex
+    first = cache.get_or_load("probe", {"token": token}, [], lambda: [token])
+    second = cache.get_or_load("probe", {"token": token}, [], lambda: ["reloaded"])
     ms = (time.perf_counter() - started) * 1000
-    if not ok:
-        return CheckResult("cache", DOWN, "cache_miss", "The in-process cache lost a value it was just given.",
+    if first.hit or not second.hit or second.value != [token]:
+        return CheckResult("cache", DOWN, "cache_miss", "The in-process query cache lost a value it was just given.",
                            latency_ms=ms)
-    p = cache.policy
     return CheckResult("cache", OK, "ok",
-                       f"The in-process cache holds values under {p.namespace!r} (TTL {p.ttl_seconds} s, {p.max_keys} keys).",
-                       latency_ms=ms, details=p.model_dump())
+                       f"The in-process query cache holds values under {policy.namespace!r} "
+                       f"(TTL {policy.ttl_seconds} s, {policy.max_keys} keys).",
+                       latency_ms=ms, details=policy.model_dump())
 
 
-def probe_events(log: InProcessEventLog) -> CheckResult:
+def probe_events(path: Path, timeout_s: float) -> CheckResult:
+    """The event log is the store's outbox table: present, and where its head is."""
     started = time.perf_counter()
-    payload = json.dumps({"probe": uuid.uuid4().hex}).encode()
-    offset = log.publish("backbone.probe", "probe", payload)
-    events = log.read("backbone.probe", offset)
-    ms = (time.perf_counter() - started) * 1000
-    if not events or events[0].value != payload:
-        return CheckResult("events", DOWN, "event_lost", "The in-process event log lost an event.", latency_ms=ms)
-    return CheckResult("events", OK, "ok", "The in-process event log publishes and replays events.", latency_ms=ms)
+    try:
+        with connect(path, timeout_s) as conn:
+            events, head = conn.execute("SELECT count(*), coalesce(max(seq), 0) FROM outbox").fetchone()
+            groups = conn.execute("SELECT count(*) FROM consumer_positions").fetchone()[0]
+    except sqlite3.OperationalError as exc:
+        code, text = (("event_log_missing", "The event log is not in the store yet: run `backbone migrate apply`.")
+                      if "no such table" in str(exc) else ("event_log_error", "The event log cannot be read."))
+        return CheckResult("events", DOWN, code, text, latency_ms=(time.perf_counter() - started) * 1000,
+                           error=str(exc))
+    except (sqlite3.Error, OSError) as exc:
+        return CheckResult("events", DOWN, "event_log_error", "The event log cannot be read.",
+                           latency_ms=(time.perf_counter() - started) * 1000, error=str(exc))
+    return CheckResult("events", OK, "ok",
+                       f"The durable event log holds {events} event(s) (head offset {head}); "
+                       f"{groups} consumer group(s) keep positions.",
+                       latency_ms=(time.perf_counter() - started) * 1000,
+                       details={"events": events, "head": head, "consumer_groups": groups})

@@ -92,7 +92,7 @@ def _markdown(report: Report) -> str:
     lines += ["", "## Endpoints", ""]
     m = c.manifest()
     if c.tier == "bootstrap":
-        lines.append(f"- store: `{m['bootstrap']['store']}` (embedded), in-process cache and event log")
+        lines.append(f"- store: `{m['bootstrap']['store']}` (embedded), in-process cache, durable event log")
     else:
         t, r, k = m.get("timescale"), m.get("redis"), m.get("kafka")
         lines.append(f"- timescale: `{t['host']}:{t['port']}/{t['database']}` as `{t['user']}`, "
