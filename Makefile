@@ -11,12 +11,14 @@ setup:            ## install services (apt), build TimescaleDB, Kafka jars (Mave
 setup-python:     ## only the virtualenv: enough for the bootstrap tier
 	bash scripts/setup.sh python
 
-demo: setup-python ## the embedded bootstrap tier, no services: migrate, ingest a sample, read it through the cache, validate
+demo: setup-python ## the embedded bootstrap tier's full cycle: ingest, read through the cache, events to the bridge, serve, validate
 	$(BACKBONE) migrate apply
 	$(BACKBONE) ingest --dimension bars --generate 10400 --symbols 20      # 20 symbols x 2 years of daily bars
 	$(BACKBONE) ingest --dimension trades --generate 93600 --symbols 20    # a day of trades
 	$(BACKBONE) query latest --symbols SYM000,SYM001,SYM002 --repeat 2     # a cache miss, then a hit
 	$(BACKBONE) query candles --symbols SYM000 --start 2024-01-02T14:30Z --end 2024-01-02T14:35Z
+	$(BACKBONE) events tail --group demo-tail --from-beginning --max 5     # what the ingests announced (the event log)
+	$(BACKBONE) serve --schedule examples/demo/schedule.toml --run-for 8 --snapshot .backbone/demo/supervision.json  # scheduled ingest + the bridge, then a clean stop: 0 tasks left
 	$(BACKBONE) validate
 
 test: setup       ## every test: unit, Pulumi mocks, and integration on real services

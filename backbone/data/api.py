@@ -100,7 +100,8 @@ class Backbone:
 
     def ingested(self, checksum: str) -> bool:
         """Whether a file with this content (sha256 hex) was ingested before."""
-        return bool(self.store.query("SELECT 1 FROM ingested_files WHERE checksum = :c", {"c": checksum}))
+        return bool(self.store.query(f"SELECT 1 FROM ingested_files WHERE checksum = {reads.param(self.store, 'c')}",
+                                     {"c": checksum}))
 
     def __enter__(self) -> "Backbone":
         return self

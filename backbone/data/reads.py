@@ -36,6 +36,11 @@ def _p(dialect: str, name: str) -> str:
     return f"%({name})s" if dialect == "postgresql" else f":{name}"
 
 
+def param(store, name: str) -> str:
+    """A named placeholder in the store's driver style."""
+    return _p(store.dialect, name)
+
+
 def _params(dialect: str, series: list[str], **values: Any) -> dict[str, Any]:
     return {"series": series if dialect == "postgresql" else json.dumps(series), **values}
 

@@ -13,6 +13,7 @@ once Kafka has acknowledged it.
 from __future__ import annotations
 
 import math
+import select
 import threading
 import time
 from dataclasses import dataclass
@@ -73,7 +74,7 @@ class Relay:
         self.conn = psycopg.connect(contract.timescale.dsn(), autocommit=True,
                                     connect_timeout=max(2, math.ceil(timeout_s)))
         self._woken = threading.Event()
-        self.conn.add_notify_handler(lambda _: self._woken.set())  # also fires during other queries
+        self.conn.add_notify_handler(lambda _: self._woken.set())  # fires whenever a query reads one
         self.conn.execute(f'LISTEN "{OUTBOX_CHANNEL}"')
         self.producer = Producer({**kafka_client_config(contract.kafka, timeout_s), **PRODUCER_SETTINGS,
                                   **(settings or {})})
@@ -133,10 +134,13 @@ class Relay:
         return total
 
     def wait(self, timeout_s: float) -> None:
-        """Until an ingest commits events (or `timeout_s` passes)."""
+        """Until an ingest commits events (or `timeout_s` passes). A notification that came
+        during a batch already set the flag; otherwise wait for the socket and let a trivial
+        query read what arrived (the handler sets the flag)."""
         if not self._woken.is_set():
-            for _ in self.conn.notifies(timeout=timeout_s, stop_after=1):
-                pass
+            ready, _, _ = select.select([self.conn.pgconn.socket], [], [], timeout_s)
+            if ready:
+                self.conn.execute("SELECT 1")
         self._woken.clear()
 
     def prune(self) -> int:
