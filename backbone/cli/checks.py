@@ -10,8 +10,9 @@ from .common import contract_from, emit, err, positive, report_args, sources_arg
 
 
 def register(sub) -> None:
-    for name, text in (("validate", "post-deploy readiness: probes, migrations, topics and a smoke round trip "
-                                    "in one report, with an exit code CI can gate on"),
+    for name, text in (("validate", "post-deploy readiness: probes, migrations, topics, a smoke round trip and the "
+                                    "data path (ingest freshness, outbox backlog, consumer lag, cache ratios) in one "
+                                    "report, with an exit code CI can gate on"),
                        ("probe", "the service probes only")):
         p = sub.add_parser(name, help=text, description=text)
         sources_args(p)
@@ -31,7 +32,9 @@ def register(sub) -> None:
 # The contract sections each check reads (institutional tier); a missing one is reported
 # as such rather than run.
 NEEDS = {"timescale": ("timescale",), "redis": ("redis",), "kafka": ("kafka",), "migrations": ("timescale",),
-         "topics": ("kafka",), "smoke": ("timescale", "redis", "kafka")}
+         "topics": ("kafka",), "smoke": ("timescale", "redis", "kafka"),
+         **{f"freshness.{d}": ("timescale",) for d in ("bars", "trades", "macro")},
+         "outbox": ("timescale",), "consumer_lag": ("kafka",), "cache_ratios": ("redis",)}
 
 
 def plan_checks(contract, command: str, timeout_s: float) -> dict:
@@ -46,6 +49,8 @@ def plan_checks(contract, command: str, timeout_s: float) -> dict:
             from ..topics.check import topics_check
             checks["topics"] = lambda: topics_check(contract, timeout_s)
         checks["smoke"] = lambda: smoke_check(contract, timeout_s)
+        from ..data.checks import data_checks
+        checks.update(data_checks(contract, timeout_s))
     for name in checks:
         missing = contract.missing(*NEEDS.get(name, ()))
         if missing:

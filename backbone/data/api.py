@@ -93,8 +93,13 @@ class Backbone:
 
     def close(self) -> None:
         try:
-            if isinstance(self.cache.backend, LocalBackend) and hasattr(self.store, "add_cache_stats"):
-                self.store.add_cache_stats(self.cache.policy.namespace, self.cache.stats.to_dict())
+            if isinstance(self.cache.backend, LocalBackend):
+                if hasattr(self.store, "add_cache_stats"):
+                    self.store.add_cache_stats(self.cache.policy.namespace, self.cache.stats.to_dict())
+            else:
+                self.cache.flush_reads()
+        except self.cache.backend.errors:
+            pass  # the counters never fail a client
         finally:
             self.store.close()
 

@@ -12,6 +12,11 @@
   `max_keys`.
 - The cache is never a point of failure: when Redis does not answer, reads go to the store
   and a warning says so; Redis is tried again after a short pause.
+- Counters: each client keeps its own (`QueryCache.stats`); on Redis they also add up in the
+  namespace's hash `{namespace}:stats`, shared by every client (`shared_stats`,
+  `redis_shared_stats`), which `validate` judges. The write script counts sets and
+  evictions; reads are counted by the client and added at most once a second (and on
+  close), so a hit stays one read-only script call.
 """
 from __future__ import annotations
 
@@ -26,22 +31,19 @@ from typing import Any, Callable
 
 from ..contract import CachePolicy
 
-# The namespace's shared counters: a hash `{namespace}:stats` (fields in STATS_FIELDS) that
-# every client of the namespace counts into from inside the scripts below (no extra round
-# trip), so `validate` judges the cache as all its readers see it. No TTL: totals since the
-# namespace was first used.
+# The namespace's shared counters: a hash `{namespace}:stats` (fields in STATS_FIELDS), so
+# `validate` judges the cache as all its readers see it. No TTL: totals since the namespace
+# was first used.
 STATS_FIELDS = ("hits", "misses", "sets", "evictions")
+FLUSH_READS_S = 1.0  # how often a client adds its read counts to the shared hash
 
-# One round trip for a read: the generations and the entry they name, counted as a hit or a
-# miss. KEYS[1] = the stats hash, KEYS[2..] = generation keys; ARGV[1] = the entry key's
-# prefix. Returns {value or false, key}.
+# One round trip for a read: the generations and the entry they name. KEYS = generation
+# keys; ARGV[1] = the entry key's prefix. Returns {value or false, key}.
 _GET = """
-local gens = redis.call('MGET', unpack(KEYS, 2))
+local gens = redis.call('MGET', unpack(KEYS))
 for i, g in ipairs(gens) do if not g then gens[i] = '0' end end
 local key = ARGV[1] .. ':' .. table.concat(gens, '.')
-local value = redis.call('GET', key)
-redis.call('HINCRBY', KEYS[1], value and 'hits' or 'misses', 1)
-return {value or false, key}
+return {redis.call('GET', key) or false, key}
 """
 # Store an entry, index it by when it was written, drop index entries old enough to have
 # expired, trim the oldest beyond the budget, count the set and the evictions. KEYS[1] =
@@ -56,10 +58,17 @@ redis.call('PEXPIRE', KEYS[2], ARGV[5])
 redis.call('HINCRBY', KEYS[3], 'sets', 1)
 local over = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[4])
 if over > 0 then
-  local old = redis.call('ZPOPMIN', KEYS[2], over)
-  for i = 1, #old, 2 do redis.call('DEL', old[i]) end
-  redis.call('HINCRBY', KEYS[3], 'evictions', over)
-  return over
+  -- the oldest, never the entry just written (entries written in the same millisecond tie)
+  local evicted = 0
+  for _, old in ipairs(redis.call('ZRANGE', KEYS[2], 0, over)) do
+    if evicted < over and old ~= KEYS[1] then
+      redis.call('ZREM', KEYS[2], old)
+      redis.call('DEL', old)
+      evicted = evicted + 1
+    end
+  end
+  redis.call('HINCRBY', KEYS[3], 'evictions', evicted)
+  return evicted
 end
 return 0
 """
@@ -115,6 +124,10 @@ class QueryCache:
         # the last decoded value per entry, reused while the entry's bytes are unchanged: a hit
         # then costs the round trip, not the decoding
         self._decoded: OrderedDict[str, tuple[Any, Any]] = OrderedDict()
+        self._stats_key = stats_key(policy.namespace)
+        self._reads_flushed = (0, 0)  # (hits, misses) already added to the shared hash
+        self._flush_after = time.monotonic() + FLUSH_READS_S
+        self._flush_lock = threading.Lock()
 
     def _ttl_ms(self) -> int:
         return max(1, int(self.policy.ttl_seconds * 1000 * random.uniform(0.9, 1.0)))
@@ -132,8 +145,10 @@ class QueryCache:
             raw, key = self.backend.get(gens, prefix)
             if raw is not None:
                 self.stats.add(hits=1)
+                self._reads_counted()
                 return Lookup(self._decode(key, raw, convert), True, "cache")
             self.stats.add(misses=1)
+            self._reads_counted()
             found = self._fill(key, load)
             return Lookup(convert(found.value), found.hit, found.source)
         except self.backend.errors as exc:
@@ -168,12 +183,40 @@ class QueryCache:
             value = load()
             text = json.dumps(value, separators=(",", ":"))
             evicted = self.backend.set(key, f"{self.policy.namespace}:index", text, self._ttl_ms(),
-                                       self.policy.max_keys, self.policy.ttl_seconds * 1000)
+                                       self.policy.max_keys, self.policy.ttl_seconds * 1000, self._stats_key)
             self.stats.add(sets=1, evictions=evicted)
             return Lookup(value, False, "store")
         finally:
             if token is not None:
                 self.backend.unlock(key, token)
+
+    def _reads_counted(self) -> None:
+        if time.monotonic() >= self._flush_after:
+            try:
+                self.flush_reads()
+            except self.backend.errors:
+                pass  # counted next time: the counters never fail a read
+
+    def flush_reads(self) -> None:
+        """Add this client's hits and misses since the last flush to the shared hash."""
+        with self._flush_lock:
+            self._flush_after = time.monotonic() + FLUSH_READS_S
+            hits, misses = self.stats.hits, self.stats.misses
+            done_hits, done_misses = self._reads_flushed
+            if hits > done_hits or misses > done_misses:
+                self.backend.add_reads(self._stats_key, hits - done_hits, misses - done_misses)
+                self._reads_flushed = (hits, misses)
+
+    def shared_stats(self) -> dict[str, int]:
+        """Hits, misses, sets and evictions of this namespace as every client sees them: the
+        Redis hash on institutional, this process's own counters in process (raises the
+        backend's errors: callers that must not fail catch `backend.errors`)."""
+        self.flush_reads()
+        shared = self.backend.shared_stats(self._stats_key)
+        if shared is None:
+            own = self.stats.to_dict()
+            return {name: own[name] for name in STATS_FIELDS}
+        return shared
 
     def _filled_by_another(self, raw) -> Lookup:
         self.stats.add(stampedes_avoided=1)
@@ -198,6 +241,21 @@ class QueryCache:
                   f"retrying the cache in {RETRY_REDIS_AFTER_S:g} s")
 
 
+def stats_key(namespace: str) -> str:
+    return f"{namespace}:stats"
+
+
+def redis_shared_stats(client, namespace: str) -> dict[str, int]:
+    """The namespace's shared counters, read with any redis-py client (zeros for a namespace
+    nothing has counted into yet)."""
+    return _counts(client.hgetall(stats_key(namespace)))
+
+
+def _counts(raw: dict) -> dict[str, int]:
+    values = {(k.decode() if isinstance(k, bytes) else k): v for k, v in raw.items()}
+    return {name: int(values.get(name, 0)) for name in STATS_FIELDS}
+
+
 class RedisBackend:
     def __init__(self, client) -> None:
         import redis
@@ -213,8 +271,18 @@ class RedisBackend:
     def get_key(self, key: str) -> bytes | None:
         return self.client.get(key)
 
-    def set(self, key: str, index: str, value: str, ttl_ms: int, max_keys: int, ttl_max_ms: int) -> int:
-        return int(self._set(keys=[key, index], args=[value, ttl_ms, int(time.time() * 1000), max_keys, ttl_max_ms]))
+    def set(self, key: str, index: str, value: str, ttl_ms: int, max_keys: int, ttl_max_ms: int, stats: str) -> int:
+        return int(self._set(keys=[key, index, stats],
+                             args=[value, ttl_ms, int(time.time() * 1000), max_keys, ttl_max_ms]))
+
+    def add_reads(self, stats: str, hits: int, misses: int) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hincrby(stats, "hits", hits)
+        pipe.hincrby(stats, "misses", misses)
+        pipe.execute()
+
+    def shared_stats(self, stats: str) -> dict[str, int]:
+        return _counts(self.client.hgetall(stats))
 
     def lock(self, key: str, timeout_s: float) -> str | None:
         token = f"{random.getrandbits(64):x}"
@@ -259,7 +327,8 @@ class LocalBackend:
         with self._lock:
             return self._live(key)
 
-    def set(self, key: str, index: str, value: str, ttl_ms: int, max_keys: int, ttl_max_ms: int = 0) -> int:
+    def set(self, key: str, index: str, value: str, ttl_ms: int, max_keys: int, ttl_max_ms: int = 0,
+            stats: str | None = None) -> int:
         with self._lock:
             now = time.monotonic()
             for k in [k for k, (_, exp) in self._entries.items() if exp <= now]:
@@ -271,6 +340,12 @@ class LocalBackend:
                 self._entries.popitem(last=False)
                 evicted += 1
             return evicted
+
+    def add_reads(self, stats: str, hits: int, misses: int) -> None:
+        pass  # nothing shared: `Backbone.close` keeps the bootstrap tier's totals in the store
+
+    def shared_stats(self, stats: str) -> None:
+        return None  # nothing shared: the cache lives in this process, its client counts alone
 
     def lock(self, key: str, timeout_s: float) -> str | None:
         with self._lock:

@@ -12,7 +12,8 @@ from junitparser import JUnitXml
 
 from ..conftest import run_backbone
 
-CHECKS = {"timescale", "redis", "kafka", "migrations", "topics", "smoke"}
+CHECKS = {"timescale", "redis", "kafka", "migrations", "topics", "smoke", "freshness.bars", "freshness.trades",
+          "freshness.macro", "outbox", "consumer_lag", "cache_ratios"}
 
 
 def validate(local_env, *args, timeout=60, env=None):
