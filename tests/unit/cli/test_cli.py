@@ -26,9 +26,9 @@ def test_validate_with_no_configuration_runs_on_the_bootstrap_tier(tmp_path):
     assert report["tier"] == "bootstrap"
     assert {c["name"]: c["status"] for c in report["checks"]} == {
         "store": "ok", "cache": "ok", "events": "ok", "migrations": "ok", "smoke": "ok",
-        # nothing ingested yet: degraded (exit 0 with a warning)
-        "freshness.bars": "degraded", "freshness.trades": "degraded", "freshness.macro": "degraded",
+        "freshness.bars": "ok", "freshness.trades": "ok", "freshness.macro": "ok",
         "outbox": "ok", "consumer_lag": "ok", "cache_ratios": "ok"}
+    assert {c["code"] for c in report["checks"] if c["name"].startswith("freshness.")} == {"never_ingested"}
     assert (tmp_path / ".backbone" / "bootstrap" / "backbone.db").is_file()
 
 
