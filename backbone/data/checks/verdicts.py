@@ -25,8 +25,9 @@ class Runs:
 def judge_freshness(dimension: str, slo_s: float | None, runs: Runs, now: dt.datetime,
                     latency_ms: float | None = None) -> CheckResult:
     """The newest run failed: down. Rejected (a bad file, nothing written): degraded, naming
-    it. No successful run ever: degraded. The newest success older than the SLO: degraded.
-    No SLO (null): ok, not checked."""
+    it. No run at all: ok, saying so (a fresh deployment is not stale; the SLO applies from
+    the first success). The newest success older than the SLO: degraded. No SLO (null): ok,
+    not checked."""
     name = f"freshness.{dimension}"
     age = None if runs.last_ok_at is None else max(0.0, (now - runs.last_ok_at).total_seconds())
     details = {"slo_s": slo_s, "age_s": None if age is None else round(age, 1),
