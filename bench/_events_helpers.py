@@ -205,8 +205,10 @@ MARK = {  # how a batch is marked published: relay.py's statement, and the alter
     "update": "UPDATE outbox SET published_at = now() WHERE seq = ANY(%(seqs)s)",
     # a seq range on the primary key as well: from stale statistics the planner may otherwise
     # pick outbox_pending for `seq = ANY(...)` alone and read that whole index for every batch
-    "update-range": "UPDATE outbox SET published_at = now() WHERE seq BETWEEN %(lo)s AND %(hi)s AND seq = ANY(%(seqs)s)",
-    "update-unnest": "UPDATE outbox o SET published_at = now() FROM unnest(%(seqs)s::bigint[]) u(seq) WHERE o.seq = u.seq",
+    "update-range": "UPDATE outbox SET published_at = now() "
+                    "WHERE seq BETWEEN %(lo)s AND %(hi)s AND seq = ANY(%(seqs)s)",
+    "update-unnest": "UPDATE outbox o SET published_at = now() "
+                     "FROM unnest(%(seqs)s::bigint[]) u(seq) WHERE o.seq = u.seq",
     "delete": "DELETE FROM outbox WHERE seq BETWEEN %(lo)s AND %(hi)s AND seq = ANY(%(seqs)s)",
 }
 
