@@ -41,8 +41,9 @@ def database_errors() -> tuple[type[BaseException], ...]:
     this process has loaded (the fast path never loads SQLAlchemy or Alembic)."""
     errors: list[type[BaseException]] = [sqlite3.Error, OSError]
     for module, name in (("psycopg", "Error"), ("sqlalchemy.exc", "SQLAlchemyError"), ("alembic.util", "CommandError")):
-        if module in sys.modules:
-            errors.append(getattr(sys.modules[module], name))
+        error = getattr(sys.modules.get(module), name, None)  # None while another thread is importing it
+        if isinstance(error, type):
+            errors.append(error)
     return tuple(errors)
 
 
