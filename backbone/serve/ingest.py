@@ -70,14 +70,6 @@ def candidates(directory: Path) -> list[Path]:
                   if not p.name.startswith(".") and not p.name.endswith(SKIPPED_SUFFIXES) and p.is_file())
 
 
-def already_ingested(bb: Backbone, checksum: str) -> bool:
-    """`Backbone.ingested`, except on PostgreSQL: its statement uses SQLite's `:name`
-    placeholder, which psycopg rejects (a syntax error), so ask the store with psycopg's."""
-    if getattr(bb.store, "dialect", None) == "postgresql":
-        return bool(bb.store.query("SELECT 1 FROM ingested_files WHERE checksum = %(c)s", {"c": checksum}))
-    return bb.ingested(checksum)
-
-
 class IngestJob:
     def __init__(self, job: Job, bb: Backbone, metrics: ServeMetrics):
         self.job, self.bb, self.metrics = job, bb, metrics
@@ -133,7 +125,7 @@ class IngestJob:
                 continue  # taken away while we looked
             if checksum in self.done or checksum in self.refused:
                 continue
-            if already_ingested(self.bb, checksum):
+            if self.bb.ingested(checksum):
                 self.done.add(checksum)
                 self._count("skipped")
                 continue

@@ -3,7 +3,6 @@ consumers exactly once after deduplication, whatever dies when; nothing is annou
 ingest that did not commit. Processes are killed with SIGKILL, for real."""
 import datetime as dt
 import json
-import os
 import signal
 import subprocess
 import sys
