@@ -18,7 +18,8 @@ from dotenv import dotenv_values
 from pydantic import ValidationError
 
 from ..errors import ConfigError
-from .model import CONTRACT_VERSION, Contract, ContractError, merge_outputs, null_sections
+from .model import CONTRACT_VERSION, Contract, null_sections
+from .outputs import ContractError, merge_outputs
 
 
 def _bool(raw: str) -> bool:
