@@ -32,9 +32,11 @@ def contract_document(spec: StackSpec, passwords: Mapping[str, str]) -> dict[str
         "platform": spec.platform,
         "objectives": spec.objectives.model_dump(mode="json"),
         "data": spec.data.model_dump(mode="json"),
+        # Both tiers: after a switch to institutional it names the store the deployment
+        # came from, so one contract describes both ends of the switch (docs/tiers.md).
+        "bootstrap": {"store": spec.bootstrap_store},
     }
     if not spec.declares_services:
-        document["bootstrap"] = {"store": spec.bootstrap_store}
         return document
     endpoints = _docker_endpoints(spec) if spec.platform == "docker" else _kubernetes_endpoints(spec)
     document["timescale"] = {

@@ -29,7 +29,8 @@ def test_dev_contract_points_at_the_published_ports(dev_run):
     assert contract.redis.password.get_secret_value() == mock_password("redis-password")
     assert (contract.kafka.bootstrap_servers, contract.kafka.expected_brokers) == ("127.0.0.1:9092", 1)
     assert [t.name for t in contract.kafka.topics] == ["ingest.events", "ingest.metrics", "ingest.deadletter"]
-    assert contract.bootstrap is None
+    # the default store: an institutional contract names the store it came from too
+    assert contract.bootstrap.store == ".backbone/bootstrap/backbone.db"
 
 
 def test_staging_contract_points_at_the_client_services(staging_run):
