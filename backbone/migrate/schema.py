@@ -1,5 +1,6 @@
 """The backbone schema: market data (daily bars, intraday trades, macro events), the
-ingest journal, and the event outbox with what it needs (0003). SQLAlchemy Core metadata, used by the drift check; the versioned
+ingest journal, the event outbox with what it needs (0003), and tier switching's record and change
+log (0004). SQLAlchemy Core metadata, used by the drift check; the versioned
 migrations under `revisions/versions` create exactly this.
 
 Primary keys suit idempotent upserts (`INSERT ... ON CONFLICT DO UPDATE`) and include the
@@ -116,4 +117,23 @@ cache_stats = Table(
     Column("sets", BigInteger, nullable=False),
     Column("evictions", BigInteger, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# 0004, tier switching (docs/tiers.md). Named JSON values: in the bootstrap store, `active`
+# (the active-tier record clients follow) and the switch's phase and checkpoints; in
+# TimescaleDB, the copy's checkpoints (written in each chunk's own transaction).
+tier_state = Table(
+    "tier_state", metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", Json, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# the keys written while a switch (bootstrap store) or a reverse stream (TimescaleDB) runs,
+# appended by triggers the switch installs: `key` is the row's primary key as a JSON array
+tier_changes = Table(
+    "tier_changes", metadata,
+    Column("seq", Seq, primary_key=True, autoincrement=True),
+    Column("tbl", String(64), nullable=False),
+    Column("key", Text, nullable=False),
 )
