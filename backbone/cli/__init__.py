@@ -13,9 +13,9 @@ import argparse
 import sys
 
 from .. import __version__
-from . import checks, data, drill, events, local, migrate, serve, topics
+from . import checks, data, drill, events, local, migrate, serve, tier, topics
 
-GROUPS = (checks, data, events, serve, topics, migrate, drill, local)
+GROUPS = (checks, data, events, serve, tier, topics, migrate, drill, local)
 
 
 def build_parser() -> argparse.ArgumentParser:

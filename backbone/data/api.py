@@ -16,6 +16,7 @@ committed one is announced even if the process dies before the relay publishes i
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import time
 import uuid
 from itertools import islice
@@ -25,6 +26,8 @@ from typing import Callable, Iterable
 
 from ..contract import CachePolicy, Contract
 from ..events.model import ingest_events
+from ..tier.follow import bootstrap_fence, contract_for, institutional_fence
+from ..tier.record import ActiveTier, RecordReader, TierMoved
 from . import reads
 from .cache import LocalBackend, QueryCache, RedisBackend
 from .rows import FAST_CHECKS, Dimension, RowError, SeriesChanges, dimension, merge_changes, to_row
@@ -76,35 +79,67 @@ class IngestRejected(ValueError):
 
 
 class Backbone:
+    """Opened from either end's contract, it uses the tier the deployment's active-tier
+    record names and follows a switch without a restart (backbone.tier.follow): a write
+    that meets the fence of a tier no longer active re-runs on the new one."""
+
     def __init__(self, contract: Contract, warn: Callable[[str], None] | None = None, timeout_s: float = 10.0):
-        self.contract = contract
+        self.contract, self.warn, self.timeout_s = contract, warn, timeout_s
+        self._record = RecordReader(contract.bootstrap.store, timeout_s) if contract.bootstrap else None
+        self._lock = threading.RLock()
+        self._open(self._record.read() if self._record else None)
+
+    def _open(self, active: ActiveTier | None) -> None:
+        contract = contract_for(self.contract, active)
+        self.tier, self.epoch = contract.tier, active.epoch if active else 0
         if contract.tier == "institutional":
             from ..clients.redis import redis_client
             from .store_timescale import TimescaleStore
-            self.store = TimescaleStore(contract, timeout_s)
+            self.store = TimescaleStore(contract, self.timeout_s)
+            if self._record is not None:
+                self.store.fence = institutional_fence(self._record)
             policy = contract.redis.cache_policy if contract.redis else CachePolicy()
             backend = RedisBackend(redis_client(contract.redis, 0.5)) if contract.redis else LocalBackend()
         else:
             from .store_sqlite import SqliteStore
-            self.store = SqliteStore(contract.bootstrap.store, timeout_s)
+            self.store = SqliteStore(contract.bootstrap.store, self.timeout_s)
+            self.store.fence = bootstrap_fence
             policy = contract.redis.cache_policy if contract.redis else CachePolicy(ttl_seconds=1800, max_keys=256)
             backend = LocalBackend()
-        self.cache = QueryCache(policy, backend, warn=warn)
+        self.cache = QueryCache(policy, backend, warn=self.warn)
+
+    def follow(self, active: ActiveTier | None = None) -> bool:
+        """Re-open on the active tier if a cut-over happened since; whether it did."""
+        if self._record is None:
+            return False
+        with self._lock:
+            active = active or self._record.read()
+            if active is None or active.epoch == self.epoch:
+                return False
+            self._close_store()
+            self._open(active)
+            return True
 
     def close(self) -> None:
+        self._close_store()
+        if self._record is not None:
+            self._record.close()
+
+    def _close_store(self) -> None:
         try:
             if isinstance(self.cache.backend, LocalBackend):
                 if hasattr(self.store, "add_cache_stats"):
                     self.store.add_cache_stats(self.cache.policy.namespace, self.cache.stats.to_dict())
             else:
                 self.cache.flush_reads()
-        except self.cache.backend.errors:
+        except (*self.cache.backend.errors, TierMoved):
             pass  # the counters never fail a client
         finally:
             self.store.close()
 
     def ingested(self, checksum: str) -> bool:
         """Whether a file with this content (sha256 hex) was ingested before."""
+        self.follow()
         return bool(self.store.query(f"SELECT 1 FROM ingested_files WHERE checksum = {reads.param(self.store, 'c')}",
                                      {"c": checksum}))
 
@@ -130,15 +165,18 @@ class Backbone:
         iterable: then a transaction that lost a deadlock is run again from the start (a
         list is re-read the same way), so no deadlock reaches the caller."""
         again = callable(records) or isinstance(records, (list, tuple))
-        for attempt in range(5):
+        attempt = 0
+        while True:
             try:
                 return self._ingest(dim_name, records() if callable(records) else records, source, skip_invalid,
                                     progress, journal, numbered, checksum)
+            except TierMoved as moved:  # refused at the fence, before a record was read: run it on the active tier
+                self.follow(moved.active)
             except self.store.retryable:
                 if not again or attempt == 4:
                     raise
                 time.sleep(0.02 * 2 ** attempt)
-        raise AssertionError("unreachable")
+                attempt += 1
 
     def _ingest(self, dim_name: str, records: Iterable, source: str, skip_invalid: bool,
                 progress: Callable[[int], None] | None, journal: bool, numbered: bool,
@@ -174,6 +212,9 @@ class Backbone:
         except IngestRejected:
             result.status, result.inserted, result.updated, result.events = "rejected", 0, 0, 0
             error = f"{result.rejected} bad row(s); first: {result.errors[0]}"
+            raise
+        except TierMoved:
+            journal = False  # nothing was written here; the run happens on the active tier
             raise
         except self.store.retryable:
             result.status, error, journal = "failed", "retried", False  # the retry journals the run
@@ -225,6 +266,14 @@ class Backbone:
 
     def _journal(self, result: IngestResult, source: str, series: list[str], started_at: dt.datetime,
                  error: str | None) -> None:
+        try:
+            self._write_journal(result, source, series, started_at, error)
+        except TierMoved as moved:  # a cut-over between the ingest and its journal entry
+            self.follow(moved.active)
+            self._write_journal(result, source, series, started_at, error)
+
+    def _write_journal(self, result: IngestResult, source: str, series: list[str], started_at: dt.datetime,
+                       error: str | None) -> None:
         self.store.journal({
             "run_id": result.run_id, "dimension": result.dimension, "status": result.status,
             "rows": result.received, "rows_inserted": result.inserted, "rows_updated": result.updated,
@@ -264,6 +313,7 @@ class Backbone:
 
     def _cached(self, kind: str, dim: Dimension, series: list[str], params: dict, load, typed) -> QueryResult:
         started = time.perf_counter()
+        self.follow()
         key = {"dimension": dim.name, "series": sorted(set(series)), **params}
         found = self.cache.get_or_load(f"{dim.name}.{kind}", key, [(dim.name, s) for s in series], load,
                                        lambda rows: tuple(map(typed, rows)))  # typed rows are immutable: shareable

@@ -15,7 +15,7 @@ import threading
 from contextlib import contextmanager
 from operator import attrgetter
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from .rows import Dimension, SeriesChanges
 
@@ -39,6 +39,9 @@ class SqliteStore:
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.lock = threading.RLock()
+        # called inside every write transaction, right after the write lock is taken: the
+        # data API checks there that this tier is still the active one (backbone.tier.record)
+        self.fence: Callable[[sqlite3.Connection], None] | None = None
 
     def close(self) -> None:
         self.conn.close()
@@ -48,6 +51,8 @@ class SqliteStore:
         with self.lock:
             self.conn.execute("BEGIN IMMEDIATE")
             try:
+                if self.fence is not None:
+                    self.fence(self.conn)
                 yield self.conn
             except BaseException:
                 self.conn.execute("ROLLBACK")

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from contextlib import contextmanager
 from operator import attrgetter
-from typing import Iterator
+from typing import Callable, Iterator
 
 import psycopg
 from psycopg import errors, sql
@@ -49,6 +49,9 @@ class TimescaleStore:
             "postgresql+psycopg://", creator=lambda: psycopg.connect(dsn, connect_timeout=max(2, math.ceil(timeout_s))),
             pool_size=pool.size, max_overflow=pool.max_overflow, pool_timeout=pool.timeout_s,
             pool_recycle=pool.recycle_s, pool_pre_ping=pool.pre_ping)
+        # called inside every write transaction, first: the data API takes the tier fence
+        # there and checks that this tier is still the active one (backbone.tier.record)
+        self.fence: Callable[[psycopg.Connection], None] | None = None
 
     def close(self) -> None:
         self.engine.dispose()
@@ -66,6 +69,8 @@ class TimescaleStore:
     @contextmanager
     def transaction(self) -> Iterator[psycopg.Connection]:
         with self.connection() as pg, pg.transaction():
+            if self.fence is not None:
+                self.fence(pg)
             yield pg
 
     def upsert(self, dim: Dimension, rows: list, pg: psycopg.Connection) -> SeriesChanges:
@@ -132,7 +137,7 @@ class TimescaleStore:
         cols = list(record)
         statement = sql.SQL("INSERT INTO ingest_runs ({}) VALUES ({})").format(
             sql.SQL(", ").join(map(sql.Identifier, cols)), sql.SQL(", ").join(sql.Placeholder() * len(cols)))
-        with self.connection() as pg, pg.transaction():
+        with self.transaction() as pg:
             pg.execute(statement, [psycopg.types.json.Jsonb(v) if isinstance(v, (list, dict)) else v
                                    for v in record.values()])
 

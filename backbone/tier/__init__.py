@@ -1,0 +1,1 @@
+"""Tier switching: bootstrap -> institutional and back (docs/tiers.md)."""

@@ -1,0 +1,104 @@
+"""Running a switch or a rollback as a drill (`--drill`): the writer process around the
+operation, the read-back, the report (Markdown + JSON) and the timeline PNG."""
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+from ..contract import Contract
+from .drill import DrillReport, Writer, analyse, read_back
+from .follow import contract_for
+from .record import RecordReader
+
+AFTER_S = 1.5  # the writer keeps going this long on the new tier
+
+
+def drilled(operation: str, run: Callable[[], object], source: Contract, target: Contract, ref: dict,
+            args, say: Callable[[str], None]) -> int:
+    before, after = ("bootstrap", "institutional") if operation == "switch" else ("institutional", "bootstrap")
+    out_dir = Path(args.drill_report or tempfile.mkdtemp(prefix=f"tier-{operation}-drill-"))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    opens = {"contract": source.model_dump(mode="json")} if before == "bootstrap" else ref
+    writer = Writer(opens, out_dir)
+    say(f"drill: writer {writer.symbol} running on the {before} tier")
+    started = time.time()
+    try:
+        outcome = run()
+    finally:
+        ended = time.time()
+        time.sleep(AFTER_S)
+        entries = writer.stop()
+    reader = RecordReader(source.bootstrap.store)
+    active = reader.read()
+    reader.close()
+    found = read_back(contract_for(target, active), writer.symbol)
+    verification = _verification(outcome)
+    spans = getattr(outcome, "fence_spans", [])
+    report = analyse(operation, entries, found, before, after, started, ended, args.cutover_timeout,
+                     verification, spans[-1] if spans else None)
+    png = timeline_png(report, out_dir / f"tier-{operation}-timeline.png")
+    (out_dir / f"tier-{operation}-drill.json").write_text(json.dumps(report.to_dict(), indent=2))
+    text = to_markdown(report, png)
+    (out_dir / f"tier-{operation}-drill.md").write_text(text)
+    sys.stdout.write(text)
+    return 0 if report.passed else 1
+
+
+def _verification(outcome) -> str:
+    summary = getattr(outcome, "verification", None)
+    if summary is None:
+        return "final delta verified" if getattr(outcome, "fence_ms", None) else "not run"
+    return "equal" if summary.get("equal") else "NOT equal"
+
+
+def to_markdown(r: DrillReport, png: Path) -> str:
+    pause = "-" if r.pause_s is None else f"{r.pause_s * 1000:.0f} ms"
+    lines = [f"# tier {r.operation} drill: {'passed' if r.passed else 'FAILED'}", "",
+             "| measure | value |", "|---|---:|",
+             f"| write pause (last ack on the old tier -> first on the new) | {pause} (budget {r.budget_s:g} s) |",
+             f"| acknowledged writes | {r.acknowledged} ({', '.join(f'{k} {v}' for k, v in r.tiers.items())}) |",
+             f"| acknowledged writes lost | {len(r.lost)} |",
+             f"| failed writes | {r.failed_writes} |",
+             f"| failed reads | {r.failed_reads} |",
+             f"| slowest write | {r.max_write_s * 1000:.0f} ms |",
+             f"| verification | {r.verification} |", "", f"![timeline]({png.name})", ""]
+    if r.lost:
+        lines.insert(-2, f"lost sequence numbers: {r.lost[:50]}")
+    return "\n".join(lines)
+
+
+def timeline_png(r: DrillReport, path: Path) -> Path:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(10, 3.2), dpi=110)
+    rows = {"bootstrap": 1, "institutional": 0}
+    for tier, y in rows.items():
+        done = [(s, e - s) for s, e, t, ok in r.timeline if t == tier and ok == "ok"]
+        if done:
+            ax.broken_barh(done, (y - 0.3, 0.6), color="#2e7d32" if tier == "institutional" else "#1565c0")
+    bad = [s for s, _e, _t, ok in r.timeline if ok != "ok"]
+    if bad:
+        ax.scatter(bad, [0.5] * len(bad), color="#c62828", marker="x", s=14, label=f"failed writes ({len(bad)})")
+    if r.operation_span:
+        ax.axvspan(*r.operation_span, color="#bdbdbd", alpha=0.25, label=f"tier {r.operation}")
+    if r.fence_span:
+        ax.axvspan(*r.fence_span, color="#ef6c00", alpha=0.45,
+                   label=f"write fence {1000 * (r.fence_span[1] - r.fence_span[0]):.0f} ms")
+    ax.set_yticks(list(rows.values()), list(rows))
+    ax.set_ylim(-0.6, 1.6)
+    ax.set_xlabel("seconds since the writer started (bars: each acknowledged write, start to end)")
+    pause = "-" if r.pause_s is None else f"{r.pause_s * 1000:.0f} ms"
+    ax.set_title(f"tier {r.operation}: write pause {pause}, {len(r.lost)} acknowledged write(s) lost, "
+                 f"{r.acknowledged} acknowledged", fontsize=10)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -1,0 +1,59 @@
+"""How library clients follow the active-tier record (backbone.tier.record).
+
+A client opened from either end's contract (both name the bootstrap store) uses the tier
+the record names. Every write transaction passes a fence first:
+- bootstrap store: the transaction already holds SQLite's write lock (BEGIN IMMEDIATE),
+  which a cut-over holds while it flips the record; the record is read under it.
+- TimescaleDB: a shared advisory lock (`FENCE_KEY`), which a cut-over back to bootstrap
+  holds exclusively while it flips the record; the record is read under it.
+Either way a write that finds another tier active raises `TierMoved` before it has written
+anything, and the data API re-opens on the active tier and runs it there.
+"""
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from ..contract import Contract
+from ..errors import ConfigError
+from .record import ActiveTier, RecordReader, TierMoved, TierUnreachable, read_active
+
+FENCE_KEY = 0x7469657266656E63  # "tierfenc": the institutional side's write fence
+
+
+def contract_for(contract: Contract, active: ActiveTier | None) -> Contract:
+    """The contract of the active tier, for a client opened with `contract`."""
+    if active is None or active.tier == contract.tier:
+        return contract
+    if active.tier == "bootstrap":
+        return contract.model_copy(update={"tier": "bootstrap"})
+    from ..contract import Sources, load_contract
+    where = active.target.get("outputs") or f"stack {active.target.get('stack')}"
+    try:
+        # the recorded source alone: this client's environment describes the tier it left
+        target = load_contract(Sources(outputs=Path(active.target["outputs"]), environ={})
+                               if "outputs" in active.target else Sources(stack=active.target["stack"], environ={}))
+    except (ConfigError, KeyError) as exc:
+        raise TierUnreachable(f"the deployment switched to the institutional tier (cut-over {active.epoch}), "
+                              f"but this client cannot load its contract from {where}: {exc}") from None
+    if target.tier != "institutional" or target.missing("timescale"):
+        raise TierUnreachable(f"the deployment switched to the institutional tier, but the contract from {where} "
+                              "is not an institutional one with a timescale section")
+    return target.model_copy(update={"bootstrap": contract.bootstrap})
+
+
+def bootstrap_fence(conn: sqlite3.Connection) -> None:
+    active = read_active(conn)
+    if active is not None and active.tier != "bootstrap":
+        raise TierMoved(active)
+
+
+def institutional_fence(record: RecordReader):
+    def fence(pg) -> None:
+        if record.read() is None:
+            return  # never switched: nothing to fence
+        pg.execute("SELECT pg_advisory_xact_lock_shared(%s)", (FENCE_KEY,))
+        active = record.read()
+        if active is not None and active.tier != "institutional":
+            raise TierMoved(active)
+    return fence
