@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import struct
 import sys
 from array import array
@@ -37,7 +38,7 @@ def escape(s: str) -> str:
 
 
 def unescape(s: str) -> str:
-    return s.replace("\\|", "|").replace("\\\\", "\\")
+    return re.sub(r"\\(.)", r"\1", s)
 
 
 def odd(v: Any) -> str:
@@ -56,8 +57,11 @@ def integer(v: Any) -> str:
 def floating(v: Any) -> str:
     if v is None:
         return NULL
-    if type(v) is int and abs(v) <= 2 ** 53:
-        v = float(v)
+    if type(v) is int:  # as struct.pack takes it
+        try:
+            v = float(v)
+        except OverflowError:
+            return odd(v)
     if type(v) is not float:
         return odd(v)
     if v != v:
@@ -164,7 +168,7 @@ def batch_digester(kinds: tuple[str, ...], time_at: int, width_us: int):
                 j += 1
             run = cols[i:j]
             lines += [f"p = {' * '.join(run)}", "if p - p != 0 or p == 0: raise Odd",
-                      f"h{i} = _packs[{j - i}]({', '.join(run)}).hex()"]
+                      f"h{i} = _p{j - i}({', '.join(run)}).hex()"]
             fields += [f"{{h{i}[{16 * n}:{16 * n + 16}]}}" for n in range(j - i)]
             i = j
             continue
@@ -179,7 +183,8 @@ def batch_digester(kinds: tuple[str, ...], time_at: int, width_us: int):
             raise ValueError(f"no fast path for {kind} columns")
         i += 1
     body = "\n".join(" " * 12 + line for line in lines)
-    LOCAL = ("NUL", "BS", "BS2", "BAR", "EBAR", "_int", "_iso", "_packs", "EPOCH", "US", "_md5", "W", "slow")
+    packs = {f"_p{n}": struct.Struct(">" + "d" * n).pack for n in range(1, len(kinds) + 1)}
+    LOCAL = ("NUL", "BS", "BS2", "BAR", "EBAR", "_int", "_iso", *packs, "EPOCH", "US", "_md5", "W", "slow")
     src = f"""
 def digest_batch(rows, {", ".join(f"{n}={n}" for n in LOCAL)}):
     groups = {{}}
@@ -204,8 +209,7 @@ def digest_batch(rows, {", ".join(f"{n}={n}" for n in LOCAL)}):
     def slow(row):  # the reference: row_parts + digest
         return bucket_of(row[time_at], width_us), md5("|".join(row_parts(row, kinds)).encode()).digest()
 
-    scope = {"NUL": NULL, "Odd": ValueError, "_packs": {n: struct.Struct(">" + "d" * n).pack for n in range(1, len(kinds) + 1)},
-             "BS": "\\", "BS2": "\\\\", "BAR": "|", "EBAR": "\\|", "_int": int.__repr__, "_iso": dt.datetime.fromisoformat,
+    scope = {"NUL": NULL, "Odd": ValueError, **packs, "BS": "\\", "BS2": "\\\\", "BAR": "|", "EBAR": "\\|", "_int": int.__repr__, "_iso": dt.datetime.fromisoformat,
              "EPOCH": EPOCH, "US": US, "_md5": md5, "W": width_us, "slow": slow, "digest_sum": digest_sum}
     exec(src, scope)  # noqa: S102 - generated from the column kinds only, never from data
     return scope["digest_batch"]

@@ -11,12 +11,15 @@ anything, and the data API re-opens on the active tier and runs it there.
 """
 from __future__ import annotations
 
+import importlib
+import json
 import sqlite3
+import threading
 from pathlib import Path
 
 from ..contract import Contract
 from ..errors import ConfigError
-from .record import ActiveTier, RecordReader, TierMoved, TierUnreachable, read_active
+from .record import ActiveTier, RecordReader, TierMoved, TierUnreachable
 
 FENCE_KEY = 0x7469657266656E63  # "tierfenc": the institutional side's write fence
 
@@ -43,9 +46,31 @@ def contract_for(contract: Contract, active: ActiveTier | None) -> Contract:
 
 
 def bootstrap_fence(conn: sqlite3.Connection) -> None:
-    active = read_active(conn)
+    found = dict(conn.execute("SELECT name, value FROM tier_state WHERE name IN ('active', 'switch')").fetchall()) \
+        if _has_record_table(conn) else {}
+    active = ActiveTier(**json.loads(found["active"])) if "active" in found else None
     if active is not None and active.tier != "bootstrap":
         raise TierMoved(active)
+    if "switch" in found and not _prepared.is_set() and json.loads(found["switch"]).get("phase") in NEAR_CUTOVER:
+        _prepared.set()  # load the institutional drivers now, so following the cut-over costs a connect only
+        threading.Thread(target=_import_drivers, name="backbone-tier-prepare", daemon=True).start()
+
+
+NEAR_CUTOVER = ("catchup", "verify", "cutover")
+_prepared = threading.Event()
+
+
+def _import_drivers() -> None:
+    for module in ("backbone.clients.redis", "backbone.data.store_timescale", "sqlalchemy.dialects.postgresql.psycopg"):
+        importlib.import_module(module)
+
+
+def _has_record_table(conn: sqlite3.Connection) -> bool:
+    try:
+        conn.execute("SELECT 1 FROM tier_state LIMIT 0")
+        return True
+    except sqlite3.OperationalError:  # a store not migrated to 0004: never switched
+        return False
 
 
 def institutional_fence(record: RecordReader):

@@ -32,6 +32,7 @@ class RollbackOutcome:
     fence_spans: list[tuple[float, float]] = field(default_factory=list)  # (start, end), wall clock
     forced: bool = False
     not_on_bootstrap: dict | None = None    # forced: where the reverse stream had got to
+    verification: dict | None = None
     epoch: int = 0
 
 
@@ -59,6 +60,7 @@ def rollback(source: Contract, target: Contract, options: Options, force: bool =
         with pg:
             outcome.mirrored += reverse.sync(lite, pg)[0]
             say(f"reverse stream: {outcome.mirrored:,} change(s) mirrored into the bootstrap store")
+            outcome.verification = _verify(lite, pg, say)
             for attempt in range(1, options.cutover_retries + 1):
                 ok, why = _try(lite, pg, options.cutover_timeout_s, outcome)
                 if ok:
@@ -71,6 +73,30 @@ def rollback(source: Contract, target: Contract, options: Options, force: bool =
                               f"{options.cutover_retries} attempt(s) ({why}); the institutional tier stays active")
     finally:
         lite.close()
+
+
+def _verify(lite, pg, say) -> dict:
+    """Both tiers hold the same rows, but for what the institutional tier took while this
+    read (those are mirrored and checked again inside the fence)."""
+    import json
+
+    from .switch import _norm
+    from .verify import verify
+    result = verify(lite, pg)
+    after = reverse.checkpoint(lite)["seq"]
+    meanwhile = {(tbl, _norm(tbl, json.loads(key))) for tbl, key in
+                 pg.execute("SELECT tbl, key FROM tier_changes WHERE seq > %s", (after,))}
+    pg.rollback()
+    real = [(t.table, m) for t in result.tables for m in t.mismatches if (t.table, _norm(t.table, m.key)) not in meanwhile]
+    broken = [f"{t.table}: {t.error}" for t in result.tables if t.error]
+    summary = {k: v for k, v in result.to_dict().items() if k != "tables"}
+    summary.update(equal=not real and not broken, written_meanwhile=len(meanwhile), mismatches=len(real))
+    say(f"verify: {'equal' if summary['equal'] else 'NOT equal'} ({summary['rows_per_s']:,} rows/s)")
+    if broken or real:
+        listing = "; ".join(broken + [f"{t} {m.kind} {m.key}" for t, m in real[:5]])
+        raise SwitchError(f"verification found {len(real)} mismatched row(s) between the tiers: {listing}; "
+                          "nothing was rolled back")
+    return summary
 
 
 def _try(lite, pg, budget: float, outcome: RollbackOutcome) -> tuple[bool, str]:

@@ -193,14 +193,17 @@ class Switch:
             result = verify(self.lite, pg, progress=progress)
             meter.done()
             changed_meanwhile = self._changed_since_catchup(pg)
-        summary = result.to_dict()
-        self.outcome.verification = summary
         real = [(t.table, m) for t in result.tables for m in t.mismatches
                 if (t.table, _norm(t.table, m.key)) not in changed_meanwhile]
         broken = [f"{t.table}: {t.error}" for t in result.tables if t.error]
+        summary = result.to_dict()
+        # rows written while verification read are applied and checked again at the cut-over
+        summary.update(equal=not real and not broken, written_meanwhile=len(changed_meanwhile),
+                       differing_rows=sum(len(t.mismatches) for t in result.tables), mismatches=len(real))
+        self.outcome.verification = summary
         if broken:  # a table that could not be compared is never a pass
             raise SwitchError(f"verification could not compare {'; '.join(broken)}; nothing was switched")
-        self._save("verify", verification={k: summary[k] for k in summary if k != "tables"} | {"mismatches": len(real)})
+        self._save("verify", verification={k: summary[k] for k in summary if k != "tables"})
         if real:
             listing = "; ".join(f"{table} {m.kind} {m.key}" for table, m in real[:5])
             raise SwitchError(f"verification found {len(real)} mismatched row(s) (the target holds different "
