@@ -33,6 +33,8 @@ def build_tasks(contract: Contract, schedule: Schedule, bb: Backbone, metrics: S
         not_applicable["relay"] = RELAY_NOT_APPLICABLE
     specs.append(TaskSpec("bridge", "bridge", bridge_task(contract, metrics)))
     specs.append(TaskSpec("cache", "cache", cache_task(bb, metrics, cache_interval_s)))
+    if contract.bootstrap is not None and contract.timescale is not None:
+        specs.append(TaskSpec("tier-reverse", "tier", reverse_task(contract)))
     for job in schedule.jobs:
         specs.append(TaskSpec(f"job:{job.name}", "ingest", IngestJob(job, bb, metrics).run))
     return specs, not_applicable
@@ -111,6 +113,28 @@ def bridge_task(contract: Contract, metrics: ServeMetrics):
                     sampled = time.monotonic()
         finally:
             bridge.close()
+
+    async def run(ctx: TaskContext) -> None:
+        await ctx.to_thread(work, ctx)
+    return run
+
+
+# --- the tier switch's reverse stream ----------------------------------------------------------
+
+def reverse_task(contract: Contract, interval_s: float = 1.0):
+    """While a switch to the institutional tier runs (until `tier complete`), mirror the
+    writes made there into the bootstrap store every `interval_s` (backbone.tier.reverse),
+    so a rollback has little left to do and a forced one little to lose."""
+
+    def work(ctx: TaskContext) -> None:
+        from ..tier.reverse import mirror_once
+        while not ctx.stop.is_set():
+            mirrored = mirror_once(contract)
+            if mirrored is None:
+                ctx.healthy(role="idle: no switch running")
+            else:
+                ctx.ran(mirrored=mirrored)
+            ctx.stop.wait(interval_s)
 
     async def run(ctx: TaskContext) -> None:
         await ctx.to_thread(work, ctx)

@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import sqlite3
 import time
+from pathlib import Path
 
 import psycopg
 from psycopg import sql
@@ -112,3 +113,22 @@ def _apply(lite: sqlite3.Connection, table: MovedTable, present: list[tuple], go
     lite.executemany(f"DELETE FROM {table.name} WHERE {' AND '.join(f'{k} = ?' for k in table.key)}", keys)
     at = table.key_at
     return [(table.name, tuple(v[i] for i in at)) for v in values] + [(table.name, k) for k in keys]
+
+
+def mirror_once(contract) -> int | None:
+    """One pass of the reverse stream for a deployment (what `serve` runs every second):
+    the changes mirrored, or None while no switch to the institutional tier is running."""
+    from . import copy as mover
+    from .record import read_active
+    from .switch import open_store
+    if not Path(contract.bootstrap.store).exists():
+        return None  # never bootstrapped here: nothing to mirror into (and nothing to create)
+    lite = open_store(contract)
+    try:
+        active, state = read_active(lite), get_state(lite, "switch") or {}
+        if active is None or active.tier != "institutional" or state.get("phase") != "switched":
+            return None
+        with mover.open_target(contract.timescale.dsn(), 5.0) as pg:
+            return sync(lite, pg)[0]
+    finally:
+        lite.close()

@@ -139,3 +139,47 @@ def test_plan_writes_nothing_and_measures(deployment):
     assert plan["events"] == source_count(deployment, "outbox") > 0
     assert plan["sample_rows_per_s"] > 0 and plan["estimate_s"] > 0
     assert deployment.store.read_bytes() == before and active(deployment) is None
+
+
+def test_serve_mirrors_and_complete_stops_the_reverse_stream_keeping_the_store(deployment):
+    from backbone.tier.reverse import mirror_once
+    seed(deployment, 300, 10)
+    assert mirror_once(deployment.institutional()) is None  # no switch yet: nothing to mirror
+    assert tier(deployment, "switch").returncode == 0
+    with open_backbone(deployment.institutional()) as bb:
+        bb.upsert("bars", [Bar("MIRROR", T0, 1.0, 1.0, 1.0, 1.0, 1, "inst")])
+    assert mirror_once(deployment.institutional()) >= 2  # the bar and its event
+    with sqlite3.connect(deployment.store) as conn:
+        assert conn.execute("SELECT source FROM daily_bars WHERE symbol = 'MIRROR'").fetchone() == ("inst",)
+    with open_backbone(deployment.institutional()) as bb:
+        bb.upsert("bars", [Bar("LAST", T0, 1.0, 1.0, 1.0, 1.0, 1, "inst")])
+    done = tier(deployment, "complete")
+    assert done.returncode == 0 and "completed" in done.stdout, done.stderr
+    with deployment.target() as pg:
+        assert pg.execute("SELECT count(*) FROM pg_trigger WHERE tgname = 'tier_track'").fetchone()[0] == 0
+    with sqlite3.connect(deployment.store) as conn:  # kept, with the last writes mirrored
+        assert conn.execute("SELECT count(*) FROM daily_bars WHERE symbol = 'LAST'").fetchone()[0] == 1
+    assert json.loads(tier(deployment, "status", "--format", "json").stdout)["phase"] == "completed"
+    assert "already completed" in tier(deployment, "complete").stdout
+
+
+def test_rollback_with_the_institutional_tier_down_refuses_unless_forced(deployment):
+    from backbone.tier.reverse import mirror_once
+    seed(deployment, 100, 10)
+    assert tier(deployment, "switch").returncode == 0
+    with open_backbone(deployment.institutional()) as bb:
+        bb.upsert("bars", [Bar("SEEN", T0, 1.0, 1.0, 1.0, 1.0, 1, "inst")])
+    mirror_once(deployment.institutional())
+    doc = json.loads(deployment.outputs.read_text())
+    doc["backbone"]["timescale"]["port"] = 1  # the institutional tier is gone
+    deployment.outputs.write_text(json.dumps(doc))
+    refused = tier(deployment, "rollback")
+    assert refused.returncode == 1 and "unreachable" in refused.stderr and "--force" in refused.stderr
+    assert active(deployment)["tier"] == "institutional"
+    forced = tier(deployment, "rollback", "--force", "--format", "json")
+    assert forced.returncode == 0, forced.stderr
+    report = json.loads(forced.stdout)
+    assert report["forced"] and report["not_on_bootstrap"]["mirrored_through_change"] >= 2
+    assert active(deployment)["tier"] == "bootstrap"
+    with sqlite3.connect(deployment.store) as conn:  # what the reverse stream had mirrored is there
+        assert conn.execute("SELECT count(*) FROM daily_bars WHERE symbol = 'SEEN'").fetchone()[0] == 1
