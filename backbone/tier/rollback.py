@@ -37,6 +37,9 @@ class RollbackOutcome:
 
 
 def _active_institutional(lite) -> None:
+    if (get_state(lite, "switch") or {}).get("phase") == "completed":
+        raise ConfigError("the switch was completed: the reverse stream is stopped, so a rollback would lose the "
+                          "writes made since; move back with a new switch in the other direction instead")
     active = read_active(lite)
     if active is None or active.tier != "institutional":
         raise ConfigError("nothing to roll back: the bootstrap tier is active"
@@ -122,6 +125,7 @@ def _try(lite, pg, budget: float, outcome: RollbackOutcome) -> tuple[bool, str]:
             active = write_active(lite, "bootstrap", read_active(lite).target, read_active(lite))
             state = get_state(lite, "switch") or {}
             set_state(lite, "switch", {**state, "phase": "rolled back", "updated_at": now_text()})
+            tracking.install_sqlite(lite)  # bootstrap writes from here on: the next switch catches them up
             if time.monotonic() > deadline:
                 raise TimeoutError("the flip came after the deadline")
             fault("rollback-flip")

@@ -219,6 +219,7 @@ class Switch:
                 self.lite.execute("SELECT tbl, key FROM tier_changes WHERE seq > ?", (after,))}
 
     def _cutover(self) -> None:
+        self._catchup(passes=5)  # what was written while verification read: outside the fence
         for attempt in range(1, self.options.cutover_retries + 1):
             ok, why = self._try_cutover()
             if ok:

@@ -183,3 +183,20 @@ def test_rollback_with_the_institutional_tier_down_refuses_unless_forced(deploym
     assert active(deployment)["tier"] == "bootstrap"
     with sqlite3.connect(deployment.store) as conn:  # what the reverse stream had mirrored is there
         assert conn.execute("SELECT count(*) FROM daily_bars WHERE symbol = 'SEEN'").fetchone()[0] == 1
+
+
+def test_switch_again_after_a_rollback_catches_up_what_was_written_meanwhile(deployment):
+    seed(deployment, 200, 10)
+    assert tier(deployment, "switch").returncode == 0
+    assert tier(deployment, "rollback").returncode == 0
+    with open_backbone(deployment.bootstrap()) as bb:  # written on the bootstrap tier after the rollback
+        bb.upsert("bars", [Bar("BACK", T0, 1.0, 1.0, 1.0, 1.0, 1, "boot"), Bar("S2", T0, 5.0, 5.0, 5.0, 5.0, 5, "boot")])
+    again = tier(deployment, "switch")
+    assert again.returncode == 0, again.stderr
+    assert active(deployment)["tier"] == "institutional" and active(deployment)["epoch"] == 3
+    with deployment.target() as pg:
+        assert pg.execute("SELECT source FROM daily_bars WHERE symbol IN ('BACK', 'S2') AND ts = %s",
+                          (T0,)).fetchall() == [("boot",), ("boot",)]
+    assert tier(deployment, "complete").returncode == 0
+    refused = tier(deployment, "rollback")
+    assert refused.returncode == 2 and "completed" in refused.stderr
