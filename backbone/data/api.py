@@ -27,7 +27,7 @@ from typing import Callable, Iterable
 from ..contract import CachePolicy, Contract
 from ..events.model import ingest_events
 from ..tier.follow import bootstrap_fence, contract_for, institutional_fence
-from ..tier.record import ActiveTier, RecordReader, TierMoved
+from ..tier.record import ActiveTier, RecordReader, TierMoved, TierUnreachable
 from . import reads
 from .cache import LocalBackend, QueryCache, RedisBackend
 from .rows import FAST_CHECKS, Dimension, RowError, SeriesChanges, dimension, merge_changes, to_row
@@ -118,7 +118,21 @@ class Backbone:
                 return False
             self._close_store()
             self._open(active)
+            if self.tier == "institutional":
+                self._reach(active)
             return True
+
+    def _reach(self, active: ActiveTier) -> None:
+        """A client that followed a switch says so clearly when it cannot reach the new tier."""
+        try:
+            with self.store.connection() as pg:
+                pg.execute("SELECT 1")
+        except Exception as exc:
+            from ..report import Redactor
+            self.epoch = -1  # the next call tries the new tier again
+            reason = Redactor(contract_for(self.contract, active).secrets()).scrub(str(exc).split("\n")[0][:200])
+            raise TierUnreachable(f"the deployment switched to the institutional tier (cut-over {active.epoch}), but "
+                                  f"this client cannot reach its TimescaleDB: {type(exc).__name__}: {reason}") from None
 
     def close(self) -> None:
         self._close_store()

@@ -200,3 +200,21 @@ def test_switch_again_after_a_rollback_catches_up_what_was_written_meanwhile(dep
     assert tier(deployment, "complete").returncode == 0
     refused = tier(deployment, "rollback")
     assert refused.returncode == 2 and "completed" in refused.stderr
+
+
+def test_a_client_that_cannot_reach_the_new_tier_says_so(deployment):
+    from backbone.tier.record import TierUnreachable
+    seed(deployment, 20, 5)
+    client = open_backbone(deployment.bootstrap())
+    assert tier(deployment, "switch").returncode == 0
+    doc = json.loads(deployment.outputs.read_text())
+    secret = doc["backbone_secrets"]["timescale"]["password"]
+    doc["backbone"]["timescale"]["port"] = 1
+    deployment.outputs.write_text(json.dumps(doc))
+    with pytest.raises(TierUnreachable) as raised:
+        client.upsert("bars", [Bar("LATE", T0, 1.0, 1.0, 1.0, 1.0, 1, "app")])
+    assert "switched to the institutional tier" in str(raised.value) and "cannot reach" in str(raised.value)
+    assert secret not in str(raised.value)
+    deployment.outputs.unlink()  # the contract itself gone: named in the error
+    with pytest.raises(TierUnreachable, match=str(deployment.outputs)):
+        open_backbone(deployment.bootstrap())
