@@ -92,7 +92,7 @@ def test_rollback_without_a_switch_is_bad_input(deployment):
     assert result.returncode == 2 and "nothing to roll back" in result.stderr
 
 
-@pytest.mark.parametrize("point", ["copy-chunk", "copy", "catchup", "verify", "cutover-flip", "replay"])
+@pytest.mark.parametrize("point", ["migrate", "track", "copy-chunk", "copy", "catchup", "verify", "cutover-flip", "replay"])
 def test_kill_9_in_each_phase_then_rerun_finishes(deployment, point):
     seed(deployment, 120_000 if point == "copy-chunk" else 2000, 2000)
     killed = tier(deployment, "switch", env={"BACKBONE_TIER_FAULT": f"kill:{point}"})
