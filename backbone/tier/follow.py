@@ -47,7 +47,7 @@ def contract_for(contract: Contract, active: ActiveTier | None) -> Contract:
 
 def bootstrap_fence(conn: sqlite3.Connection) -> None:
     found = dict(conn.execute("SELECT name, value FROM tier_state WHERE name IN ('active', 'switch')").fetchall()) \
-        if _has_record_table(conn) else {}
+        if has_record_table(conn) else {}
     active = ActiveTier(**json.loads(found["active"])) if "active" in found else None
     if active is not None and active.tier != "bootstrap":
         raise TierMoved(active)
@@ -65,7 +65,7 @@ def _import_drivers() -> None:
         importlib.import_module(module)
 
 
-def _has_record_table(conn: sqlite3.Connection) -> bool:
+def has_record_table(conn: sqlite3.Connection) -> bool:
     try:
         conn.execute("SELECT 1 FROM tier_state LIMIT 0")
         return True

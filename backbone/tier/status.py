@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..contract import Contract
 from . import copy as mover
+from .follow import has_record_table
 from .record import get_state, read_active
 from .switch import open_store
 from .tables import TABLES
@@ -24,7 +25,8 @@ def status(source: Contract, target: Contract) -> dict:
             "last_verification": switch.get("verification"),
             "bootstrap_store": str(source.bootstrap.store),
         }
-        tracked = lite.execute("SELECT coalesce(max(seq), 0) FROM tier_changes").fetchone()[0]
+        tracked = lite.execute("SELECT coalesce(max(seq), 0) FROM tier_changes").fetchone()[0] \
+            if has_record_table(lite) else 0
     finally:
         lite.close()
     try:

@@ -103,7 +103,18 @@ class Switch:
 
     # --- the run ---------------------------------------------------------------------------
 
+    def _migrate_source(self) -> None:
+        """The bootstrap store to head first: the record, the checkpoints and the change log
+        live in tables of migration 0004."""
+        from .follow import has_record_table
+        if has_record_table(self.lite):
+            return
+        from ..migrate import ops
+        self.say("migrate: the bootstrap store to head (the tier tables)")
+        ops.apply(ops.engine_for(self.source), self.source)
+
     def run(self) -> Outcome:
+        self._migrate_source()
         active = read_active(self.lite)
         state = self.state()
         if active is not None and active.tier == "institutional":

@@ -218,3 +218,16 @@ def test_a_client_that_cannot_reach_the_new_tier_says_so(deployment):
     deployment.outputs.unlink()  # the contract itself gone: named in the error
     with pytest.raises(TierUnreachable, match=str(deployment.outputs)):
         open_backbone(deployment.bootstrap())
+
+
+def test_a_bootstrap_store_from_before_the_tier_tables_is_migrated_first(deployment):
+    seed(deployment, 50, 5)
+    with sqlite3.connect(deployment.store) as conn:  # as a store last migrated by 0003 left it
+        conn.execute("DROP TABLE tier_state")
+        conn.execute("DROP TABLE tier_changes")
+        conn.execute("UPDATE alembic_version SET version_num = '0003'")
+    status = tier(deployment, "status", "--format", "json")
+    assert status.returncode == 0 and json.loads(status.stdout)["phase"] == "none"
+    done = tier(deployment, "switch")
+    assert done.returncode == 0, done.stderr
+    assert "the bootstrap store to head" in done.stderr and active(deployment)["tier"] == "institutional"
