@@ -38,7 +38,22 @@ def escape(s: str) -> str:
 
 
 def unescape(s: str) -> str:
-    return re.sub(r"\\(.)", r"\1", s)
+    return re.sub(r"\\(.)", r"\1", s, flags=re.S) if "\\" in s else s
+
+
+def render(part: str, kind: str):
+    """A canonical key column as a report shows it: text as stored, a timestamp in ISO 8601
+    (UTC, microseconds), an int as an int; NULL as None, anything odd as its canonical text."""
+    if part == NULL:
+        return None
+    if part.startswith("\\?"):
+        return part
+    if kind == "ts":
+        try:
+            return (EPOCH + dt.timedelta(microseconds=int(part))).isoformat() + "+00:00"  # naive: faster
+        except OverflowError:
+            return part
+    return int(part) if kind == "int" else unescape(part) if kind == "text" else part
 
 
 def odd(v: Any) -> str:
@@ -209,8 +224,9 @@ def digest_batch(rows, {", ".join(f"{n}={n}" for n in LOCAL)}):
     def slow(row):  # the reference: row_parts + digest
         return bucket_of(row[time_at], width_us), md5("|".join(row_parts(row, kinds)).encode()).digest()
 
-    scope = {"NUL": NULL, "Odd": ValueError, **packs, "BS": "\\", "BS2": "\\\\", "BAR": "|", "EBAR": "\\|", "_int": int.__repr__, "_iso": dt.datetime.fromisoformat,
-             "EPOCH": EPOCH, "US": US, "_md5": md5, "W": width_us, "slow": slow, "digest_sum": digest_sum}
+    scope = {"NUL": NULL, "Odd": ValueError, **packs, "BS": "\\", "BS2": "\\\\", "BAR": "|", "EBAR": "\\|",
+             "_int": int.__repr__, "_iso": dt.datetime.fromisoformat, "EPOCH": EPOCH, "US": US, "_md5": md5,
+             "W": width_us, "slow": slow, "digest_sum": digest_sum}
     exec(src, scope)  # noqa: S102 - generated from the column kinds only, never from data
     return scope["digest_batch"]
 
@@ -253,3 +269,53 @@ def pg_bucket(col: str, width_us: int) -> str:
     k = -(-300_000_000_000_000_000 // w)  # k * w > 4713 BC in microseconds before the epoch
     return (f"CASE WHEN isfinite({col}) THEN (div({pg_us(col)} + {k * w}, {w}) - {k})::bigint "
             "END")
+
+
+def spans(buckets) -> list[list[int]]:
+    """Ascending buckets (None skipped) merged into [first, after last) runs."""
+    out: list[list[int]] = []
+    for bucket in (b for b in buckets if b is not None):
+        if out and out[-1][1] == bucket:
+            out[-1][1] = bucket + 1
+        else:
+            out.append([bucket, bucket + 1])
+    return out
+
+
+def pg_where_buckets(col: str, width_us: int, buckets: list) -> tuple[str, list]:
+    """A WHERE clause (and its parameters) for the rows of `buckets` (ascending; None: no
+    usable time), adjacent ones merged into one range so TimescaleDB reads only their chunks."""
+    conds, params, odd = [], [], []
+    for lo, hi in spans(buckets):
+        try:
+            params += [EPOCH_UTC + dt.timedelta(microseconds=lo * width_us),
+                       EPOCH_UTC + dt.timedelta(microseconds=hi * width_us)]
+        except OverflowError:  # beyond Python's datetime: by the bucket itself
+            odd += range(lo, hi)
+            continue
+        conds.append(f"({col} >= %s AND {col} < %s)")
+    if odd:
+        conds.append(f"{pg_bucket(col, width_us)} = ANY(%s)")
+        params.append(odd)
+    if None in buckets:
+        conds.append(f"({col} IS NULL OR NOT isfinite({col}))")
+    return " OR ".join(conds) or "FALSE", params
+
+
+def sqlite_where_buckets(col: str, width_us: int, buckets: list) -> tuple[str, list]:
+    """A WHERE clause for SQLite that keeps at least the rows of `buckets` (stored text starts
+    with a local date within a day of the UTC one, or is spelled otherwise), for Python to
+    filter exactly; everything when a bucket has no usable time or lies beyond the calendar."""
+    conds, params = [], []
+    for lo, hi in spans(buckets):
+        try:
+            first = (EPOCH + dt.timedelta(microseconds=lo * width_us, days=-1)).date()
+            after = (EPOCH + dt.timedelta(microseconds=hi * width_us, days=2)).date()
+        except OverflowError:
+            return "TRUE", []
+        conds.append(f"({col} >= ? AND {col} < ?)")
+        params += [first.isoformat(), after.isoformat()]
+    if None in buckets or len(conds) > 200:
+        return "TRUE", []
+    conds.append(f"NOT {col} GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]*'")  # other ISO spellings
+    return " OR ".join(conds), params
