@@ -64,6 +64,7 @@ def rollback(source: Contract, target: Contract, options: Options, force: bool =
             outcome.mirrored += reverse.sync(lite, pg)[0]
             say(f"reverse stream: {outcome.mirrored:,} change(s) mirrored into the bootstrap store")
             outcome.verification = _verify(lite, pg, say)
+            outcome.mirrored += reverse.sync(lite, pg)[0]  # written while verification read: outside the fence
             for attempt in range(1, options.cutover_retries + 1):
                 ok, why = _try(lite, pg, options.cutover_timeout_s, outcome)
                 if ok:
