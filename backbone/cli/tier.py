@@ -23,17 +23,10 @@ def register(sub) -> None:
     text = ("switch to the institutional tier: migrate, copy, catch up, verify, cut over inside a short write "
             "fence, replay the event log; resumable: rerun after an interruption")
     s = tier.add_parser("switch", help=text, description=text)
-    sources_args(s)
-    s.add_argument("--cutover-timeout", type=positive, default=3.0, metavar="S",
-                   help="longest the bootstrap store's writes may be fenced (default 3 s)")
-    s.add_argument("--cutover-retries", type=int, default=3, metavar="N", help="cut-over attempts (default 3)")
+    _cutover_args(s, "the bootstrap store's")
     s.add_argument("--stop-after", choices=("migrate", "track", "copy", "catchup", "verify"),
                    help="stop once this phase is done (rerun to go on)")
-    s.add_argument("--format", choices=("text", "json"), default="text")
     s.set_defaults(func=cmd_switch)
-
-    s.add_argument("--drill", action="store_true", help=DRILL_HELP)
-    s.add_argument("--drill-report", type=Path, metavar="DIR", help="where the drill writes its report and PNG")
 
     text = "what a switch would move and how long it would take (a measured sample); writes nothing"
     pl = tier.add_parser("plan", help=text, description=text)
@@ -44,15 +37,9 @@ def register(sub) -> None:
     text = ("back to the bootstrap tier: mirror the reverse stream, fence institutional writes, apply and verify "
             "the final delta, flip; nothing written on the institutional tier is lost")
     rb = tier.add_parser("rollback", help=text, description=text)
-    sources_args(rb)
-    rb.add_argument("--cutover-timeout", type=positive, default=3.0, metavar="S",
-                    help="longest the institutional tier's writes may be fenced (default 3 s)")
-    rb.add_argument("--cutover-retries", type=int, default=3, metavar="N", help="cut-over attempts (default 3)")
+    _cutover_args(rb, "the institutional tier's")
     rb.add_argument("--force", action="store_true",
                     help="roll back even when the institutional tier is unreachable, and report what is missing")
-    rb.add_argument("--format", choices=("text", "json"), default="text")
-    rb.add_argument("--drill", action="store_true", help=DRILL_HELP)
-    rb.add_argument("--drill-report", type=Path, metavar="DIR", help="where the drill writes its report and PNG")
     rb.set_defaults(func=cmd_rollback)
 
     text = "end a switch: stop the reverse stream; the bootstrap store is kept, never deleted"
@@ -65,6 +52,23 @@ def register(sub) -> None:
     sources_args(st)
     st.add_argument("--format", choices=("text", "json"), default="text")
     st.set_defaults(func=cmd_status)
+
+
+def _cutover_args(p, whose: str) -> None:
+    sources_args(p)
+    p.add_argument("--cutover-timeout", type=positive, default=3.0, metavar="S",
+                   help=f"longest {whose} writes may be fenced (default 3 s)")
+    p.add_argument("--cutover-retries", type=_attempts, default=3, metavar="N", help="cut-over attempts (default 3)")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.add_argument("--drill", action="store_true", help=DRILL_HELP)
+    p.add_argument("--drill-report", type=Path, metavar="DIR", help="where the drill writes its report and PNG")
+
+
+def _attempts(raw: str) -> int:
+    import argparse
+    if not raw.strip().isdigit() or not 1 <= int(raw) <= 100:
+        raise argparse.ArgumentTypeError(f"expected a whole number of attempts from 1 to 100, got {raw!r}")
+    return int(raw)
 
 
 DRILL_HELP = ("run a writer and reader through the library in another process meanwhile; report the write "
