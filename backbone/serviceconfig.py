@@ -100,6 +100,8 @@ class RedisSettings:
     maxmemory: str = "256mb"
     maxmemory_policy: str = "allkeys-lru"
     replica_of: tuple[str, int] | None = None
+    min_replicas_to_write: int = 0
+    min_replicas_max_lag_s: int = 10
 
 
 def redis_conf(s: RedisSettings) -> str:
@@ -117,6 +119,8 @@ def redis_conf(s: RedisSettings) -> str:
         f"maxmemory-policy {s.maxmemory_policy}",
         "save 900 1 300 10",
         "tcp-keepalive 60",
+        f"min-replicas-to-write {s.min_replicas_to_write}",
+        f"min-replicas-max-lag {s.min_replicas_max_lag_s}",
     ]
     if s.replica_of:
         lines.append(f"replicaof {s.replica_of[0]} {s.replica_of[1]}")

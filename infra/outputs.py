@@ -49,6 +49,9 @@ def contract_document(spec: StackSpec, passwords: Mapping[str, str]) -> dict[str
         **endpoints["redis"],
         "password": passwords["redis"], "master_name": t.REDIS_MASTER_NAME,
         "cache_policy": spec.cache_policy.model_dump(mode="json"),
+        # what every Redis node's redis.conf enforces (infra/service_settings.py), for the drills
+        "min_replicas_to_write": spec.redis.min_replicas_to_write,
+        "min_replicas_max_lag_s": spec.redis.min_replicas_max_lag_s,
     }
     document["kafka"] = {
         **endpoints["kafka"],

@@ -34,7 +34,11 @@ def redis(spec: StackSpec, data_dir: str) -> RedisSettings:
     maxmemory_mb = max(16, memory_bytes(spec.sizes.resources.redis.limits.memory) * 3 // 4 // 2**20)
     # Inside a container redis binds every interface; docker publishes it on 127.0.0.1 only,
     # and on kubernetes a NetworkPolicy decides who reaches it.
-    return RedisSettings(port=t.REDIS_PORT, bind="0.0.0.0", data_dir=data_dir, maxmemory=f"{maxmemory_mb}mb")
+    # min-replicas-*: a master cut off from its replicas stops acknowledging writes it would
+    # lose on failover (spec.RedisServer); replicas ignore them until promoted.
+    return RedisSettings(port=t.REDIS_PORT, bind="0.0.0.0", data_dir=data_dir, maxmemory=f"{maxmemory_mb}mb",
+                         min_replicas_to_write=spec.redis.min_replicas_to_write,
+                         min_replicas_max_lag_s=spec.redis.min_replicas_max_lag_s)
 
 
 def sentinel(spec: StackSpec) -> SentinelSettings:

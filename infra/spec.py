@@ -25,7 +25,7 @@ PROJECT = "backbone"
 # string/integer/boolean/array-of-scalars, so these are declared untyped in Pulumi.yaml
 # and validated here.
 STRUCTURED_KEYS = ("images", "ports", "sizes", "topics", "objectives", "cache_policy", "data", "pool",
-                   "failure_detection", "placement")
+                   "failure_detection", "placement", "redis")
 SCALAR_KEYS = ("tier", "platform", "namespace", "storage_class", "bootstrap_store")
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -234,6 +234,20 @@ class Placement(_Strict):
     quorum_anti_affinity: AntiAffinity = "required"
 
 
+class RedisServer(_Strict):
+    """Redis server settings the stack writes into every Redis node's redis.conf and exports
+    in the contract's `redis` section (the drills read what the deployment enforces).
+
+    A master stops accepting writes while fewer than `min_replicas_to_write` replicas have
+    acknowledged replication within `min_replicas_max_lag_s` seconds: replication is
+    asynchronous, so this bounds the writes a master cut off from its replicas and Sentinels
+    acknowledges and then loses when the others fail over. 0 means no bound. The bounds are
+    the contract's (`backbone.contract.RedisEndpoint`)."""
+
+    min_replicas_to_write: int = Field(0, ge=0, le=16)
+    min_replicas_max_lag_s: int = Field(10, ge=1, le=3600)
+
+
 def default_topics() -> list[TopicSpec]:
     week, three_days, two_weeks = "604800000", "259200000", "1209600000"
     return [
@@ -262,6 +276,7 @@ class StackSpec(_Strict):
     pool: PoolSettings = Field(default_factory=PoolSettings)
     failure_detection: FailureDetection = FailureDetection()
     placement: Placement = Placement()
+    redis: RedisServer = RedisServer()
 
     _stack: str = PrivateAttr("")
 
@@ -324,6 +339,11 @@ def _cross_checks(spec: StackSpec) -> Iterator[tuple[str, str]]:
         yield ("sizes.redis_sentinels", "replicas without sentinels never fail over: use 3 or more")
     if sizes.redis_sentinels and not sizes.redis_replicas:
         yield ("sizes.redis_replicas", "sentinels need at least one replica to promote")
+    min_replicas = spec.redis.min_replicas_to_write
+    if min_replicas > sizes.redis_replicas:
+        yield ("redis.min_replicas_to_write",
+               f"{min_replicas} exceeds sizes.redis_replicas ({sizes.redis_replicas}): the master would refuse "
+               "every write" + (" (this stack runs a single Redis: use 0)" if not sizes.redis_replicas else ""))
     ports = spec.ports.model_dump()
     if len(set(ports.values())) < len(ports):
         yield ("ports", f"services need distinct host ports, got {ports}")

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything backbone and its tests need on a fresh Debian machine:
-#   - PostgreSQL 15 and Redis 7 (+ redis-sentinel, Patroni, etcd) from Debian's packages
+#   - PostgreSQL 15 and Redis 7 (+ redis-sentinel, Patroni, etcd) from Debian's packages, and nftables
+#     (the local partition drills cut members off from each other with it)
 #   - TimescaleDB 2.28.3 for PostgreSQL 15, built from source (see below)
 #   - the Apache Kafka broker jars, resolved with Maven into a cache outside the repo
 #   - a repo-local virtualenv (.venv) with backbone and its dev extras
@@ -26,7 +27,7 @@ apt_install() {
 }
 
 if [ "$what" = all ]; then
-apt_install "Debian packages" postgresql-15 redis-server redis-sentinel patroni etcd-server etcd-client
+apt_install "Debian packages" postgresql-15 redis-server redis-sentinel patroni etcd-server etcd-client nftables
 # The packages start system-wide services; backbone runs its own on free ports instead.
 for svc in postgresql redis-server redis-sentinel patroni etcd; do
   if command -v systemctl >/dev/null && systemctl is-active --quiet "$svc" 2>/dev/null; then

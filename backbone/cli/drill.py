@@ -1,5 +1,5 @@
-"""`backbone drill run | backup`: live failover drills, the seeds' simulated drill, and the
-Timescale backup / restore drill."""
+"""`backbone drill run | backup | plan`: live failover drills, the seeds' simulated drill, the
+backup / restore drills, and the quarterly rotation."""
 from __future__ import annotations
 
 import json
@@ -54,6 +54,36 @@ def register(sub) -> None:
     backup.add_argument("--format", choices=("markdown", "json"), default="markdown")
     backup.add_argument("--output", type=Path, metavar="PATH")
     backup.set_defaults(func=cmd_backup)
+
+    text = ("the quarterly rotation: per service, the quarter's scenario (failover, partition, backup / restore), "
+            "the exact command, the objectives and what to watch; pure, touches no service")
+    plan = dsub.add_parser("plan", help=text, description=text)
+    sources_args(plan)
+    plan.add_argument("--date", type=_date, required=True, metavar="YYYY-MM-DD", help="a day of the quarter to plan")
+    plan.add_argument("--format", choices=("markdown", "json"), default="markdown")
+    plan.add_argument("--output", type=Path, metavar="FILE")
+    plan.set_defaults(func=cmd_plan)
+
+
+def _date(raw: str):
+    import argparse
+    import datetime as dt
+    try:
+        return dt.date.fromisoformat(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date as YYYY-MM-DD, got {raw!r}") from None
+
+
+def cmd_plan(args) -> int:
+    from ..drills.rotation import plan_for, to_markdown
+    objectives, source = None, "--outputs OUTPUTS"
+    if args.outputs or args.stack:
+        objectives = contract_from(args).objectives
+        source = f"--outputs {args.outputs}" if args.outputs else f"--stack {args.stack}"
+    plan = plan_for(args.date, objectives, source)
+    text = json.dumps(plan.to_dict(), indent=2) + "\n" if args.format == "json" else to_markdown(plan)
+    emit(text, args.output, f"drill plan {plan.label}")
+    return EXIT_READY
 
 
 def local_state_dir(args) -> Path:
@@ -113,13 +143,28 @@ def cmd_run(args) -> int:
         return member
 
     objectives = getattr(contract.objectives, args.service).model_dump()
+    bounded = args.service == "redis" and args.fault == "partition" and hasattr(backend, "redis_bound")
+    previous = backend.redis_bound(contract.redis.min_replicas_to_write, contract.redis.min_replicas_max_lag_s) \
+        if bounded else None
     try:
         result = run_drill(workload, inject, lambda m: backend.heal(m, args.fault), service=args.service,
                            fault=args.fault, target=args.target, platform=contract.platform, objectives=objectives,
-                           warmup_s=args.warmup, max_outage_s=args.max_outage, progress=progress)
+                           warmup_s=args.warmup, max_outage_s=args.max_outage, progress=progress,
+                           failed_over=(lambda m: backend.failed_over(args.service, m, workload))
+                           if args.fault == "partition" and hasattr(backend, "failed_over") else None)
     except FaultError as exc:
         err.print(redactor.scrub(f"backbone: drill failed: {exc}"), markup=False)
         return EXIT_FAILED
+    finally:
+        if previous is not None:
+            backend.redis_bound(*previous)
+    if bounded:
+        r = contract.redis
+        result.notes.append(
+            f"min-replicas-to-write {r.min_replicas_to_write}, min-replicas-max-lag {r.min_replicas_max_lag_s} s "
+            "(from the contract): " + ("an isolated master stops acknowledging writes once its replicas have been "
+                                       f"silent for {r.min_replicas_max_lag_s} s" if r.min_replicas_to_write else
+                                       "no bound: an isolated master acknowledges writes until the partition heals"))
     if args.service == "redis" and result.measurement.acked_lost:
         result.notes.append("Redis replicates asynchronously: writes acknowledged by the old master and not yet "
                             "replicated are lost on failover; this drill counts them.")

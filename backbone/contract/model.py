@@ -163,6 +163,11 @@ class RedisEndpoint(_Model):
     sentinels: list[HostPort] = Field(default_factory=list, max_length=16)
     master_name: Name = "backbone"
     cache_policy: CachePolicy = Field(default_factory=CachePolicy)
+    # a master stops accepting writes when fewer replicas than this acknowledged replication
+    # within the lag: what bounds the writes an isolated master acknowledges and then loses
+    # (0: no bound; replication is asynchronous either way)
+    min_replicas_to_write: Count(ge=0, le=16) = 0
+    min_replicas_max_lag_s: Count(ge=1, le=3600) = 10
 
     @field_validator("url")
     @classmethod

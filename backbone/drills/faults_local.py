@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from confluent_kafka.admin import AdminClient
 from ..local.environment import LocalEnvironment, topology
 from ..local.processes import is_ours
 from ..clients.kafka import kafka_client_config
+from . import partition_local as partition
 from .faults import FaultError
 
 
@@ -41,10 +43,97 @@ class LocalFaults:
         return [svc["pid"]]
 
     def preflight(self, fault: str) -> None:
-        """Refuse a fault this platform cannot inject, before any write or signal."""
+        """Refuse a fault this platform cannot inject, before any write or signal; remove a
+        partition an earlier, killed drill left behind."""
+        partition.heal(self.table)
         if fault == "partition":
-            raise FaultError("partition is not available on the local platform: every member shares the "
-                             "loopback interface (it needs network namespaces or a proxy in front of each member)")
+            why = partition.unavailable()
+            if why:
+                raise FaultError(f"partition is not available here: {why}")
+
+    @property
+    def table(self) -> str:
+        return partition.table_for(self.env.state_dir)
+
+    def _partition(self, member: str) -> None:
+        """Cut `member` off from the other members of its service (Patroni and etcd; Redis
+        and the Sentinels; the Kafka nodes) in both directions; clients still reach all."""
+        state = self._state()
+        services = state["services"]
+        kind = services[member]["kind"]
+        kinds = next((f.kinds for f in topology(state).values() if kind in getattr(f, "kinds", ())), (kind,))
+        peers = [n for n, s in services.items() if s["kind"] in kinds and n != member
+                 and is_ours(s.get("pid"), s.get("start_ticks"))]
+        names = list(services)
+
+        def ports(name: str) -> set[int]:
+            return partition.listening_ports(partition.process_tree(services[name]["pid"]))
+        try:
+            partition.cut(self.table, partition.member_gid(names, member), ports(member),
+                          {partition.member_gid(names, p) for p in peers}, set().union(*map(ports, peers)))
+        except partition.PartitionError as exc:
+            raise FaultError(str(exc)) from None
+
+    def redis_bound(self, min_replicas: int, max_lag_s: int) -> tuple[int, int]:
+        """Enforce the contract's min-replicas-to-write / min-replicas-max-lag on every Redis
+        node (the stacks write them into redis.conf; `local up` leaves Redis' defaults); the
+        values they had, for `redis_bound(*previous)` afterwards."""
+        from ..local.sentinel import _client
+        state = self._state()
+        previous = None
+        for svc in (s for s in state["services"].values() if s["kind"] == "redis"):
+            client = _client(svc["port"], state["passwords"]["redis"])
+            try:
+                if previous is None:
+                    got = client.config_get("min-replicas-*")
+                    previous = (int(got["min-replicas-to-write"]), int(got["min-replicas-max-lag"]))
+                client.config_set("min-replicas-to-write", min_replicas)
+                client.config_set("min-replicas-max-lag", max_lag_s)
+            finally:
+                client.close()
+        return previous or (0, 10)
+
+    def _wait_rejoined(self, member: str, timeout_s: float = 60.0) -> None:
+        """After a heal: until the member serves its side again (a replica streaming from the
+        new primary, a broker back in the cluster), so what is read back, and the next drill,
+        see the settled topology."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                if self._rejoined(member):
+                    return
+            except Exception:  # not answering yet
+                pass
+            time.sleep(0.5)
+        raise FaultError(f"{member} did not rejoin within {timeout_s:g} s of the heal")
+
+    def _rejoined(self, member: str) -> bool:
+        state = self._state()
+        svc = state["services"][member]
+        if svc["kind"] == "redis":
+            from ..local.sentinel import _info
+            info = _info(svc["port"], state["passwords"]["redis"])
+            return info.get("role") == "slave" and info.get("master_link_status") == "up"
+        if svc["kind"] == "patroni":
+            from ..local.patroni import cluster
+            me = next((m for m in cluster(state).get("members", []) if m["name"] == member), {})
+            return me.get("role") in ("replica", "sync_standby") and me.get("state") in ("streaming", "running")
+        if svc["kind"] == "kafka":
+            admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{svc['port']}", "socket.timeout.ms": 2000})
+            return svc.get("node_id") in admin.list_topics(timeout=2).brokers
+        return True
+
+    def failed_over(self, service: str, member: str, workload) -> bool:
+        """Whether another member took over from the partitioned one (the drill keeps the
+        partition until then, as a real one lasts)."""
+        try:
+            if service == "kafka":
+                names = {s.get("node_id"): n for n, s in self._state()["services"].items() if s["kind"] == "kafka"}
+                return names.get(workload.leader()) not in (None, member)
+            family = topology(self._state())[service]
+            return family.primary(self._state(), 2) != member
+        except Exception:  # mid-election: nobody to name yet
+            return False
 
     def inject(self, member: str, fault: str) -> None:
         if fault == "kill":
@@ -55,11 +144,17 @@ class LocalFaults:
                 os.kill(pid, signal.SIGSTOP)
         elif fault == "stop":
             self.env.stop(member)
+        elif fault == "partition":
+            self._partition(member)
         else:
             self.preflight(fault)
             raise FaultError(f"unknown fault {fault!r}")
 
     def heal(self, member: str, fault: str) -> None:
+        if fault == "partition":
+            partition.heal(self.table)
+            self._wait_rejoined(member)
+            return
         if fault == "pause":
             for pid in self._pids(member):
                 os.kill(pid, signal.SIGCONT)

@@ -40,13 +40,18 @@ class Measurement:
     failed_writes: int
 
 
-def measure(attempts: list[Attempt], fault_at: float, found: set[int]) -> Measurement:
-    """Pure: the writer's history and what was read back -> the drill's figures."""
+def measure(attempts: list[Attempt], fault_at: float, found: set[int], took_over_at: float | None = None) -> Measurement:
+    """Pure: the writer's history and what was read back -> the drill's figures. With
+    `took_over_at` (a partition: the isolated member may keep answering for a while),
+    recovery is the first write acknowledged after another member took over, and the RTO
+    runs from the fault itself."""
     acked = [a for a in attempts if a.ok]
     before = [a.finished for a in acked if a.finished <= fault_at]
-    after = [a.finished for a in acked if a.started >= fault_at]
+    after = [a.finished for a in acked if a.started >= (fault_at if took_over_at is None else took_over_at)]
     failures = [a.finished for a in attempts if not a.ok and a.finished >= fault_at]
     last_ok = max(before) if before else None
+    if took_over_at is not None:
+        last_ok = fault_at
     recovered = min(after) if after else None
     lost = sorted(a.seq for a in acked if a.seq not in found)
     lost_times = [a.finished for a in acked if a.seq not in found]
@@ -129,8 +134,11 @@ def _r(v: float | None) -> float | None:
 def run_drill(workload, inject: Callable[[], str], heal: Callable[[str], None], *, service: str, fault: str,
               target: str, platform: str, objectives: dict[str, float], warmup_s: float = 2.0,
               settle_s: float = 2.0, max_outage_s: float = 60.0,
-              progress: Callable[[str], None] = lambda m: None) -> DrillResult:
-    """`inject()` faults the target and returns the member it hit; `heal(member)` undoes it."""
+              progress: Callable[[str], None] = lambda m: None,
+              failed_over: Callable[[str], bool] | None = None) -> DrillResult:
+    """`inject()` faults the target and returns the member it hit; `heal(member)` undoes it.
+    With `failed_over(member)` (partitions: the member is still alive), the fault holds until
+    another member has taken over, and writes count as resumed only from then on."""
     origin = time.monotonic()
     clock = lambda: time.monotonic() - origin  # noqa: E731 - seconds since the drill began
     started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -147,13 +155,19 @@ def run_drill(workload, inject: Callable[[], str], heal: Callable[[str], None], 
         raise
     progress(f"{fault} injected into {member} at t={fault_at:.2f} s; waiting for writes to resume")
     deadline = time.monotonic() + max_outage_s
-    recovered = None
+    recovered, since, notes = None, fault_at if failed_over is None else None, []
     while time.monotonic() < deadline:
-        recovered = next((a for a in writer.attempts if a.ok and a.started >= fault_at), None)
+        if since is None:
+            if not failed_over(member):
+                time.sleep(0.2)
+                continue
+            since = clock()
+            notes.append(f"another member took over from {member} at t={since:.2f} s")
+            progress(notes[-1])
+        recovered = next((a for a in writer.attempts if a.ok and a.started >= since), None)
         if recovered is not None:
             break
         time.sleep(0.05)
-    notes = []
     if recovered is None:
         notes.append(f"writes did not resume within {max_outage_s:g} s")
         progress(notes[-1])
@@ -173,4 +187,5 @@ def run_drill(workload, inject: Callable[[], str], heal: Callable[[str], None], 
     found = workload.read_back(acked)
     workload.close()
     return DrillResult(service, fault, target, member, platform, started_at, fault_at, healed_at, clock(),
-                       measure(writer.attempts, fault_at, found), objectives, notes, writer.attempts)
+                       measure(writer.attempts, fault_at, found, since if failed_over is not None else None),
+                       objectives, notes, writer.attempts)

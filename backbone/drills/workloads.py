@@ -9,6 +9,7 @@ import math
 import uuid
 
 import psycopg
+import redis
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -97,7 +98,15 @@ class RedisWorkload:
         return f"{self.ep.cache_policy.namespace}:drill:{self.run_id}:{seq}"
 
     def write(self, seq: int) -> None:
-        self.client.set(self._key(seq), "1", ex=3600)
+        try:
+            self.client.set(self._key(seq), "1", ex=3600)
+        except redis.exceptions.ResponseError as exc:
+            # an isolated master that min-replicas-to-write stopped (NOREPLICAS), or one
+            # demoted after a heal (READONLY): ask Sentinel again on the next write, as a
+            # client following a failover must (redis-py keeps the connection otherwise)
+            if str(exc).startswith(("NOREPLICAS", "READONLY")):
+                self.client.connection_pool.disconnect()
+            raise
 
     def read_back(self, seqs: list[int]) -> set[int]:
         client = redis_client(self.ep, 5)

@@ -22,15 +22,20 @@ class Started:
 
 
 def spawn(argv: list[str], log_path: Path, user: str | None = None, cwd: Path | None = None,
-          env: dict[str, str] | None = None) -> Started:
+          env: dict[str, str] | None = None, group: int | None = None) -> Started:
     """Start `argv` in its own session (so a Ctrl-C in the terminal does not reach it),
-    with stdout and stderr appended to `log_path`."""
+    with stdout and stderr appended to `log_path`. `group`: the process's own group id
+    (the member's, which the partition drills filter on); the user's group stays a
+    supplementary one so file access is unchanged."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
-        kwargs = {}
+        kwargs: dict = {}
         if user is not None:
             entry = pwd.getpwnam(user)
             kwargs = {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+        if group is not None and os.geteuid() == 0:
+            kwargs["extra_groups"] = [kwargs["group"]] if "group" in kwargs else [os.getegid()]
+            kwargs["group"] = group
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 cwd=cwd, env=env, start_new_session=True, **kwargs)
     return Started(proc.pid, _start_ticks(proc.pid) or 0)

@@ -55,7 +55,7 @@ def test_preferred_placement_is_valid_too():
 
 
 def test_a_single_node_kubernetes_stack_is_valid_too():
-    config = {**stack_file_config("staging"), "sizes": {}, "topics": []}
+    config = {**stack_file_config("staging"), "sizes": {}, "topics": [], "redis": {}}
     run = run_stack("single", config)
     assert run.error is None
     manifests = kubernetes_manifests(run)

@@ -117,7 +117,7 @@ def test_quorum_budgets_follow_the_member_count():
 
 
 def test_single_member_statefulsets_get_no_placement_and_a_drainable_budget():
-    run = run_stack("single", staging_with(sizes={}, topics=[]))
+    run = run_stack("single", staging_with(sizes={}, topics=[], redis={}))
     assert run.error is None, run.error
     for name in ("kafka", "timescale", "redis"):
         pod = statefulset(run, name)["template"]["spec"]
