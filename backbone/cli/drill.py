@@ -43,13 +43,20 @@ def register(sub) -> None:
                      help="dimension to mark failed in --simulate (repeatable; default: every recorded one)")
     run.set_defaults(func=cmd_run)
 
-    backup = dsub.add_parser("backup", help="Timescale backup / restore drill: dump, restore into a scratch "
-                                            "database, compare row counts, time it against the RTO, dump age vs RPO")
+    backup = dsub.add_parser("backup", help="backup / restore drill: back up, restore into a scratch copy, compare, "
+                                            "time the restore against the RTO and the backup's age against the RPO")
     sources_args(backup)
+    backup.add_argument("--service", choices=SERVICES, default="timescale",
+                        help="timescale: pg_dump -> scratch database (default); redis: BGSAVE snapshot -> scratch "
+                             "redis-server; kafka: topic configs, group offsets and records -> scratch cluster")
     backup.add_argument("--dump", type=Path, metavar="FILE",
-                        help="restore this existing pg_dump -Fc file (its age is checked against the RPO); "
-                             "default: take a dump now")
-    backup.add_argument("--work-dir", type=Path, default=Path("drills"), help="where a fresh dump is written")
+                        help="restore this existing backup file: a pg_dump -Fc file (timescale) or an RDB "
+                             "snapshot (redis); its age is checked against the RPO. Default: take one now")
+    backup.add_argument("--backup", type=Path, metavar="DIR",
+                        help="kafka: restore this existing export directory (its age is checked against the RPO)")
+    backup.add_argument("--topic", action="append", default=[], metavar="NAME",
+                        help="kafka: only this declared topic (repeatable; default: every declared topic)")
+    backup.add_argument("--work-dir", type=Path, default=Path("drills"), help="where a fresh backup is written")
     backup.add_argument("--timeout", type=positive, default=600.0, metavar="S")
     backup.add_argument("--format", choices=("markdown", "json"), default="markdown")
     backup.add_argument("--output", type=Path, metavar="PATH")
@@ -195,20 +202,38 @@ def cmd_simulate(args) -> int:
 
 
 def cmd_backup(args) -> int:
-    from ..drills.backup import BackupDrillError, backup_restore_drill
+    from ..drills.backup import BackupDrillError
     contract = contract_from(args)
     if contract.tier != "institutional":
-        raise ConfigError("the backup drill needs the institutional tier (a Timescale database)")
-    require(contract, "drill backup", "timescale")
+        raise ConfigError(f"the backup drill needs the institutional tier (a {args.service} service)")
+    require(contract, "drill backup", args.service)
+    if args.service == "kafka" and args.dump is not None:
+        raise ConfigError("--dump is a backup file (timescale, redis); for kafka give an export directory with --backup")
+    if args.service != "kafka" and (args.backup is not None or args.topic):
+        raise ConfigError("--backup and --topic belong to the kafka drill; for timescale and redis give --dump FILE")
     redactor = Redactor(contract.secrets())
-    err.print(f"[dim]{time.strftime('%H:%M:%S')}[/] backup / restore drill: "
-              + (f"restoring {args.dump}" if args.dump else "taking a dump, then restoring it"))
+    given = args.dump or args.backup
+    err.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {args.service} backup / restore drill: "
+              + (f"restoring {given}" if given else "taking a backup, then restoring it"))
     try:
-        drill = backup_restore_drill(contract, args.work_dir, dump=args.dump, timeout_s=args.timeout)
+        if args.service == "redis":
+            from ..drills.backup_redis import redis_backup_drill, to_markdown
+            drill = redis_backup_drill(contract, args.work_dir, dump=args.dump, timeout_s=args.timeout)
+            markdown = to_markdown(drill)
+        elif args.service == "kafka":
+            from ..drills.backup_kafka import kafka_backup_drill, to_markdown
+            drill = kafka_backup_drill(contract, args.work_dir, backup=args.backup, topics=args.topic or None,
+                                       timeout_s=args.timeout,
+                                       progress=lambda m: err.print(redactor.scrub(m), markup=False))
+            markdown = to_markdown(drill)
+        else:
+            from ..drills.backup import backup_restore_drill
+            drill = backup_restore_drill(contract, args.work_dir, dump=args.dump, timeout_s=args.timeout)
+            markdown = drill.to_markdown()
     except BackupDrillError as exc:
         err.print(redactor.scrub(f"backbone: backup drill failed: {exc}"), markup=False)
         return EXIT_FAILED
-    text = json.dumps(drill.to_dict(), indent=2) + "\n" if args.format == "json" else drill.to_markdown()
-    emit(redactor.scrub(text), args.output, "backup drill")
+    text = json.dumps(drill.to_dict(), indent=2) + "\n" if args.format == "json" else markdown
+    emit(redactor.scrub(text), args.output, f"{args.service} backup drill")
     return EXIT_READY if drill.passed else EXIT_FAILED
 
