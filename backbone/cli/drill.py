@@ -37,6 +37,9 @@ def register(sub) -> None:
                      help="give up waiting for writes to resume after S seconds (default 60)")
     run.add_argument("--output-dir", type=Path, default=Path("drills"), help="JSON, Markdown and PNG go here")
     run.add_argument("--format", choices=("markdown", "json"), default="markdown")
+    run.add_argument("--plan", type=Path, metavar="FILE",
+                     help="run a quarter's scenarios from `drill plan --format json` in sequence: one combined "
+                          "report and one figure with a panel per drill")
     run.add_argument("--simulate", action="store_true", help="replay recorded ingest results; touch no service")
     run.add_argument("--results", type=Path, metavar="FILE", help="recorded ingest results (JSON) for --simulate")
     run.add_argument("--fail-dimension", action="append", default=[], metavar="NAME",
@@ -119,6 +122,8 @@ def _backend(contract, args, progress):
 def cmd_run(args) -> int:
     if args.simulate:
         return cmd_simulate(args)
+    if args.plan is not None:
+        return cmd_run_plan(args)
     if args.service is None:
         raise ConfigError("--service is required for a live drill (timescale, redis or kafka)")
     contract = contract_from(args)
@@ -126,55 +131,20 @@ def cmd_run(args) -> int:
         raise ConfigError("a live drill needs the institutional tier; the bootstrap tier has only --simulate")
     require(contract, f"drill run --service {args.service}", args.service)
     from ..drills.faults import FaultError
-    from ..drills.live import run_drill
     from ..drills.render import timeline_png, to_markdown
-    from ..drills.workloads import WORKLOADS
+    from ..drills.session import live_drill
 
     redactor = Redactor(contract.secrets())
 
     def progress(message: str) -> None:
         err.print(redactor.scrub(f"[dim]{time.strftime('%H:%M:%S')}[/] {message}"))
 
-    backend = _backend(contract, args, progress)
     try:
-        if hasattr(backend, "preflight"):
-            backend.preflight(args.fault)
-        workload = WORKLOADS[args.service](contract)
-        member = backend.resolve(args.service, args.target, contract, workload) if hasattr(backend, "resolve") \
-            else args.target
-    except FaultError as exc:
-        raise ConfigError(str(exc)) from None
-
-    def inject() -> str:
-        backend.inject(member, args.fault)
-        return member
-
-    objectives = getattr(contract.objectives, args.service).model_dump()
-    bounded = args.service == "redis" and args.fault == "partition" and hasattr(backend, "redis_bound")
-    previous = backend.redis_bound(contract.redis.min_replicas_to_write, contract.redis.min_replicas_max_lag_s) \
-        if bounded else None
-    try:
-        result = run_drill(workload, inject, lambda m: backend.heal(m, args.fault), service=args.service,
-                           fault=args.fault, target=args.target, platform=contract.platform, objectives=objectives,
-                           warmup_s=args.warmup, max_outage_s=args.max_outage, progress=progress,
-                           failed_over=(lambda m: backend.failed_over(args.service, m, workload))
-                           if args.fault == "partition" and hasattr(backend, "failed_over") else None)
+        result = live_drill(contract, _backend(contract, args, progress), args.service, args.fault, args.target,
+                            warmup_s=args.warmup, max_outage_s=args.max_outage, progress=progress)
     except FaultError as exc:
         err.print(redactor.scrub(f"backbone: drill failed: {exc}"), markup=False)
         return EXIT_FAILED
-    finally:
-        if previous is not None:
-            backend.redis_bound(*previous)
-    if bounded:
-        r = contract.redis
-        result.notes.append(
-            f"min-replicas-to-write {r.min_replicas_to_write}, min-replicas-max-lag {r.min_replicas_max_lag_s} s "
-            "(from the contract): " + ("an isolated master stops acknowledging writes once its replicas have been "
-                                       f"silent for {r.min_replicas_max_lag_s} s" if r.min_replicas_to_write else
-                                       "no bound: an isolated master acknowledges writes until the partition heals"))
-    if args.service == "redis" and result.measurement.acked_lost:
-        result.notes.append("Redis replicates asynchronously: writes acknowledged by the old master and not yet "
-                            "replicated are lost on failover; this drill counts them.")
     stem = f"drill-{args.service}-{args.fault}-{time.strftime('%Y%m%dT%H%M%S')}"
     out = args.output_dir
     png = timeline_png(result, out / f"{stem}.png")
@@ -185,6 +155,32 @@ def cmd_run(args) -> int:
     err.print(f"timeline: {png}")
     emit(redactor.scrub(json.dumps(data, indent=2) + "\n" if args.format == "json" else markdown), None, "drill")
     return EXIT_READY if result.passed else EXIT_FAILED
+
+
+def cmd_run_plan(args) -> int:
+    from ..drills import quarter
+    from ..drills.rotation import load_plan
+    if args.service is not None:
+        raise ConfigError("--plan names its own services; leave out --service")
+    plan = load_plan(args.plan)
+    contract = contract_from(args)
+    if contract.tier != "institutional":
+        raise ConfigError("a drill rotation needs the institutional tier")
+    redactor = Redactor(contract.secrets())
+
+    def progress(message: str) -> None:
+        err.print(redactor.scrub(f"[dim]{time.strftime('%H:%M:%S')}[/] {message}"))
+
+    outcomes = quarter.run_plan(plan, contract, _backend(contract, args, progress), args.output_dir,
+                                warmup_s=args.warmup, max_outage_s=args.max_outage, progress=progress)
+    stem = f"drill-rotation-{plan.label}-{time.strftime('%Y%m%dT%H%M%S')}"
+    png = quarter.figure(plan, outcomes, args.output_dir / f"{stem}.png")
+    markdown, data = quarter.to_markdown(plan, outcomes, png), quarter.to_json(plan, outcomes)
+    (args.output_dir / f"{stem}.md").write_text(redactor.scrub(markdown))
+    (args.output_dir / f"{stem}.json").write_text(redactor.scrub(data))
+    err.print(f"figure: {png}")
+    emit(redactor.scrub(data if args.format == "json" else markdown), None, "drill rotation")
+    return EXIT_READY if all(o.passed for o in outcomes) else EXIT_FAILED
 
 
 def cmd_simulate(args) -> int:
