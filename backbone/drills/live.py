@@ -59,7 +59,7 @@ def measure(attempts: list[Attempt], fault_at: float, found: set[int], took_over
         detection_s=(min(failures) - fault_at) if failures else None,
         rto_s=(recovered - last_ok) if recovered is not None and last_ok is not None else None,
         recovered_at=recovered, last_ok_before=last_ok, acked_writes=len(acked), acked_lost=len(lost),
-        lost_seqs=lost[:100], loss_window_s=(max(lost_times) - min(lost_times)) if lost_times else 0.0,
+        lost_seqs=lost, loss_window_s=(max(lost_times) - min(lost_times)) if lost_times else 0.0,
         failed_writes=sum(1 for a in attempts if not a.ok))
 
 
@@ -120,7 +120,7 @@ class DrillResult:
         return {"service": self.service, "fault": self.fault, "target": self.target, "member": self.member,
                 "platform": self.platform, "started_at": self.started_at, "fault_at_s": round(self.fault_at_s, 3),
                 "detection_s": _r(m.detection_s), "rto_s": _r(m.rto_s), "acked_writes": m.acked_writes,
-                "acked_lost": m.acked_lost, "lost_seqs": m.lost_seqs, "loss_window_s": round(m.loss_window_s, 3),
+                "acked_lost": m.acked_lost, "lost_seqs": m.lost_seqs[:100], "loss_window_s": round(m.loss_window_s, 3),
                 "failed_writes": m.failed_writes, "duration_s": round(self.duration_s, 3),
                 "objectives": self.objectives, "rto_met": self.rto_met, "rpo_met": self.rpo_met,
                 "passed": self.passed, "notes": self.notes,
