@@ -52,8 +52,11 @@ CONSUMER_SETTINGS = {"enable.auto.commit": False, "enable.auto.offset.store": Fa
 PRODUCER_SETTINGS = {"acks": "all", "enable.idempotence": True, "linger.ms": 20, "queue.buffering.max.kbytes": 65536}
 # Group coordinators move and load after a cluster starts; librdkafka does not flag these
 # per-partition answers retriable, yet the next call (a fresh coordinator lookup) succeeds.
+# So do partition leaders right after topics are created (a cluster with many declared
+# topics elects them over a few seconds).
 _COORDINATOR_MOVING = {KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
-                       KafkaError.COORDINATOR_NOT_AVAILABLE}
+                       KafkaError.COORDINATOR_NOT_AVAILABLE, KafkaError.NOT_LEADER_FOR_PARTITION,
+                       KafkaError.LEADER_NOT_AVAILABLE}
 
 
 class CorruptBackup(Exception):
@@ -204,7 +207,9 @@ def read_partitions(consumer: Consumer, topic: str, partitions: int, deadline: D
     out: dict[int, dict[str, Any]] = {}
     seen, last_report = 0, time.monotonic()
     for start in range(0, partitions, _BATCH):
-        bounds = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=deadline.left(), cached=False)
+        bounds = {p: retrying(lambda p=p: consumer.get_watermark_offsets(TopicPartition(topic, p),
+                                                                          timeout=deadline.left(), cached=False),
+                              deadline)
                   for p in range(start, min(partitions, start + _BATCH))}
         digests = {p: Digest() for p in bounds}
         first: dict[int, int] = {}

@@ -42,6 +42,14 @@ class LocalFaults:
             return family.member_pids(state, member)  # Patroni and its postmaster: the whole node
         return [svc["pid"]]
 
+    def _tree(self, member: str) -> list[int]:
+        """Every process of the member: a paused node must not keep serving through the
+        backends its postmaster forked (they run on their own)."""
+        pids = dict.fromkeys(self._pids(member))
+        for pid in list(pids):
+            pids.update(dict.fromkeys(partition.process_tree(pid)))
+        return list(pids)
+
     def preflight(self, fault: str) -> None:
         """Refuse a fault this platform cannot inject, before any write or signal; remove a
         partition an earlier, killed drill left behind."""
@@ -140,7 +148,7 @@ class LocalFaults:
             for pid in self._pids(member):
                 os.kill(pid, signal.SIGKILL)
         elif fault == "pause":
-            for pid in self._pids(member):
+            for pid in self._tree(member):
                 os.kill(pid, signal.SIGSTOP)
         elif fault == "stop":
             self.env.stop(member)
@@ -156,11 +164,14 @@ class LocalFaults:
             self._wait_rejoined(member)
             return
         if fault == "pause":
-            for pid in self._pids(member):
+            for pid in self._tree(member):
                 os.kill(pid, signal.SIGCONT)
-            return
-        self._reap_leftovers(member)
-        self.env.start(member)
+        else:
+            self._reap_leftovers(member)
+            self.env.start(member)
+        # a resumed old primary may answer as primary for a moment: read nothing back, and
+        # start no next drill, before it has rejoined as a replica
+        self._wait_rejoined(member)
 
     def _reap_leftovers(self, member: str) -> None:
         # a SIGKILLed member is gone, but the state still names its pid: clear it so

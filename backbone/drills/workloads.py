@@ -6,6 +6,9 @@ multi-host URL with target_session_attrs=read-write, redis-py's Sentinel, Kafka 
 from __future__ import annotations
 
 import math
+import os
+import socket
+import threading
 import uuid
 
 import psycopg
@@ -145,8 +148,16 @@ class TimescaleWorkload:
             if self.conn is None or self.conn.closed:
                 self.conn = self._connect()
             # autocommit: the insert is acknowledged only once it committed (synchronously
-            # replicated when Patroni runs in synchronous mode)
-            self.conn.execute("INSERT INTO backbone_drill (run_id, seq) VALUES (%s, %s)", (self.run_id, seq))
+            # replicated when Patroni runs in synchronous mode). A server that stopped
+            # answering (paused, partitioned) never trips statement_timeout, which it would
+            # have to enforce itself: a timer shuts the socket down instead, so the write
+            # fails and the next one reconnects through the multi-host URL
+            watchdog = threading.Timer(self.timeout_s * 2, _shut, (self.conn.pgconn.socket,))
+            watchdog.start()
+            try:
+                self.conn.execute("INSERT INTO backbone_drill (run_id, seq) VALUES (%s, %s)", (self.run_id, seq))
+            finally:
+                watchdog.cancel()
         except psycopg.Error:
             if self.conn is not None:
                 self.conn.close()
@@ -161,6 +172,13 @@ class TimescaleWorkload:
     def close(self) -> None:
         if self.conn is not None:
             self.conn.close()
+
+
+def _shut(fd: int) -> None:
+    try:
+        socket.socket(fileno=os.dup(fd)).shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
 
 
 WORKLOADS = {"kafka": KafkaWorkload, "redis": RedisWorkload, "timescale": TimescaleWorkload}
