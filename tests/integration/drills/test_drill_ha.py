@@ -101,3 +101,23 @@ def test_redis_master_partitioned_loses_writes_and_min_replicas_bounds_the_loss(
     # the isolated master stopped acknowledging once its replica had been silent for the lag:
     # whatever was lost was acknowledged within ~lag (+1 s of replica-ack granularity) of the cut
     assert bounded["loss_window_s"] <= 2.5 and all(t >= -0.1 for t in lost_times(bounded)), bounded["loss_window_s"]
+
+
+def test_a_quarter_of_the_rotation_runs_in_sequence_with_one_report_and_one_figure(ha_env, tmp_path):
+    plan = tmp_path / "q1.json"
+    made = run_backbone("drill", "plan", "--date", "2027-02-01", "--format", "json", "--output", str(plan),
+                        "--outputs", str(ha_env["outputs"]))
+    assert made.returncode == 0, made.stderr
+    kinds = [(s["service"], s["kind"]) for s in json.loads(plan.read_text())["scenarios"]]
+    assert kinds == [("timescale", "failover"), ("redis", "partition"), ("kafka", "backup")]
+    proc = run_backbone("drill", "run", "--plan", str(plan), "--outputs", str(ha_env["outputs"]),
+                        "--state-dir", str(ha_env["state_dir"]), "--output-dir", str(tmp_path / "out"),
+                        "--format", "json", timeout=600)
+    report = json.loads(proc.stdout)
+    assert [d["kind"] for d in report["drills"]] == ["failover", "partition", "backup"]
+    assert all(d["error"] is None for d in report["drills"]), [d["error"] for d in report["drills"]]
+    assert report["drills"][0]["figures"]["acked_lost"] == 0  # synchronous Patroni, primary killed
+    assert report["drills"][2]["figures"]["verified"]  # the Kafka restore matched
+    assert proc.returncode == (0 if report["passed"] else 1)
+    pngs = list((tmp_path / "out").glob("drill-rotation-2027-Q1-*.png"))
+    assert len(pngs) == 1 and pngs[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
