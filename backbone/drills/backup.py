@@ -40,8 +40,25 @@ class BackupDrillError(RuntimeError):
     """The drill could not run; the message is for the operator and carries no secret."""
 
 
+class RestoreVerdict:
+    """What every backup / restore drill is judged by: `restore_s` against the service's RTO,
+    the backup's `age_s` against its RPO, and the drill's own `ok` (what it verified)."""
+
+    @property
+    def rto_met(self) -> bool:
+        return self.restore_s <= self.objectives["rto_s"]
+
+    @property
+    def rpo_met(self) -> bool:
+        return self.age_s <= self.objectives["rpo_s"]
+
+    @property
+    def passed(self) -> bool:
+        return self.ok and self.rto_met and self.rpo_met
+
+
 @dataclass
-class BackupDrill:
+class BackupDrill(RestoreVerdict):
     dump_path: Path
     dump_age_s: float
     restore_s: float
@@ -60,16 +77,8 @@ class BackupDrill:
             and all(src == restored for src, restored in self.hypertables.values())
 
     @property
-    def rto_met(self) -> bool:
-        return self.restore_s <= self.objectives["rto_s"]
-
-    @property
-    def rpo_met(self) -> bool:
-        return self.dump_age_s <= self.objectives["rpo_s"]
-
-    @property
-    def passed(self) -> bool:
-        return self.ok and self.rto_met and self.rpo_met
+    def age_s(self) -> float:
+        return self.dump_age_s
 
     def to_dict(self) -> dict[str, Any]:
         return {"dump_path": str(self.dump_path), "dump_taken": self.dump_taken, "dump_s": _r(self.dump_s),

@@ -28,7 +28,7 @@ from ..local.binaries import SETUP_HINT, find_binaries
 from ..local.processes import is_ours, spawn, stop
 from ..local.services import LocalError, kafka_ready, prepare_kafka
 from ..report import Redactor
-from .backup import BackupDrillError, _mark, _r
+from .backup import BackupDrillError, RestoreVerdict, _mark, _r
 from .backup_kafka_io import (CONSUMER_SETTINGS, PRODUCER_SETTINGS, Deadline, alter_offsets, committed, export_backup,
                               read_backup, read_partitions, replay_partition, topic_configs)
 
@@ -73,7 +73,7 @@ class TopicCheck:
 
 
 @dataclass
-class KafkaBackupDrill:
+class KafkaBackupDrill(RestoreVerdict):
     backup_dir: Path
     backup_age_s: float
     objectives: dict[str, float]
@@ -100,16 +100,8 @@ class KafkaBackupDrill:
             and all(e == r for offsets in self.groups.values() for _s, e, r in offsets.values())
 
     @property
-    def rto_met(self) -> bool:
-        return self.restore_s <= self.objectives["rto_s"]
-
-    @property
-    def rpo_met(self) -> bool:
-        return self.backup_age_s <= self.objectives["rpo_s"]
-
-    @property
-    def passed(self) -> bool:
-        return self.ok and self.rto_met and self.rpo_met
+    def age_s(self) -> float:
+        return self.backup_age_s
 
     def to_dict(self) -> dict[str, Any]:
         return {"service": "kafka", "backup_dir": str(self.backup_dir), "backup_taken": self.backup_taken,

@@ -34,14 +34,14 @@ from ..local.binaries import SETUP_HINT, find_binaries
 from ..local.processes import is_ours, spawn, stop, tail
 from ..local.services import free_port
 from ..report import Redactor
-from .backup import BackupDrillError, _mark, _r
+from .backup import BackupDrillError, RestoreVerdict, _mark, _r
 
 _BATCH = 500          # keys per pipelined round trip
 _EXPIRY_MARGIN_S = 2  # a key whose TTL ends this close to the comparison may be gone on either side
 
 
 @dataclass
-class RedisBackupDrill:
+class RedisBackupDrill(RestoreVerdict):
     snapshot_path: Path
     backup_age_s: float
     restore_s: float
@@ -67,16 +67,8 @@ class RedisBackupDrill:
             and self.source_digest == self.restored_digest
 
     @property
-    def rto_met(self) -> bool:
-        return self.restore_s <= self.objectives["rto_s"]
-
-    @property
-    def rpo_met(self) -> bool:
-        return self.backup_age_s <= self.objectives["rpo_s"]
-
-    @property
-    def passed(self) -> bool:
-        return self.ok and self.rto_met and self.rpo_met
+    def age_s(self) -> float:
+        return self.backup_age_s
 
     def to_dict(self) -> dict[str, Any]:
         return {"service": "redis", "snapshot_path": str(self.snapshot_path), "snapshot_taken": self.snapshot_taken,

@@ -33,9 +33,8 @@ class Outcome:
         if r is None:
             return {"error": self.error}
         if self.scenario.kind == "backup":
-            age = getattr(r, "backup_age_s", None)
             return {"restore_s": round(r.restore_s, 3), "rto_s": r.objectives["rto_s"],
-                    "backup_age_s": round(age if age is not None else r.dump_age_s, 3),
+                    "backup_age_s": round(r.age_s, 3),
                     "rpo_s": r.objectives["rpo_s"], "verified": r.ok}
         m = r.measurement
         return {"rto_s": m.rto_s, "rto_objective_s": r.objectives["rto_s"], "acked_writes": m.acked_writes,

@@ -1,6 +1,8 @@
 """Live drill on the real 3-broker KRaft cluster: the partition leader is SIGKILLed while a
 producer (acks=all, idempotent) writes; every acknowledged record must be read back."""
 import json
+import os
+from pathlib import Path
 
 from ..conftest import run_backbone
 
@@ -28,10 +30,13 @@ def test_kafka_leader_killed_loses_no_acknowledged_write(local_env, tmp_path):
     assert all(r["state"] == "running" for r in status)
 
 
-def test_partition_is_refused_on_the_local_platform_without_touching_anything(local_env, tmp_path):
+def test_partition_without_nftables_is_refused_with_the_reason_and_touches_nothing(local_env, tmp_path):
+    # partitions work on the local platform (tests/integration/drills/test_drill_ha.py); without
+    # `nft` on PATH the drill says what is missing before writing or signalling anything
+    path = ":".join(p for p in os.environ["PATH"].split(":") if not Path(p, "nft").exists())
     proc = run_backbone("drill", "run", "--service", "kafka", "--fault", "partition",
                         "--outputs", str(local_env["outputs"]), "--state-dir", str(local_env["state_dir"]),
-                        "--output-dir", str(tmp_path))
-    assert proc.returncode == 2
-    assert "partition is not available on the local platform" in proc.stderr
+                        "--output-dir", str(tmp_path), env={"PATH": path})
+    assert proc.returncode == 2, proc.stderr
+    assert "partition is not available here" in proc.stderr and "nftables" in proc.stderr
     assert "Traceback" not in proc.stderr and not any(tmp_path.iterdir())
