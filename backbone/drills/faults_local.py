@@ -127,8 +127,14 @@ class LocalFaults:
             me = next((m for m in cluster(state).get("members", []) if m["name"] == member), {})
             return me.get("role") in ("replica", "sync_standby") and me.get("state") in ("streaming", "running")
         if svc["kind"] == "kafka":
-            admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{svc['port']}", "socket.timeout.ms": 2000})
-            return svc.get("node_id") in admin.list_topics(timeout=2).brokers
+            # asked of a peer, not of the member itself (which still believes its old view):
+            # back in the ISR of every partition it replicates, so it has truncated to what
+            # the new leader holds and a consumer cannot read its stale log
+            peer = next(s for n, s in state["services"].items() if s["kind"] == "kafka" and n != member)
+            admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{peer['port']}", "socket.timeout.ms": 2000})
+            me = svc.get("node_id")
+            topics = admin.list_topics(timeout=2).topics.values()
+            return all(me in p.isrs for t in topics for p in t.partitions.values() if me in p.replicas)
         return True
 
     def failed_over(self, service: str, member: str, workload) -> bool:
