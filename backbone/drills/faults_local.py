@@ -142,9 +142,21 @@ class LocalFaults:
         partition until then, as a real one lasts)."""
         try:
             if service == "kafka":
-                names = {s.get("node_id"): n for n, s in self._state()["services"].items() if s["kind"] == "kafka"}
-                return names.get(workload.leader()) not in (None, member)
-            family = topology(self._state())[service]
+                # asked of a peer: the partitioned broker itself goes on naming itself leader
+                from .workloads import DRILL_TOPIC
+                services = self._state()["services"]
+                names = {s.get("node_id"): n for n, s in services.items() if s["kind"] == "kafka"}
+                peer = next(s for n, s in services.items() if s["kind"] == "kafka" and n != member)
+                admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{peer['port']}", "socket.timeout.ms": 2000})
+                leader = admin.list_topics(DRILL_TOPIC, timeout=2).topics[DRILL_TOPIC].partitions[0].leader
+                return names.get(leader) not in (None, member)
+            if service == "timescale":  # a peer's Patroni: the isolated one answers from its stale view
+                from ..local import patroni
+                state = self._state()
+                peer = next(m for m in patroni.MEMBERS if m != member)
+                leader = patroni._leader(patroni._get(state["services"][peer]["api_port"], "/cluster", 2))
+                return leader not in (None, member)
+            family = topology(self._state())[service]  # Redis: the Sentinels, which are on the majority side
             return family.primary(self._state(), 2) != member
         except Exception:  # mid-election: nobody to name yet
             return False
