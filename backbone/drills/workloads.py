@@ -9,11 +9,12 @@ import math
 import os
 import socket
 import threading
+import time
 import uuid
 
 import psycopg
 import redis
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from ..contract import Contract
@@ -45,7 +46,17 @@ class KafkaWorkload:
     def _end_offset(self) -> int:
         consumer = Consumer(kafka_client_config(self.ep, self.timeout_s) | {"group.id": "backbone-drill"})
         try:
-            return consumer.get_watermark_offsets(TopicPartition(DRILL_TOPIC, 0), timeout=self.timeout_s)[1]
+            # a topic created a moment ago may have no leader yet: ask again until it has one
+            deadline = time.monotonic() + self.timeout_s
+            while True:
+                try:
+                    return consumer.get_watermark_offsets(TopicPartition(DRILL_TOPIC, 0), timeout=self.timeout_s)[1]
+                except KafkaException as exc:
+                    code = exc.args[0].code() if exc.args else None
+                    if code not in (KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+                                    KafkaError._UNKNOWN_PARTITION) or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.2)
         finally:
             consumer.close()
 
