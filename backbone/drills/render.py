@@ -63,6 +63,11 @@ def timeline_png(r: DrillResult, path: Path) -> Path:
     ax.set_xlabel("seconds since the drill started")
     lost = f", {m.acked_lost} acknowledged write(s) lost" if m.acked_lost else ", no acknowledged write lost"
     ax.set_title(f"{r.service}: {r.fault} {r.target} ({r.member}){lost}", fontsize=10)
+    return finish(fig, ax, path)
+
+
+def finish(fig, ax, path: Path) -> Path:
+    """The timelines' common ending: legend beside the plot, a time grid, the file written."""
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()

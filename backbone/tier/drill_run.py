@@ -74,9 +74,7 @@ def to_markdown(r: DrillReport, png: Path) -> str:
 
 
 def timeline_png(r: DrillReport, path: Path) -> Path:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from ..drills.render import finish, plt
     fig, ax = plt.subplots(figsize=(10, 3.2), dpi=110)
     rows = {"bootstrap": 1, "institutional": 0}
     for tier, y in rows.items():
@@ -97,10 +95,4 @@ def timeline_png(r: DrillReport, path: Path) -> Path:
     pause = "-" if r.pause_s is None else f"{r.pause_s * 1000:.0f} ms"
     ax.set_title(f"tier {r.operation}: write pause {pause}, {len(r.lost)} acknowledged write(s) lost, "
                  f"{r.acknowledged} acknowledged", fontsize=10)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
-    ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return finish(fig, ax, path)
