@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import os
 import pwd
+import random
 import socket
 import tempfile
 import time
@@ -38,10 +39,38 @@ class LocalUsageError(LocalError):
     exit_code = 2
 
 
+_HANDED_OUT: set[int] = set()
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port nothing listens on, never the same one twice in this process.
+
+    Ports come from below the kernel's ephemeral range: a port bound and released there can be
+    handed out again by the next `bind(0)` (two brokers once got the same port) or taken by an
+    outgoing connection before the service binds it."""
+    low = _ephemeral_range()[0]
+    first, last = (20000, low - 1) if low > 21000 else (low, 65535)
+    rng = random.SystemRandom()
+    for _ in range(500):
+        port = rng.randint(first, last)
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
+        return port
+    raise LocalError(f"no free loopback port found between {first} and {last}")
 
 
 def _wait(what: str, ready, timeout_s: float, log: Path, alive=lambda: True) -> float:

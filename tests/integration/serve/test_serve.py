@@ -6,7 +6,6 @@ import hashlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from backbone.contract import Contract, merge_outputs
+from backbone.local.services import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -25,12 +25,6 @@ BOUND_S = 10  # --shutdown-timeout
 GOOD_BARS = "symbol,ts,open,high,low,close,volume\n{s},2024-03-04T00:00:00Z,10,11,9,10.5,1000\n" \
             "{s},2024-03-05T00:00:00Z,10.5,12,10,11,1200\n"
 BAD_BARS = "symbol,ts,open,high,low,close,volume\n{s},2024-03-06T00:00:00Z,10,9,11,10.5,1000\n"  # high < low
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def outputs_copy(local_env, tmp_path) -> tuple:
