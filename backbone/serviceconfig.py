@@ -9,6 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 KAFKA_VERSION = "4.1.0"
+# The local HA environment's Patroni (scripts/patroni/requirements.txt, installed into
+# PATRONI_HOME by scripts/setup.sh). Debian's 3.0.2 overwrote the leader key when a paused
+# primary resumed, demoting the promoted replica and losing the writes it had acknowledged.
+PATRONI_VERSION = "4.1.5"
+PATRONI_HOME = f"/opt/backbone/patroni-{PATRONI_VERSION}"
 
 # One TimescaleDB everywhere: the local platform builds this version for this PostgreSQL
 # major (scripts/setup.sh), and the stacks pin images carrying the same pair.
@@ -223,7 +228,7 @@ def render_postgresql_conf(params: dict[str, str]) -> str:
 @dataclass(frozen=True)
 class PatroniSettings:
     scope: str = "backbone"
-    ttl: int = 10
+    ttl: int = 20  # Patroni raises anything lower to 20
     loop_wait: int = 2
     retry_timeout: int = 4
     synchronous_mode: bool = True
@@ -238,7 +243,11 @@ def patroni_dynamic_config(p: PatroniSettings, pg: PostgresSettings) -> dict:
         "retry_timeout": p.retry_timeout,
         "maximum_lag_on_failover": p.maximum_lag_on_failover,
         "synchronous_mode": p.synchronous_mode,
-        "postgresql": {"use_pg_rewind": True, "parameters": postgresql_settings(pg)},
+        # where PostgreSQL listens is each member's own `postgresql.listen`: Patroni refuses
+        # (with a warning) `port` and `listen_addresses` among the cluster-wide parameters
+        "postgresql": {"use_pg_rewind": True,
+                       "parameters": {k: v for k, v in postgresql_settings(pg).items()
+                                      if k not in ("port", "listen_addresses")}},
     }
 
 

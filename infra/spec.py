@@ -178,9 +178,9 @@ class Sizes(_Strict):
 
 
 class PatroniDetection(_Strict):
-    ttl: int = Field(10, ge=1)
+    ttl: int = Field(20, ge=20)  # Patroni raises a lower ttl to 20 without saying so
     loop_wait: int = Field(2, ge=1)
-    retry_timeout: int = Field(4, ge=1)
+    retry_timeout: int = Field(4, ge=3)  # Patroni's floor
     synchronous_mode: bool = True
 
     @model_validator(mode="after")

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything backbone and its tests need on a fresh Debian machine:
-#   - PostgreSQL 15 and Redis 7 (+ redis-sentinel, Patroni, etcd) from Debian's packages, and nftables
+#   - PostgreSQL 15 and Redis 7 (+ redis-sentinel, etcd) from Debian's packages, and nftables
 #     (the local partition drills cut members off from each other with it)
+#   - Patroni, pinned in scripts/patroni/requirements.txt, into its own virtualenv under /opt/backbone
 #   - TimescaleDB 2.28.3 for PostgreSQL 15, built from source (see below)
 #   - the Apache Kafka broker jars, resolved with Maven into a cache outside the repo
 #   - a repo-local virtualenv (.venv) with backbone and its dev extras
@@ -27,13 +28,33 @@ apt_install() {
 }
 
 if [ "$what" = all ]; then
-apt_install "Debian packages" postgresql-15 redis-server redis-sentinel patroni etcd-server etcd-client nftables
+apt_install "Debian packages" postgresql-15 redis-server redis-sentinel etcd-server etcd-client nftables python3-venv
 # The packages start system-wide services; backbone runs its own on free ports instead.
-for svc in postgresql redis-server redis-sentinel patroni etcd; do
+for svc in postgresql redis-server redis-sentinel etcd; do
   if command -v systemctl >/dev/null && systemctl is-active --quiet "$svc" 2>/dev/null; then
     as_root systemctl stop "$svc" || true
   fi
 done
+
+# Patroni runs as the postgres user, so it lives where that user can read it, on the system
+# python (not a pyenv under /root). Not Debian's 3.0.2: a paused primary that resumed there
+# overwrote the new leader's key and the writes the promoted replica acknowledged were lost.
+patroni_version=$(sed -n 's/^patroni\[.*\]==\(.*\)$/\1/p' scripts/patroni/requirements.txt)
+patroni_home="/opt/backbone/patroni-${patroni_version}"
+if [ ! -x "$patroni_home/bin/patroni" ] || ! cmp -s scripts/patroni/requirements.txt "$patroni_home/requirements.txt"; then
+  say "installing Patroni ${patroni_version} into ${patroni_home}"
+  log=$(mktemp)
+  # the copied requirements file is written last: it marks a finished install (a venv cannot be moved)
+  if ! { as_root rm -rf "$patroni_home" \
+         && as_root /usr/bin/python3 -m venv "$patroni_home" \
+         && as_root "$patroni_home/bin/pip" install -q --no-deps -r scripts/patroni/requirements.txt \
+         && as_root cp scripts/patroni/requirements.txt "$patroni_home/requirements.txt"; } >"$log" 2>&1; then
+    tail -40 "$log" >&2
+    echo "Patroni install failed; full log in $log" >&2
+    exit 1
+  fi
+  rm -f "$log"
+fi
 
 kafka_version=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' scripts/kafka/pom.xml)
 kafka_libs="${BACKBONE_KAFKA_LIBS:-${XDG_CACHE_HOME:-$HOME/.cache}/backbone/kafka-${kafka_version}/libs}"

@@ -6,10 +6,11 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..serviceconfig import KAFKA_VERSION, POSTGRES_MAJOR, TIMESCALEDB_VERSION
+from ..serviceconfig import KAFKA_VERSION, PATRONI_HOME, PATRONI_VERSION, POSTGRES_MAJOR, TIMESCALEDB_VERSION
 
-SETUP_HINT = ("run `make setup` (PostgreSQL, Redis, redis-sentinel, Patroni and etcd from Debian packages, "
-              f"TimescaleDB {TIMESCALEDB_VERSION} built from source, the Kafka jars with Maven)")
+SETUP_HINT = ("run `make setup` (PostgreSQL, Redis, redis-sentinel and etcd from Debian packages, "
+              f"Patroni {PATRONI_VERSION} with pip, TimescaleDB {TIMESCALEDB_VERSION} built from source, "
+              "the Kafka jars with Maven)")
 
 
 def default_kafka_libs() -> Path:
@@ -35,7 +36,7 @@ class Binaries:
                           (f"TimescaleDB {TIMESCALEDB_VERSION} for PostgreSQL {POSTGRES_MAJOR}", self.timescaledb)],
             "redis": [("redis-server", self.redis_server)],
             "kafka": [("java (17+)", self.java), (f"Kafka {KAFKA_VERSION} jars", self.kafka_libs)],
-            "patroni": [("patroni", self.patroni)],
+            "patroni": [(f"patroni {PATRONI_VERSION}", self.patroni)],
             "etcd": [("etcd (etcd-server)", self.etcd)],
             "sentinel": [("redis-sentinel", self.redis_sentinel)],
         }
@@ -45,7 +46,7 @@ class Binaries:
 def find_binaries() -> Binaries:
     pg_bin = _pg_bin()
     return Binaries(pg_bin=pg_bin, timescaledb=_timescaledb(pg_bin), redis_server=_which("redis-server"), java=_which("java"),
-                    kafka_libs=_kafka_libs(), patroni=_which("patroni"), etcd=_which("etcd"),
+                    kafka_libs=_kafka_libs(), patroni=_patroni(), etcd=_which("etcd"),
                     redis_sentinel=_which("redis-sentinel"))
 
 
@@ -53,6 +54,14 @@ def _which(name: str) -> Path | None:
     # /usr/bin too: Debian's packages live there even when PATH is trimmed (sudo, CI runners)
     found = shutil.which(name) or shutil.which(name, path="/usr/bin")
     return Path(found) if found else None
+
+
+def _patroni() -> Path | None:
+    """$BACKBONE_PATRONI, else the pinned Patroni the setup installs. Not the one on PATH:
+    Debian's 3.0.2 loses acknowledged writes when a paused primary resumes."""
+    configured = os.environ.get("BACKBONE_PATRONI")
+    path = Path(configured) if configured else Path(PATRONI_HOME) / "bin" / "patroni"
+    return path if path.is_file() and os.access(path, os.X_OK) else None
 
 
 def _pg_bin() -> Path | None:

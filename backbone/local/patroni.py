@@ -32,7 +32,7 @@ MEMBERS = ("pg-1", "pg-2")
 SUPERUSER = "backbone"  # Patroni's superuser is also the application user locally
 REPLICATION_USER = "replicator"
 DATABASE = "backbone"
-SETTINGS = sc.PatroniSettings(scope="backbone-local", ttl=10, loop_wait=2, retry_timeout=4, synchronous_mode=True)
+SETTINGS = sc.PatroniSettings(scope="backbone-local", ttl=20, loop_wait=2, retry_timeout=4, synchronous_mode=True)
 # etcd 3.4 refuses to start on architectures it does not officially support unless told to
 SUPPORTED_ETCD_ARCHS = {"x86_64", "amd64"}
 
@@ -135,7 +135,9 @@ def ready(state: dict[str, Any], names: list[str], timeout_s: float) -> float:
         leader = _leader(view)
         members = {m["name"]: m for m in view.get("members", [])}
         state_of["leader"] = leader or "none"
-        if leader is None or any(n not in members or members[n].get("state") != "running" for n in running):
+        # a member's state: "running" (the leader; replicas before Patroni 4), "streaming" (replicas)
+        if leader is None or any(n not in members or members[n].get("state") not in ("running", "streaming")
+                                 for n in running):
             return False
         standbys = [n for n in running if n != leader]
         if not standbys:
@@ -207,6 +209,27 @@ def primary(state: dict[str, Any], timeout_s: float = 5) -> str:
         if time.monotonic() > deadline:
             raise LocalError(f"Patroni named no leader within {timeout_s:g} s ({last})")
         time.sleep(0.2)
+
+
+def rejoined(state: dict[str, Any], name: str) -> bool:
+    """Whether the cluster has settled with `name` back in it, as a peer sees it: a leader, and
+    every other member a streaming (synchronous mode: the synchronous) standby that the
+    leader's PostgreSQL streams to. `name` is one of those standbys after a failover, or still
+    the leader when none happened. Not asked of `name` itself: just after a pause it still
+    reports what it was."""
+    services = state["services"]
+    peer = next(n for n in MEMBERS if n != name)
+    view = _get(services[peer]["api_port"], "/cluster", 2)
+    leader = _leader(view)
+    if leader is None:
+        return False
+    members = {m["name"]: m for m in view.get("members", [])}
+    roles = ("sync_standby",) if SETTINGS.synchronous_mode else ("replica", "sync_standby")
+    standbys = [n for n in MEMBERS if n != leader]
+    if any(members.get(n, {}).get("role") not in roles or members[n].get("state") not in ("streaming", "running")
+           for n in standbys):
+        return False
+    return set(standbys) <= _streaming(services[leader]["port"], state["passwords"]["timescale"])
 
 
 def replicas(state: dict[str, Any]) -> list[str]:

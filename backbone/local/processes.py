@@ -14,6 +14,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import BackboneError
+
+
+class SpawnError(BackboneError, RuntimeError):
+    """A service process could not be started at all; the message names the binary and why."""
+
 
 @dataclass
 class Started:
@@ -36,8 +42,12 @@ def spawn(argv: list[str], log_path: Path, user: str | None = None, cwd: Path | 
         if group is not None and os.geteuid() == 0:
             kwargs["extra_groups"] = [kwargs["group"]] if "group" in kwargs else [os.getegid()]
             kwargs["group"] = group
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                cwd=cwd, env=env, start_new_session=True, **kwargs)
+        try:
+            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    cwd=cwd, env=env, start_new_session=True, **kwargs)
+        except OSError as exc:  # not executable by that user, missing interpreter, ...
+            who = f" as user {user}" if user else ""
+            raise SpawnError(f"could not start {argv[0]}{who}: {exc.strerror or exc}") from None
     return Started(proc.pid, _start_ticks(proc.pid) or 0)
 
 

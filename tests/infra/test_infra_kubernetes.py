@@ -157,7 +157,7 @@ def test_redis_credentials_are_a_secret(staging_run):
 def test_timescale_is_a_two_member_patroni_cluster(staging_run):
     patroni = json.loads(manifest(staging_run, "ConfigMap", "timescale-patroni")["data"]["patroni.yaml"])
     dcs = patroni["bootstrap"]["dcs"]
-    assert (dcs["ttl"], dcs["loop_wait"], dcs["retry_timeout"], dcs["synchronous_mode"]) == (10, 2, 4, True)
+    assert (dcs["ttl"], dcs["loop_wait"], dcs["retry_timeout"], dcs["synchronous_mode"]) == (20, 2, 4, True)
     assert dcs["postgresql"]["parameters"]["shared_preload_libraries"] == "timescaledb,pg_stat_statements"
     container = pod_spec(staging_run, "timescale")["containers"][0]
     assert container["image"].startswith("timescale/timescaledb-ha:")

@@ -76,6 +76,6 @@ def test_timescale_preload_and_patroni_dynamic_config():
     # every TimescaleDB job and parallel worker gets a slot, plus the launchers
     assert int(params["max_worker_processes"]) >= (int(params["timescaledb.max_background_workers"])
                                                    + int(params["max_parallel_workers"]) + 2)
-    dcs = sc.patroni_dynamic_config(sc.PatroniSettings(ttl=10, loop_wait=2, retry_timeout=4), pg)
-    assert (dcs["ttl"], dcs["loop_wait"], dcs["retry_timeout"], dcs["synchronous_mode"]) == (10, 2, 4, True)
+    dcs = sc.patroni_dynamic_config(sc.PatroniSettings(ttl=20, loop_wait=2, retry_timeout=4), pg)
+    assert (dcs["ttl"], dcs["loop_wait"], dcs["retry_timeout"], dcs["synchronous_mode"]) == (20, 2, 4, True)
     assert dcs["postgresql"]["parameters"]["wal_level"] == "replica"

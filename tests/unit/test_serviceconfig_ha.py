@@ -28,7 +28,7 @@ def test_patroni_member_listens_where_its_member_says_and_names_itself():
 
 def test_patroni_bootstrap_dcs_is_the_dynamic_config_with_its_failure_detection():
     dcs = config()["bootstrap"]["dcs"]
-    assert (dcs["ttl"], dcs["loop_wait"], dcs["retry_timeout"]) == (10, 2, 4)
+    assert (dcs["ttl"], dcs["loop_wait"], dcs["retry_timeout"]) == (20, 2, 4)
     assert dcs["synchronous_mode"] is True
     assert dcs["postgresql"]["use_pg_rewind"] is True
     assert dcs["postgresql"]["parameters"]["password_encryption"] == "scram-sha-256"

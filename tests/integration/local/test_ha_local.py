@@ -23,7 +23,7 @@ from backbone.local.binaries import SETUP_HINT, find_binaries
 from ..conftest import run_backbone
 
 SENTINEL_FAILOVER_BOUND_S = 30
-PATRONI_FAILOVER_BOUND_S = 60  # ttl 10 s + loop_wait 2 s, with room for a slow 2-core machine
+PATRONI_FAILOVER_BOUND_S = 60  # ttl 20 s + loop_wait 2 s, with room for a slow 2-core machine
 
 
 @pytest.fixture(scope="module")
