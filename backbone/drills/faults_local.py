@@ -123,9 +123,8 @@ class LocalFaults:
             info = _info(svc["port"], state["passwords"]["redis"])
             return info.get("role") == "slave" and info.get("master_link_status") == "up"
         if svc["kind"] == "patroni":
-            from ..local.patroni import cluster
-            me = next((m for m in cluster(state).get("members", []) if m["name"] == member), {})
-            return me.get("role") in ("replica", "sync_standby") and me.get("state") in ("streaming", "running")
+            from ..local.patroni import rejoined
+            return rejoined(state, member)
         if svc["kind"] == "kafka":
             # asked of a peer, not of the member itself (which still believes its old view):
             # back in the ISR of every partition it replicates, so it has truncated to what

@@ -40,14 +40,18 @@ class Measurement:
     failed_writes: int
 
 
-def measure(attempts: list[Attempt], fault_at: float, found: set[int], took_over_at: float | None = None) -> Measurement:
-    """Pure: the writer's history and what was read back -> the drill's figures. With
+def measure(attempts: list[Attempt], fault_at: float, found: set[int], took_over_at: float | None = None,
+            in_effect_at: float | None = None) -> Measurement:
+    """Pure: the writer's history and what was read back -> the drill's figures. Recovery is
+    the first write acknowledged that started once the fault was in effect (`in_effect_at`,
+    when injecting it took a moment: a write already under way may still be answered). With
     `took_over_at` (a partition: the isolated member may keep answering for a while),
     recovery is the first write acknowledged after another member took over, and the RTO
     runs from the fault itself."""
     acked = [a for a in attempts if a.ok]
     before = [a.finished for a in acked if a.finished <= fault_at]
-    after = [a.finished for a in acked if a.started >= (fault_at if took_over_at is None else took_over_at)]
+    since = took_over_at if took_over_at is not None else max(fault_at, in_effect_at or fault_at)
+    after = [a.finished for a in acked if a.started >= since]
     failures = [a.finished for a in attempts if not a.ok and a.finished >= fault_at]
     last_ok = max(before) if before else None
     if took_over_at is not None:
@@ -86,6 +90,16 @@ class Writer(threading.Thread):
             self.stopping.wait(self.pause_s)
 
 
+# What each service promises about acknowledged writes through a failure. Where it promises
+# that none are lost, one lost write fails the drill whatever the RPO allows. Redis promises
+# no such thing (asynchronous replication); its drills count the loss against the RPO.
+NO_LOSS_PROMISES = {
+    "timescale": "no acknowledged write lost: commits are durable (synchronous_commit on) and, with "
+                 "Patroni, acknowledged by the synchronous standby",
+    "kafka": "no acknowledged record lost: acks=all with min.insync.replicas=2",
+}
+
+
 @dataclass
 class DrillResult:
     service: str
@@ -112,8 +126,16 @@ class DrillResult:
         return self.measurement.loss_window_s <= self.objectives["rpo_s"]
 
     @property
+    def promise(self) -> str | None:
+        return NO_LOSS_PROMISES.get(self.service)
+
+    @property
+    def promise_kept(self) -> bool:
+        return self.promise is None or self.measurement.acked_lost == 0
+
+    @property
     def passed(self) -> bool:
-        return self.rto_met and self.rpo_met
+        return self.rto_met and self.rpo_met and self.promise_kept
 
     def to_dict(self) -> dict[str, Any]:
         m = self.measurement
@@ -123,7 +145,7 @@ class DrillResult:
                 "acked_lost": m.acked_lost, "lost_seqs": m.lost_seqs[:100], "loss_window_s": round(m.loss_window_s, 3),
                 "failed_writes": m.failed_writes, "duration_s": round(self.duration_s, 3),
                 "objectives": self.objectives, "rto_met": self.rto_met, "rpo_met": self.rpo_met,
-                "passed": self.passed, "notes": self.notes,
+                "promise": self.promise, "promise_kept": self.promise_kept, "passed": self.passed, "notes": self.notes,
                 "timeline": [asdict(a) for a in self.attempts]}
 
 
@@ -153,9 +175,10 @@ def run_drill(workload, inject: Callable[[], str], heal: Callable[[str], None], 
         writer.stopping.set()
         workload.close()
         raise
+    in_effect = clock()  # a write that started before this may still have been answered
     progress(f"{fault} injected into {member} at t={fault_at:.2f} s; waiting for writes to resume")
     deadline = time.monotonic() + max_outage_s
-    recovered, since, notes = None, fault_at if failed_over is None else None, []
+    recovered, since, notes = None, in_effect if failed_over is None else None, []
     while time.monotonic() < deadline:
         if since is None:
             if not failed_over(member):
@@ -187,5 +210,5 @@ def run_drill(workload, inject: Callable[[], str], heal: Callable[[str], None], 
     found = workload.read_back(acked)
     workload.close()
     return DrillResult(service, fault, target, member, platform, started_at, fault_at, healed_at, clock(),
-                       measure(writer.attempts, fault_at, found, since if failed_over is not None else None),
+                       measure(writer.attempts, fault_at, found, since if failed_over is not None else None, in_effect),
                        objectives, notes, writer.attempts)

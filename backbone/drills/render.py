@@ -18,7 +18,8 @@ def _fmt(v: float | None, unit: str = " s") -> str:
 
 def to_markdown(r: DrillResult, png: Path | None = None) -> str:
     m = r.measurement
-    verdict = "✅ objectives met" if r.passed else "❌ objective missed"
+    verdict = "✅ objectives met" if r.passed else (
+        "❌ the service's promise was broken" if not r.promise_kept else "❌ objective missed")
     lines = [
         f"# Drill: {r.service} {r.fault} ({r.target}: {r.member}) on {r.platform}",
         "",
@@ -28,12 +29,15 @@ def to_markdown(r: DrillResult, png: Path | None = None) -> str:
         "|---|---|---|---|",
         f"| RTO (last ack before the fault → first ack after it) | {_fmt(m.rto_s)} | ≤ {r.objectives['rto_s']:g} s | "
         f"{'✅' if r.rto_met else '❌'} |",
-        f"| RPO: acknowledged writes lost | {m.acked_lost} of {m.acked_writes} | — | — |",
+        f"| RPO: acknowledged writes lost | {m.acked_lost} of {m.acked_writes} | {'0' if r.promise else '—'} | "
+        f"{('✅' if r.promise_kept else '❌') if r.promise else '—'} |",
         f"| RPO: window of lost writes | {m.loss_window_s:.2f} s | ≤ {r.objectives['rpo_s']:g} s | "
         f"{'✅' if r.rpo_met else '❌'} |",
         f"| detection (fault → first failed write) | {_fmt(m.detection_s)} | | |",
         f"| failed write attempts | {m.failed_writes} | | |",
     ]
+    if r.promise:
+        lines += ["", f"{r.service} promises {r.promise}."]
     if r.notes:
         lines += ["", *[f"- {n}" for n in r.notes]]
     if png is not None:

@@ -14,8 +14,8 @@ def ha_env(tmp_path_factory):
     yield from local_environment(tmp_path_factory, "ha-drills", "--ha")
 
 
-def drill(env, out, service, target="primary"):
-    proc = run_backbone("drill", "run", "--service", service, "--fault", "kill", "--target", target,
+def drill(env, out, service, target="primary", fault="kill"):
+    proc = run_backbone("drill", "run", "--service", service, "--fault", fault, "--target", target,
                         "--outputs", str(env["outputs"]), "--state-dir", str(env["state_dir"]),
                         "--output-dir", str(out), "--format", "json", timeout=300)
     assert proc.returncode in (0, 1), proc.stderr
@@ -32,6 +32,18 @@ def test_timescale_primary_killed_in_synchronous_mode_loses_no_acknowledged_writ
     assert result["acked_lost"] == 0, result["lost_seqs"]
     assert result["rto_s"] is not None, result["notes"]  # the replica was promoted and writes resumed
     assert proc.returncode == 0 and result["rto_met"] and result["rpo_met"]
+
+
+def test_timescale_primary_paused_then_resumed_loses_no_acknowledged_write(ha_env, tmp_path):
+    # The whole node stops (Patroni, postmaster, backends) past Patroni's ttl, so the replica is
+    # promoted; then it resumes believing it still leads. Patroni 3.0.2 (Debian's) re-took the
+    # leader key at that moment and ~190 writes the promoted replica had acknowledged were lost.
+    proc, result = drill(ha_env, tmp_path, "timescale", fault="pause")
+    assert result["acked_writes"] > 10
+    assert result["acked_lost"] == 0, result["lost_seqs"]
+    assert result["rto_s"] is not None, result["notes"]  # the replica was promoted and writes resumed
+    assert not any("healing" in n for n in result["notes"]), result["notes"]  # it rejoined as a standby
+    assert result["promise_kept"] and proc.returncode == 0
 
 
 def test_redis_master_killed_sentinel_promotes_and_losses_are_counted(ha_env, tmp_path):

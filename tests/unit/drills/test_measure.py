@@ -1,5 +1,6 @@
 """The drill's figures from a writer's history (pure)."""
-from backbone.drills.live import Attempt, measure
+from backbone.drills.live import Attempt, DrillResult, measure
+from backbone.drills.render import to_markdown
 
 
 def history(spec):
@@ -25,6 +26,14 @@ def test_a_write_in_flight_across_the_fault_is_not_the_recovery():
     assert m.recovered_at == 3.2 and abs(m.rto_s - 3.1) < 1e-9
 
 
+def test_a_write_answered_while_the_fault_was_being_injected_is_not_the_recovery():
+    # the fault began at 0.5 and was in effect at 0.6 (a paused process tree is stopped pid by
+    # pid): seq 1 started in between and was answered; the outage ended only at 3.2
+    attempts = history([(0.0, 0.1, True), (0.55, 0.58, True), (0.6, 3.0, False), (3.1, 3.2, True)])
+    m = measure(attempts, fault_at=0.5, found={0, 1, 3}, in_effect_at=0.6)
+    assert m.recovered_at == 3.2 and abs(m.rto_s - 3.1) < 1e-9
+
+
 def test_lost_acknowledged_writes_and_their_window():
     attempts = history([(0.0, 0.1, True), (0.2, 0.3, True), (0.4, 0.5, True), (0.6, 2.0, False), (2.1, 2.2, True)])
     m = measure(attempts, fault_at=0.55, found={0, 3, 4})
@@ -35,3 +44,24 @@ def test_lost_acknowledged_writes_and_their_window():
 def test_no_recovery_leaves_rto_unknown():
     m = measure(history([(0.0, 0.1, True), (0.2, 1.0, False)]), fault_at=0.15, found={0})
     assert m.rto_s is None and m.recovered_at is None
+
+
+def _result(service, lost):
+    attempts = history([(0.0, 0.1, True), (0.2, 0.3, True), (0.4, 2.0, False), (2.1, 2.2, True)])
+    found = {0, 1, 3} - set(lost)
+    return DrillResult(service, "pause", "primary", "m-1", "local", "2026-11-24T00:00:00Z", 0.35, 2.5, 3.0,
+                       measure(attempts, 0.35, found), {"rto_s": 900.0, "rpo_s": 86400.0}, [], attempts)
+
+
+def test_a_lost_write_fails_a_drill_of_a_service_that_promises_none_whatever_the_rpo():
+    for service in ("timescale", "kafka"):
+        r = _result(service, lost=[1])
+        assert r.rto_met and r.rpo_met  # within the objectives...
+        assert not r.promise_kept and not r.passed  # ...but the promise is broken
+        assert r.to_dict()["promise_kept"] is False and "promise was broken" in to_markdown(r)
+        assert _result(service, lost=[]).passed
+
+
+def test_redis_promises_no_such_thing_so_its_loss_is_judged_by_the_rpo():
+    r = _result("redis", lost=[1])
+    assert r.promise is None and r.promise_kept and r.passed and r.measurement.acked_lost == 1
