@@ -141,6 +141,24 @@ def reverse_task(contract: Contract, interval_s: float = 1.0):
     return run
 
 
+def tier_watch_task(record, tier: str, moved, interval_s: float = 1.0):
+    """Every `interval_s`: read the active-tier record (a `RecordReader`); once it names
+    another tier than the one these tasks serve, call `moved(that tier)` (serve stops them
+    and starts them again there) and end."""
+
+    async def run(ctx: TaskContext) -> None:
+        while True:
+            active = await ctx.to_thread(record.read)
+            if active is not None and active.tier != tier:
+                ctx.note(moved_to=active.tier, epoch=active.epoch)
+                moved(active.tier)
+                return
+            ctx.healthy(role=f"following the active-tier record: {tier}")
+            if not await ctx.sleep(interval_s):
+                return
+    return run
+
+
 # --- cache maintenance ------------------------------------------------------------------------
 
 def cache_task(bb: Backbone, metrics: ServeMetrics, interval_s: float):

@@ -46,13 +46,9 @@ class ServeMetrics:
                                       ["dimension"], registry=r)
         self.drop_files = Counter("backbone_drop_files_total", "Drop-directory files seen, by outcome",
                                   ["job", "outcome"], registry=r)
+        self.relay = False
         if relay:  # the bootstrap tier has no relay: its outbox is the event log
-            self.relay_published = Counter("backbone_relay_published_events_total",
-                                           "Outbox events the relay published to Kafka", registry=r)
-            self.outbox_backlog = Gauge("backbone_outbox_backlog_events", "Outbox events not yet published",
-                                        registry=r)
-            self.relay_lag = Gauge("backbone_relay_lag_seconds",
-                                   "Age of the oldest unpublished outbox event (0 when none)", registry=r)
+            self.enable_relay()
         self.events_consumed = Counter("backbone_events_consumed_total", "Ingest events handled by the bridge",
                                        ["dimension"], registry=r)
         self.events_duplicates = Counter("backbone_events_duplicates_total",
@@ -67,6 +63,17 @@ class ServeMetrics:
         self._last_ok: dict[str, float] = {}
         self._lock = threading.Lock()
         r.register(_Live(self))
+
+    def enable_relay(self) -> None:
+        """Register the relay's metrics (once; serve calls it when a tier switch gives it a relay)."""
+        if self.relay:
+            return
+        r, self.relay = self.registry, True
+        self.relay_published = Counter("backbone_relay_published_events_total",
+                                       "Outbox events the relay published to Kafka", registry=r)
+        self.outbox_backlog = Gauge("backbone_outbox_backlog_events", "Outbox events not yet published", registry=r)
+        self.relay_lag = Gauge("backbone_relay_lag_seconds",
+                               "Age of the oldest unpublished outbox event (0 when none)", registry=r)
 
     def ingested(self, dimension: str, result, status: str, seconds: float) -> None:
         """Record one ingest: `result` is an IngestResult (None when it failed outright)."""

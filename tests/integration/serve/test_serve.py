@@ -240,7 +240,7 @@ def test_serve_on_the_bootstrap_tier_reads_the_event_log_and_stops_cleanly(tmp_p
         assert json.loads(serve.snapshot.read_text())["status"] == "running"
 
         snap = assert_clean_shutdown(serve, serve.terminate())
-        assert set(snap["tasks"]) == {"bridge", "cache", "job:macro-live", "job:trades-live"}
+        assert set(snap["tasks"]) == {"bridge", "cache", "job:macro-live", "job:trades-live", "tier-watch"}
         assert (tmp_path / ".backbone" / "bootstrap" / "backbone.db").exists()
     finally:
         serve.kill()
