@@ -19,8 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from backbone.contract import CachePolicy, DataPolicy, Objectives, PoolSettings, TopicSpec
 from backbone.serviceconfig import KAFKA_VERSION, POSTGRES_MAJOR, TIMESCALEDB_VERSION, timescale_images
+from infra.spec_errors import SpecError, config_key, problem
 
-PROJECT = "backbone"
 # Keys whose value is an object or a list: Pulumi's project config schema types only
 # string/integer/boolean/array-of-scalars, so these are declared untyped in Pulumi.yaml
 # and validated here.
@@ -33,18 +33,6 @@ _CPU = re.compile(r"^(\d+(?:\.\d+)?)(m?)$")
 _MEMORY = re.compile(r"^(\d+)(Ki|Mi|Gi|Ti|k|K|M|G|T)?$")
 _MEMORY_UNITS = {None: 1, "k": 10**3, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
                  "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
-
-
-class SpecError(ValueError):
-    """One or more config problems; `problems` holds (key, problem) pairs."""
-
-    def __init__(self, problems: list[tuple[str, str]]):
-        self.problems = problems
-        super().__init__("\n".join(f"{PROJECT}:{key}: {problem}" for key, problem in problems))
-
-    @property
-    def keys(self) -> list[str]:
-        return [key for key, _ in self.problems]
 
 
 def cpu_millis(quantity: str) -> int:
@@ -314,7 +302,7 @@ def build_spec(values: Mapping[str, Any], stack: str) -> StackSpec:
     try:
         spec = StackSpec.model_validate(dict(values))
     except ValidationError as err:
-        raise SpecError([(_key(e["loc"]), _problem(e)) for e in err.errors()]) from None
+        raise SpecError([(config_key(e["loc"]), problem(e)) for e in err.errors()]) from None
     problems = list(_cross_checks(spec))
     if problems:
         raise SpecError(problems)
@@ -362,46 +350,3 @@ def _cross_checks(spec: StackSpec) -> Iterator[tuple[str, str]]:
         elif isr is not None and int(isr) > topic.replication_factor:
             yield (key, f"{isr} exceeds the replication_factor ({topic.replication_factor}) of topic "
                         f"{topic.name!r}: producers with acks=all could never write")
-
-
-def _key(loc: tuple[Any, ...]) -> str:
-    """A pydantic error location in `pulumi config set --path` syntax."""
-    key = ""
-    for part in loc:
-        if isinstance(part, int):
-            key += f"[{part}]"
-        elif "." in str(part) or not str(part).isidentifier():
-            key += f'["{part}"]'
-        else:
-            key += ("." if key else "") + str(part)
-    return key or "(config)"
-
-
-_PROBLEMS = {
-    "greater_than_equal": lambda c: f"must be >= {c['ge']}",
-    "greater_than": lambda c: f"must be > {c['gt']}",
-    "less_than_equal": lambda c: f"must be <= {c['le']}",
-    "less_than": lambda c: f"must be < {c['lt']}",
-    "literal_error": lambda c: f"must be one of {c['expected']}",
-    "extra_forbidden": lambda c: "unknown key",
-    "missing": lambda c: "required",
-    "int_type": lambda c: "must be an integer",
-    "int_parsing": lambda c: "must be an integer",
-    "int_from_float": lambda c: "must be a whole number",
-    "bool_type": lambda c: "must be true or false",
-    "bool_parsing": lambda c: "must be true or false",
-    "string_type": lambda c: "must be a string",
-    "model_type": lambda c: "must be an object",
-    "model_attributes_type": lambda c: "must be an object",
-    "dict_type": lambda c: "must be an object",
-    "list_type": lambda c: "must be a list",
-    "string_too_short": lambda c: "must not be empty" if c.get("min_length") == 1 else
-                                  f"must be at least {c['min_length']} characters",
-}
-
-
-def _problem(error: Mapping[str, Any]) -> str:
-    render = _PROBLEMS.get(error["type"])
-    if render is not None:
-        return render(error.get("ctx") or {})
-    return str(error["msg"]).removeprefix("Value error, ")

@@ -12,7 +12,8 @@ from typing import Any
 import pulumi
 import pulumi.runtime.config as runtime_config
 
-from infra.spec import PROJECT, SCALAR_KEYS, STRUCTURED_KEYS
+from infra.spec import SCALAR_KEYS, STRUCTURED_KEYS
+from infra.spec_errors import PROJECT
 
 
 def read_stack_config() -> dict[str, Any]:
