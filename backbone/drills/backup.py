@@ -27,6 +27,7 @@ from ..contract import Contract
 from ..local.binaries import SETUP_HINT, find_binaries
 from ..report import Redactor
 from ..migrate.schema import metadata
+from .live import mark, rounded
 
 # TimescaleDB's catalogue and chunk schemas: their contents follow from the hypertables,
 # whose counts (through the parent table) already cover the chunks.
@@ -81,8 +82,8 @@ class BackupDrill(RestoreVerdict):
         return self.dump_age_s
 
     def to_dict(self) -> dict[str, Any]:
-        return {"dump_path": str(self.dump_path), "dump_taken": self.dump_taken, "dump_s": _r(self.dump_s),
-                "dump_age_s": _r(self.dump_age_s), "restore_s": _r(self.restore_s),
+        return {"dump_path": str(self.dump_path), "dump_taken": self.dump_taken, "dump_s": rounded(self.dump_s),
+                "dump_age_s": rounded(self.dump_age_s), "restore_s": rounded(self.restore_s),
                 "scratch_database": self.scratch_database,
                 "tables": {n: {"source_rows": s, "restored_rows": r, "match": s == r}
                            for n, (s, r) in self.tables.items()},
@@ -100,20 +101,20 @@ class BackupDrill(RestoreVerdict):
                  f"`{self.scratch_database}`, dropped afterwards.", "",
                  "| measure | value | objective | met |", "|---|---|---|---|",
                  f"| RTO: restore time | {self.restore_s:.2f} s | ≤ {self.objectives['rto_s']:g} s | "
-                 f"{_mark(self.rto_met)} |",
+                 f"{mark(self.rto_met)} |",
                  f"| RPO: dump age | {self.dump_age_s:.1f} s | ≤ {self.objectives['rpo_s']:g} s | "
-                 f"{_mark(self.rpo_met)} |",
+                 f"{mark(self.rpo_met)} |",
                  "", "| table | source rows | restored rows | match |", "|---|---|---|---|"]
         for name, (src, restored) in self.tables.items():
             lines.append(f"| {name} | {src} | {'missing' if restored is None else restored} | "
-                         f"{_mark(src == restored)} |")
+                         f"{mark(src == restored)} |")
         if self.hypertables:
             lines += ["", f"TimescaleDB {self.timescaledb}: restored between `timescaledb_pre_restore()` and "
                       "`timescaledb_post_restore()`.", "",
                       "| hypertable | source chunks | restored chunks | match |", "|---|---|---|---|"]
             for name, (src, restored) in self.hypertables.items():
                 lines.append(f"| {name} | {src} | {'missing' if restored is None else restored} | "
-                             f"{_mark(src == restored)} |")
+                             f"{mark(src == restored)} |")
         if self.notes:
             lines += ["", *[f"- {n}" for n in self.notes]]
         return "\n".join(lines) + "\n"
@@ -300,11 +301,3 @@ def _first_line(exc: Exception) -> str:
 
 def _name(table: tuple[str, str]) -> str:
     return table[1] if table[0] == "public" else f"{table[0]}.{table[1]}"
-
-
-def _mark(ok: bool) -> str:
-    return "✅" if ok else "❌"
-
-
-def _r(v: float | None) -> float | None:
-    return None if v is None else round(v, 3)

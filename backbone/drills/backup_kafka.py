@@ -28,7 +28,8 @@ from ..local.binaries import SETUP_HINT, find_binaries
 from ..local.processes import is_ours, spawn, stop
 from ..local.services import LocalError, kafka_ready, prepare_kafka
 from ..report import Redactor
-from .backup import BackupDrillError, RestoreVerdict, _mark, _r
+from .backup import BackupDrillError, RestoreVerdict
+from .live import mark, rounded
 from .backup_kafka_io import (CONSUMER_SETTINGS, PRODUCER_SETTINGS, Deadline, alter_offsets, committed, export_backup,
                               read_backup, read_partitions, replay_partition, topic_configs)
 
@@ -105,8 +106,8 @@ class KafkaBackupDrill(RestoreVerdict):
 
     def to_dict(self) -> dict[str, Any]:
         return {"service": "kafka", "backup_dir": str(self.backup_dir), "backup_taken": self.backup_taken,
-                "export_s": _r(self.export_s), "exported_at": self.exported_at, "backup_age_s": _r(self.backup_age_s),
-                "restore_s": _r(self.restore_s), "phases": {k: _r(v) for k, v in self.phases.items()},
+                "export_s": rounded(self.export_s), "exported_at": self.exported_at, "backup_age_s": rounded(self.backup_age_s),
+                "restore_s": rounded(self.restore_s), "phases": {k: rounded(v) for k, v in self.phases.items()},
                 "records": self.records, "scratch": self.scratch,
                 "topics": {n: {"source_partitions": t.partitions[0], "restored_partitions": t.partitions[1],
                                "source_replication_factor": t.replication_factor[0],
@@ -351,27 +352,27 @@ def to_markdown(result: KafkaBackupDrill) -> str:
              + ("stopped and removed afterwards." if scratch.get("removed") else "NOT removed (see the notes)."), "",
              "| measure | value | objective | met |", "|---|---|---|---|",
              f"| RTO: restore time | {result.restore_s:.2f} s | ≤ {result.objectives['rto_s']:g} s | "
-             f"{_mark(result.rto_met)} |",
+             f"{mark(result.rto_met)} |",
              f"| RPO: backup age | {result.backup_age_s:.1f} s | ≤ {result.objectives['rpo_s']:g} s | "
-             f"{_mark(result.rpo_met)} |", "",
+             f"{mark(result.rpo_met)} |", "",
              f"Restore time = cluster start {ph.get('cluster_start', 0):.2f} s + topics {ph.get('topics', 0):.2f} s "
              f"+ record replay {ph.get('replay', 0):.2f} s ({result.records} records{rate}) + group offsets "
              f"{ph.get('offsets', 0):.2f} s; reading the copy back to compare took {ph.get('verify', 0):.2f} s more.",
              "", "| topic | partitions (source / restored) | replication factor | configs compared | match |",
              "|---|---|---|---|---|"]
     lines += [f"| {n} | {t.partitions[0]} / {_shown(t.partitions[1])} | {t.replication_factor[0]} → "
-              f"{_shown(t.replication_factor[1])} | {len(t.configs)} | {_mark(t.match)} |"
+              f"{_shown(t.replication_factor[1])} | {len(t.configs)} | {mark(t.match)} |"
               for n, t in result.topics.items()]
     lines += ["", "| partition | source records | restored records | source sha256 | restored sha256 | match |",
               "|---|---|---|---|---|---|"]
     lines += [f"| {n}[{p}] | {c.source_count} | {_shown(c.restored_count)} | `{c.source_sha256[:12]}` | "
-              f"`{_shown(c.restored_sha256)[:12]}` | {_mark(c.match)} |"
+              f"`{_shown(c.restored_sha256)[:12]}` | {mark(c.match)} |"
               for n, parts in result.partitions.items() for p, c in parts.items()]
     if result.groups:
         lines += ["", "Committed offsets are translated into the restored numbering (the replayed records start at "
                   "offset 0): an offset becomes the number of backed-up records before it.", "",
                   "| group | partition | source offset | expected | restored | match |", "|---|---|---|---|---|---|"]
-        lines += [f"| {g} | {tp} | {s} | {e} | {_shown(r)} | {_mark(e == r)} |"
+        lines += [f"| {g} | {tp} | {s} | {e} | {_shown(r)} | {mark(e == r)} |"
                   for g, offsets in result.groups.items() for tp, (s, e, r) in offsets.items()]
     if result.notes:
         lines += ["", *[f"- {n}" for n in result.notes]]

@@ -32,7 +32,8 @@ from ..local.binaries import SETUP_HINT, find_binaries
 from ..local.processes import is_ours, spawn, stop, tail
 from ..local.services import free_port
 from ..report import Redactor
-from .backup import BackupDrillError, RestoreVerdict, _mark, _r
+from .backup import BackupDrillError, RestoreVerdict
+from .live import mark, rounded
 from .redis_digest import KeyDigests, _b, _combine, _key_digests
 
 _EXPIRY_MARGIN_S = 2  # a key whose TTL ends this close to the comparison may be gone on either side
@@ -70,8 +71,8 @@ class RedisBackupDrill(RestoreVerdict):
 
     def to_dict(self) -> dict[str, Any]:
         return {"service": "redis", "snapshot_path": str(self.snapshot_path), "snapshot_taken": self.snapshot_taken,
-                "snapshot_s": _r(self.snapshot_s), "backup_age_s": _r(self.backup_age_s),
-                "restore_s": _r(self.restore_s), "db": self.db, "redis_version": self.redis_version,
+                "snapshot_s": rounded(self.snapshot_s), "backup_age_s": rounded(self.backup_age_s),
+                "restore_s": rounded(self.restore_s), "db": self.db, "redis_version": self.redis_version,
                 "keys": {"source": self.source_keys, "restored": self.restored_keys,
                          "match": self.source_keys == self.restored_keys},
                 "digest": {"source": self.source_digest, "restored": self.restored_digest,
@@ -94,14 +95,14 @@ def to_markdown(result: RedisBackupDrill) -> str:
              f"127.0.0.1:{result.scratch_port}, stopped and removed afterwards.", "",
              "| measure | value | objective | met |", "|---|---|---|---|",
              f"| RTO: restore time | {result.restore_s:.2f} s | ≤ {result.objectives['rto_s']:g} s | "
-             f"{_mark(result.rto_met)} |",
+             f"{mark(result.rto_met)} |",
              f"| RPO: backup age | {result.backup_age_s:.1f} s | ≤ {result.objectives['rpo_s']:g} s | "
-             f"{_mark(result.rpo_met)} |",
+             f"{mark(result.rpo_met)} |",
              "", f"| db {result.db} | source | restored | match |", "|---|---|---|---|",
              f"| keys | {result.source_keys} | {result.restored_keys} | "
-             f"{_mark(result.source_keys == result.restored_keys)} |",
+             f"{mark(result.source_keys == result.restored_keys)} |",
              f"| content digest (sha256) | `{result.source_digest[:16]}` | `{result.restored_digest[:16]}` | "
-             f"{_mark(digests_match)} |"]
+             f"{mark(digests_match)} |"]
     if result.notes:
         lines += ["", *[f"- {n}" for n in result.notes]]
     return "\n".join(lines) + "\n"

@@ -141,7 +141,7 @@ class DrillResult:
         m = self.measurement
         return {"service": self.service, "fault": self.fault, "target": self.target, "member": self.member,
                 "platform": self.platform, "started_at": self.started_at, "fault_at_s": round(self.fault_at_s, 3),
-                "detection_s": _r(m.detection_s), "rto_s": _r(m.rto_s), "acked_writes": m.acked_writes,
+                "detection_s": rounded(m.detection_s), "rto_s": rounded(m.rto_s), "acked_writes": m.acked_writes,
                 "acked_lost": m.acked_lost, "lost_seqs": m.lost_seqs[:100], "loss_window_s": round(m.loss_window_s, 3),
                 "failed_writes": m.failed_writes, "duration_s": round(self.duration_s, 3),
                 "objectives": self.objectives, "rto_met": self.rto_met, "rpo_met": self.rpo_met,
@@ -149,8 +149,14 @@ class DrillResult:
                 "timeline": [asdict(a) for a in self.attempts]}
 
 
-def _r(v: float | None) -> float | None:
+def rounded(v: float | None) -> float | None:
+    """A figure for a report: to the millisecond, None kept (every drill report shares it)."""
     return None if v is None else round(v, 3)
+
+
+def mark(ok: bool) -> str:
+    """A met / missed cell in a report table."""
+    return "✅" if ok else "❌"
 
 
 def run_drill(workload, inject: Callable[[], str], heal: Callable[[str], None], *, service: str, fault: str,
