@@ -109,7 +109,9 @@ async def _serve(contract: Contract, options: ServeOptions, log: Callable[[str],
             final = await _serve_tier(active, options, log, redactor, metrics, run, record, moves, server)
             if run.stopped_by is not None or run.moved_to is None:
                 break
-            moves.append({"to": run.moved_to, "at": final["taken_at"], "stopped_in_s": final["shutdown"]["seconds"]})
+            stopped = final["shutdown"]  # a worker still running on the old tier is reported, not hidden
+            moves.append({"to": run.moved_to, "at": final["taken_at"], "stopped_in_s": stopped["seconds"],
+                          "threads_left": stopped["threads_left"], "cancelled": stopped["cancelled"]})
             log(f"the active tier moved to {run.moved_to}: starting the tasks again on it")
             run.moved_to = None
     finally:

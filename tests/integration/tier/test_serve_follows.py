@@ -60,5 +60,6 @@ def test_serve_follows_a_switch_and_a_rollback_without_a_restart(deployment):
         final = json.loads(serve.snapshot.read_text())
         assert final["shutdown"]["orphaned_tasks"] == 0 and final["shutdown"]["threads_left"] == 0
         assert [m["to"] for m in final["tier_moves"]] == ["institutional", "bootstrap"]
+        assert all(m["threads_left"] == 0 and m["cancelled"] == [] for m in final["tier_moves"])
     finally:
         serve.kill()
