@@ -132,20 +132,8 @@ def ready(state: dict[str, Any], names: list[str], timeout_s: float) -> float:
 
     def cluster_ready() -> bool:
         view = cluster(state)
-        leader = _leader(view)
-        members = {m["name"]: m for m in view.get("members", [])}
-        state_of["leader"] = leader or "none"
-        # a member's state: "running" (the leader; replicas before Patroni 4), "streaming" (replicas)
-        if leader is None or any(n not in members or members[n].get("state") not in ("running", "streaming")
-                                 for n in running):
-            return False
-        standbys = [n for n in running if n != leader]
-        if not standbys:
-            return True
-        if SETTINGS.synchronous_mode and not any(members[n].get("role") == "sync_standby" for n in standbys):
-            return False
-        streaming = _streaming(services[leader]["port"], password)
-        return all(n in streaming for n in standbys)
+        state_of["leader"] = _leader(view) or "none"
+        return _settled(view, state, running)
 
     def database_ready() -> bool:
         leader = _leader(cluster(state))
@@ -173,6 +161,23 @@ def ready(state: dict[str, Any], names: list[str], timeout_s: float) -> float:
         raise LocalError(f"{exc}{others}\n(leader seen: {state_of.get('leader', 'none')}; "
                          f"member logs: {logs})") from None
     return time.monotonic() - started
+
+
+def _settled(view: dict[str, Any], state: dict[str, Any], names: list[str] | tuple[str, ...]) -> bool:
+    """In Patroni's `view`: a leader, every one of `names` running, a synchronous standby
+    among the others (synchronous mode), and the leader's PostgreSQL streaming to them all."""
+    leader = _leader(view)
+    members = {m["name"]: m for m in view.get("members", [])}
+    # a member's state: "running" (the leader; replicas before Patroni 4), "streaming" (replicas)
+    if leader is None or any(n not in members or members[n].get("state") not in ("running", "streaming")
+                             for n in names):
+        return False
+    standbys = [n for n in names if n != leader]
+    if not standbys:
+        return True
+    if SETTINGS.synchronous_mode and not any(members[n].get("role") == "sync_standby" for n in standbys):
+        return False
+    return set(standbys) <= _streaming(state["services"][leader]["port"], state["passwords"]["timescale"])
 
 
 def _streaming(port: int, password: str) -> set[str]:
@@ -217,19 +222,8 @@ def rejoined(state: dict[str, Any], name: str) -> bool:
     leader's PostgreSQL streams to. `name` is one of those standbys after a failover, or still
     the leader when none happened. Not asked of `name` itself: just after a pause it still
     reports what it was."""
-    services = state["services"]
     peer = next(n for n in MEMBERS if n != name)
-    view = _get(services[peer]["api_port"], "/cluster", 2)
-    leader = _leader(view)
-    if leader is None:
-        return False
-    members = {m["name"]: m for m in view.get("members", [])}
-    roles = ("sync_standby",) if SETTINGS.synchronous_mode else ("replica", "sync_standby")
-    standbys = [n for n in MEMBERS if n != leader]
-    if any(members.get(n, {}).get("role") not in roles or members[n].get("state") not in ("streaming", "running")
-           for n in standbys):
-        return False
-    return set(standbys) <= _streaming(services[leader]["port"], state["passwords"]["timescale"])
+    return _settled(_get(state["services"][peer]["api_port"], "/cluster", 2), state, MEMBERS)
 
 
 def replicas(state: dict[str, Any]) -> list[str]:
