@@ -31,7 +31,6 @@ import argparse
 import contextlib
 import datetime as dt
 import os
-import resource
 import statistics
 import sys
 import threading
@@ -45,6 +44,8 @@ from confluent_kafka import Producer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _events_helpers as h  # noqa: E402
+import _measure as measure  # noqa: E402
+import _relay_variants as rv  # noqa: E402
 
 from backbone.contract import Sources, load_contract  # noqa: E402
 from backbone.events.relay import PRODUCER_SETTINGS, Relay  # noqa: E402
@@ -55,19 +56,7 @@ SWEEP = [{"compression.type": c, "linger.ms": l} for c in ("none", "lz4", "zstd"
     {"compression.type": "lz4", "linger.ms": 5, "delivery.report.only.error": True}]
 
 
-def rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
-
-def cpu_s() -> float:
-    """CPU seconds of this process, librdkafka's threads included."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
 
 
 class Bench:
@@ -95,9 +84,9 @@ class Bench:
         config = h.producer_config(self.contract, {**(extra or {}), **(stats.settings() if stats else {})})
         producer = Producer(config)
         h.warm(producer, topic)
-        cpu, started = cpu_s(), time.perf_counter()
+        cpu, started = measure.cpu_s(), time.perf_counter()
         h.raw_produce(producer, topic, messages)
-        seconds, cpu = time.perf_counter() - started, cpu_s() - cpu
+        seconds, cpu = time.perf_counter() - started, measure.cpu_s() - cpu
         snap = stats.settle(producer) if stats else None
         if snap is not None:
             snap["cpu_s"] = cpu
@@ -151,7 +140,7 @@ class Bench:
             r, _, s, _ = self.pair(i + 1, topic, contract)
             raw.append(self.n / r)
             relay.append(self.n / s)
-            progress(f"throughput round {i + 1}/{self.rounds}")
+            measure.progress(f"throughput round {i + 1}/{self.rounds}")
         ratios = [b / a for a, b in zip(raw, relay)]
         print(f"\n### Relay throughput: {self.n:,} events per run, median of {self.rounds} rounds\n")
         print("| path | msgs/s (median) | per round | vs raw |\n|---|---:|---|---:|")
@@ -160,9 +149,9 @@ class Bench:
         print(f"| Relay.drain() (batch 5000) | {statistics.median(relay):,.0f} | "
               f"{', '.join(f'{x:,.0f}' for x in relay)} | {statistics.median(ratios):.2f}x |")
         print(f"\ngoal relay/raw >= 0.8x: {'met' if statistics.median(ratios) >= 0.8 else 'NOT met'} "
-              f"(median of per-round ratios {statistics.median(ratios):.2f}x); peak RSS so far {rss_mib():.0f} MiB")
+              f"(median of per-round ratios {statistics.median(ratios):.2f}x); peak RSS so far {measure.rss_mib():.0f} MiB")
         after, _ = self.fill()
-        _, _, timed = self.relay(contract, cls=h.TimedRelay)
+        _, _, timed = self.relay(contract, cls=rv.TimedRelay)
         h.clear_outbox(self.conn, after)
         self.breakdown("Where the relay's time goes (one run, timed copy of publish_batch)", timed)
 
@@ -184,7 +173,7 @@ class Bench:
                 r, rs, s, ss = self.pair(i + j, topic, contract, SWEEP[k], stats=True)
                 runs[k].append((self.n / r, self.n / s, rs["tx_bytes"] / self.n, ss["tx_bytes"] / self.n,
                                 rs["batch_avg"], rs["cpu_s"] / self.n * 1e6))
-                progress(f"sweep round {i + 1}/{self.rounds}, setting {j + 1}/{len(SWEEP)}")
+                measure.progress(f"sweep round {i + 1}/{self.rounds}, setting {j + 1}/{len(SWEEP)}")
         rows = [(SWEEP[k], *map(list, zip(*runs[k]))) for k in range(len(SWEEP))]
         print(f"\n### Producer settings sweep: {self.n:,} events per run, medians of {self.rounds} rounds "
               f"(idempotent, acks=all; other PRODUCER_SETTINGS unchanged)\n")
@@ -200,7 +189,7 @@ class Bench:
 
     def prototypes(self) -> None:
         topic, contract = self.topic("proto")
-        tuned = {"cls": h.TimedRelay, "tuned": True, "mark": "update-range"}
+        tuned = {"cls": rv.TimedRelay, "tuned": True, "mark": "update-range"}
         deleting = {**tuned, "mark": "delete"}
         variants = [  # (name, relay class and options, producer settings on top of PRODUCER_SETTINGS)
             ("Relay (as shipped)", {"cls": Relay}, None),
@@ -208,9 +197,9 @@ class Bench:
             ("tuned + batch 20000", {**tuned, "batch": 20_000}, None),
             ("tuned + delete on publish", deleting, None),
             ("tuned + delete + delivery.report.only.error", deleting, {"delivery.report.only.error": True}),
-            ("pipelined acks (no flush per batch), tuned", {**tuned, "cls": h.PipelinedRelay}, None),
-            ("pipelined + delete on publish", {**deleting, "cls": h.PipelinedRelay}, None),
-            ("reader thread + delete on publish", {**deleting, "cls": h.ThreadedRelay}, None),
+            ("pipelined acks (no flush per batch), tuned", {**tuned, "cls": rv.PipelinedRelay}, None),
+            ("pipelined + delete on publish", {**deleting, "cls": rv.PipelinedRelay}, None),
+            ("reader thread + delete on publish", {**deleting, "cls": rv.ThreadedRelay}, None),
         ]
         results: dict[str, list[float]] = {"raw": []}
         last = {}
@@ -224,7 +213,7 @@ class Bench:
                 results.setdefault(name, []).append(self.n / sec)
                 last[name] = relay
                 h.clear_outbox(self.conn, after)
-            progress(f"prototypes round {i + 1}/{self.rounds}")
+            measure.progress(f"prototypes round {i + 1}/{self.rounds}")
         raw = statistics.median(results["raw"])
         print(f"\n### Relay prototypes (bench/_events_helpers.py): {self.n:,} events, "
               f"medians of {self.rounds} rounds\n")
@@ -251,7 +240,7 @@ class Bench:
             self.conn.execute("VACUUM ANALYZE outbox")
             h.fill_outbox(self.conn, self.n, self.token + "t")
             slowest = [0.0]
-            relay = h.TimedRelay(contract, **kw)
+            relay = rv.TimedRelay(contract, **kw)
             original = relay.publish_batch
 
             def timed_batch() -> int:
@@ -316,7 +305,7 @@ class Bench:
 
         def consume() -> None:
             while not done.is_set():
-                h.quick_poll(bridge, handler, 0.5) if quick else bridge.poll(handler, timeout_s=0.5)
+                rv.quick_poll(bridge, handler, 0.5) if quick else bridge.poll(handler, timeout_s=0.5)
         consumer = threading.Thread(target=consume, daemon=True)
         consumer.start()
         try:
@@ -359,13 +348,10 @@ class Bench:
         hand = [(got[r][1] - picked[r]) * 1000 for r in seen if r in picked]
         ret = [(returned[r] - commits[r][0]) * 1000 for r in seen]
         missing = len(run_ids) - len(seen)
-        return (f"{pct(lat, 50):.1f} | {pct(lat, 90):.1f} | {pct(lat, 99):.1f} | {max(lat):.1f} | "
-                f"{pct(pick, 50):.1f} / {pct(pick, 99):.1f} | {pct(hand, 50):.1f} / {pct(hand, 99):.1f} | "
-                f"{pct(ret, 50):.1f} |" + (f" ({missing} not received)" if missing else ""))
+        return (f"{measure.pct(lat, 50):.1f} | {measure.pct(lat, 90):.1f} | {measure.pct(lat, 99):.1f} | {max(lat):.1f} | "
+                f"{measure.pct(pick, 50):.1f} / {measure.pct(pick, 99):.1f} | {measure.pct(hand, 50):.1f} / {measure.pct(hand, 99):.1f} | "
+                f"{measure.pct(ret, 50):.1f} |" + (f" ({missing} not received)" if missing else ""))
 
-
-def progress(text: str) -> None:
-    print(f"\r{text}   ", end="", file=sys.stderr, flush=True)
 
 
 def header(contract, events: int) -> None:
@@ -418,7 +404,7 @@ def main(argv=None) -> int:
         finally:
             bench.close()
             print(file=sys.stderr)
-        print(f"\npeak RSS {rss_mib():.0f} MiB")
+        print(f"\npeak RSS {measure.rss_mib():.0f} MiB")
     return 0
 
 

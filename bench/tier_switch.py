@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import resource
 import sys
 import time
 import uuid
@@ -30,6 +29,7 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _events_helpers as h  # noqa: E402
+import _measure as measure  # noqa: E402
 
 from backbone.contract import Contract, Sources, load_contract  # noqa: E402
 from backbone.data import open_backbone  # noqa: E402
@@ -42,10 +42,6 @@ from backbone.tier.switch import Options, Switch  # noqa: E402
 from backbone.tier.tables import TABLES  # noqa: E402
 
 T0 = dt.datetime(2015, 1, 1, tzinfo=dt.timezone.utc)
-
-
-def rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def say(text: str) -> None:
@@ -162,7 +158,7 @@ def run(args, inst_file: Path, store: Path) -> int:
         print(f"| {name}: write pause (last ack old tier -> first ack new) | {rep['pause_s'] * 1000:.0f} ms | | <= 1 s |")
         print(f"| {name}: write fence | {out.fence_ms[-1]:.0f} ms | | <= 3 s |")
         print(f"| {name}: acknowledged writes lost | {len(rep['lost'])} of {rep['acknowledged']} | | 0 |")
-    print(f"\nphases (s): {', '.join(f'{k} {v:.1f}' for k, v in s.phases.items())}; peak RSS {rss_mib():.0f} MiB")
+    print(f"\nphases (s): {', '.join(f'{k} {v:.1f}' for k, v in s.phases.items())}; peak RSS {measure.rss_mib():.0f} MiB")
     print(f"timelines: {args.report / 'switch' / 'tier-switch-timeline.png'}, "
           f"{args.report / 'rollback' / 'tier-rollback-timeline.png'}")
     return switched or rolled

@@ -20,7 +20,6 @@ import argparse
 import datetime as dt
 import json
 import random
-import resource
 import sqlite3
 import statistics
 import subprocess
@@ -33,10 +32,13 @@ from pathlib import Path
 
 import psycopg
 
-from backbone.contract import Contract, merge_outputs
-from backbone.data.store_sqlite import to_text
-from backbone.tier.tables import TABLES
-from backbone.tier.verify import verify
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _measure as measure  # noqa: E402
+
+from backbone.contract import Contract, merge_outputs  # noqa: E402
+from backbone.data.store_sqlite import to_text  # noqa: E402
+from backbone.tier.tables import TABLES  # noqa: E402
+from backbone.tier.verify import verify  # noqa: E402
 
 BATCH = 50_000
 BACKBONE = [sys.executable, "-m", "backbone"]
@@ -47,10 +49,6 @@ def run(*args: str) -> None:
     done = subprocess.run([*BACKBONE, *args], capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"backbone {' '.join(args)} failed:\n{done.stderr}")
-
-
-def rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def bars(n: int, rnd: random.Random):
@@ -137,11 +135,6 @@ def raw(store: Path, dsn: str, tables: list[str], together: bool = False) -> tup
     return time.perf_counter() - started, n
 
 
-def cpu_s() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
 def bench(outputs: Path, rows: int, rounds: int, work: Path) -> None:
     doc = json.loads(outputs.read_text())
     admin = Contract.model_validate(merge_outputs(doc)).timescale.dsn()
@@ -159,13 +152,13 @@ def bench(outputs: Path, rows: int, rounds: int, work: Path) -> None:
         run("migrate", "apply", "--outputs", str(target))
         dsn = Contract.model_validate(merge_outputs(doc)).timescale.dsn()
         fill(store, dsn, rows)
-        print(f"peak RSS after filling: {rss_mib():.0f} MiB")
+        print(f"peak RSS after filling: {measure.rss_mib():.0f} MiB")
         tables = ["daily_bars", "intraday_trades"]
         runs: dict[str, list[float]] = {"verify": [], "raw": [], "raw together": []}
         for r in range(rounds):
             names = list(runs) if r % 2 == 0 else list(reversed(runs))
             for name in names:
-                started_cpu = cpu_s()
+                started_cpu = measure.cpu_s()
                 if name == "verify":
                     with psycopg.connect(dsn) as pg:
                         result = verify(store, pg, tables=tables)
@@ -177,7 +170,7 @@ def bench(outputs: Path, rows: int, rounds: int, work: Path) -> None:
                     what = f"{n:,} source rows, both sides read"
                 runs[name].append(seconds)
                 print(f"round {r + 1}: {name:12s} {seconds:6.2f} s {rows * len(tables) / seconds:>10,.0f} rows/s  "
-                      f"(this process {cpu_s() - started_cpu:5.2f} CPU s)  {what}")
+                      f"(this process {measure.cpu_s() - started_cpu:5.2f} CPU s)  {what}")
         total = rows * len(tables)
         print(f"\n{total:,} source rows ({rows:,} bars + {rows:,} trades), {rounds} round(s), medians:")
         for name, times in runs.items():
@@ -186,7 +179,7 @@ def bench(outputs: Path, rows: int, rounds: int, work: Path) -> None:
         v = statistics.median(runs["verify"])
         print(f"ratio verify / raw (time): {v / statistics.median(runs['raw']):.2f}x; "
               f"verify / raw together: {v / statistics.median(runs['raw together']):.2f}x")
-        print(f"peak RSS: {rss_mib():.0f} MiB")
+        print(f"peak RSS: {measure.rss_mib():.0f} MiB")
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
