@@ -18,6 +18,21 @@ from . import partition_local as partition
 from .faults import FaultError
 
 
+def broker_view(port: int, topic: str | None = None) -> dict[tuple[str, int], tuple[tuple, int, tuple]]:
+    """What the broker on `port` itself says of each partition: (replicas, leader, ISR).
+    librdkafka sends a metadata request to whichever broker it likes, and during or just
+    after a partition the isolated one answers from a stale view; an answer from any other
+    broker than the one asked is refused, never believed."""
+    address = f"127.0.0.1:{port}"
+    admin = AdminClient({"bootstrap.servers": address, "socket.timeout.ms": 2000})
+    for _ in range(10):
+        md = admin.list_topics(topic, timeout=2)
+        if md.orig_broker_name.split("/")[0] == address:
+            return {(t.topic, p.id): (tuple(p.replicas), p.leader, tuple(sorted(p.isrs)))
+                    for t in md.topics.values() for p in t.partitions.values()}
+    raise FaultError(f"every metadata answer came from another broker than {address}")
+
+
 class LocalFaults:
     platform = "local"
 
@@ -126,14 +141,13 @@ class LocalFaults:
             from ..local.patroni import rejoined
             return rejoined(state, member)
         if svc["kind"] == "kafka":
-            # asked of a peer, not of the member itself (which still believes its old view):
-            # back in the ISR of every partition it replicates, so it has truncated to what
-            # the new leader holds and a consumer cannot read its stale log
-            peer = next(s for n, s in state["services"].items() if s["kind"] == "kafka" and n != member)
-            admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{peer['port']}", "socket.timeout.ms": 2000})
+            # every broker, each answering for itself, tells the same story, and the member
+            # is in the ISR of every partition it replicates: it has truncated to what the new
+            # leader holds, and no client can be answered from its stale view any more
+            views = [broker_view(s["port"]) for s in state["services"].values() if s["kind"] == "kafka"]
             me = svc.get("node_id")
-            topics = admin.list_topics(timeout=2).topics.values()
-            return all(me in p.isrs for t in topics for p in t.partitions.values() if me in p.replicas)
+            return all(v == views[0] for v in views) and all(
+                me in isr for replicas, _, isr in views[0].values() if me in replicas)
         return True
 
     def failed_over(self, service: str, member: str, workload) -> bool:
@@ -141,13 +155,13 @@ class LocalFaults:
         partition until then, as a real one lasts)."""
         try:
             if service == "kafka":
-                # asked of a peer: the partitioned broker itself goes on naming itself leader
+                # asked of a peer, answering itself: the partitioned broker goes on naming
+                # itself leader, and a client's metadata request may land on it
                 from .workloads import DRILL_TOPIC
                 services = self._state()["services"]
                 names = {s.get("node_id"): n for n, s in services.items() if s["kind"] == "kafka"}
                 peer = next(s for n, s in services.items() if s["kind"] == "kafka" and n != member)
-                admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{peer['port']}", "socket.timeout.ms": 2000})
-                leader = admin.list_topics(DRILL_TOPIC, timeout=2).topics[DRILL_TOPIC].partitions[0].leader
+                leader = broker_view(peer["port"], DRILL_TOPIC)[(DRILL_TOPIC, 0)][1]
                 return names.get(leader) not in (None, member)
             if service == "timescale":  # a peer's Patroni: the isolated one answers from its stale view
                 from ..local import patroni

@@ -20,6 +20,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from ..contract import Contract
 from ..clients.kafka import ensure_topic, kafka_client_config
 from ..clients.redis import redis_client
+from .faults import FaultError
 
 DRILL_TOPIC = "backbone.drill"
 
@@ -83,8 +84,9 @@ class KafkaWorkload:
             position = self.start_offset
             while position < end:
                 msg = consumer.poll(self.timeout_s)
-                if msg is None:
-                    break
+                if msg is None:  # a read that stopped short would count every record past it as lost
+                    raise FaultError(f"reading {DRILL_TOPIC} back stalled at offset {position} of {end}: "
+                                     "nothing is judged lost on a partial read")
                 if msg.error():
                     continue
                 position = msg.offset() + 1

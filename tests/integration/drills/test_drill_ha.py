@@ -5,6 +5,8 @@ import json
 import pytest
 
 from backbone.drills import partition_local
+from backbone.drills.faults_local import broker_view
+from backbone.drills.workloads import DRILL_TOPIC
 
 from ..conftest import local_environment, run_backbone
 
@@ -97,6 +99,13 @@ def test_kafka_leader_partitioned_loses_no_acknowledged_record(ha_env, tmp_path)
     result = partition(ha_env, tmp_path, "kafka")
     assert result["acked_writes"] > 10 and result["acked_lost"] == 0, result["lost_seqs"]
     assert result["rto_s"] is not None
+    # the drill read back only once the healed broker had rejoined: each broker, asked itself
+    # (not whichever one librdkafka picked, which was once the stale isolated one), puts it
+    # back in the ISR. Reading from its stale view had counted ~170 records as lost
+    state = json.loads((ha_env["state_dir"] / "state.json").read_text())
+    me = state["services"][result["member"]]["node_id"]
+    views = [broker_view(s["port"], DRILL_TOPIC) for s in state["services"].values() if s["kind"] == "kafka"]
+    assert all(me in v[(DRILL_TOPIC, 0)][2] for v in views), views
 
 
 def test_redis_master_partitioned_loses_writes_and_min_replicas_bounds_the_loss(ha_env, tmp_path):
