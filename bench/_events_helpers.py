@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -11,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Iterator
 
+import confluent_kafka
 import psycopg
 from confluent_kafka import KafkaError, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -191,3 +193,15 @@ def warm(producer: Producer, topic: str) -> None:
         producer.produce(topic, b"{}", b"warm-up", partition=p)
     if producer.flush(10):
         raise RuntimeError("warm-up messages not acknowledged")
+
+
+def header(contract, events: int) -> None:
+    """What the figures were measured on: brokers, PostgreSQL, cores, client versions."""
+    brokers = len(AdminClient(kafka_client_config(contract.kafka, 10)).list_topics(timeout=10).brokers)
+    with psycopg.connect(contract.timescale.dsn()) as conn:
+        pg = conn.execute("SHOW server_version").fetchone()[0]
+    settings = ", ".join(f"{k}={v}" for k, v in PRODUCER_SETTINGS.items())
+    print(f"## bench/events.py: {contract.environment} environment ({contract.platform}), {brokers} Kafka brokers "
+          f"(KRaft), topics 6 partitions RF 3 min.insync.replicas 2, PostgreSQL {pg}, {os.cpu_count()} cores, "
+          f"confluent-kafka {confluent_kafka.version()[0]} / librdkafka {confluent_kafka.libversion()[0]}\n")
+    print(f"PRODUCER_SETTINGS: {settings}; payload shape of events.model, {events:,} events per run")

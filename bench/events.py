@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
-import os
 import statistics
 import sys
 import threading
@@ -38,7 +37,6 @@ import time
 import uuid
 from pathlib import Path
 
-import confluent_kafka
 import psycopg
 from confluent_kafka import Producer
 
@@ -354,19 +352,6 @@ class Bench:
 
 
 
-def header(contract, events: int) -> None:
-    from confluent_kafka.admin import AdminClient
-
-    from backbone.clients.kafka import kafka_client_config
-    brokers = len(AdminClient(kafka_client_config(contract.kafka, 10)).list_topics(timeout=10).brokers)
-    with psycopg.connect(contract.timescale.dsn()) as conn:
-        pg = conn.execute("SHOW server_version").fetchone()[0]
-    settings = ", ".join(f"{k}={v}" for k, v in PRODUCER_SETTINGS.items())
-    print(f"## bench/events.py: {contract.environment} environment ({contract.platform}), {brokers} Kafka brokers "
-          f"(KRaft), topics 6 partitions RF 3 min.insync.replicas 2, PostgreSQL {pg}, {os.cpu_count()} cores, "
-          f"confluent-kafka {confluent_kafka.version()[0]} / librdkafka {confluent_kafka.libversion()[0]}\n")
-    print(f"PRODUCER_SETTINGS: {settings}; payload shape of events.model, {events:,} events per run")
-
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -389,7 +374,7 @@ def main(argv=None) -> int:
         if contract.tier != "institutional" or contract.missing("timescale", "kafka"):
             print("needs an institutional contract with timescale and kafka", file=sys.stderr)
             return 2
-        header(contract, args.events)
+        h.header(contract, args.events)
         bench = Bench(contract, args.events, args.rounds)
         try:
             if not args.skip_throughput:
