@@ -18,19 +18,25 @@ from . import partition_local as partition
 from .faults import FaultError
 
 
-def broker_view(port: int, topic: str | None = None) -> dict[tuple[str, int], tuple[tuple, int, tuple]]:
-    """What the broker on `port` itself says of each partition: (replicas, leader, ISR).
-    librdkafka sends a metadata request to whichever broker it likes, and during or just
-    after a partition the isolated one answers from a stale view; an answer from any other
-    broker than the one asked is refused, never believed."""
-    address = f"127.0.0.1:{port}"
-    admin = AdminClient({"bootstrap.servers": address, "socket.timeout.ms": 2000})
-    for _ in range(10):
+def broker_views(ports: list[int], topic: str | None = None, want: set[int] | None = None,
+                 attempts: int = 30) -> dict[int, dict[tuple[str, int], tuple[tuple, int, tuple]]]:
+    """What each broker (by port) itself says of each partition: (replicas, leader, ISR), for
+    at least the brokers in `want` (default: all). librdkafka sends a metadata request to
+    whichever broker it likes, and during or just after a partition the isolated one answers
+    from a stale view: every answer is filed under the broker that gave it, never under the
+    one asked. Fresh clients, bootstrapped at each broker in turn, until all wanted answered."""
+    want = set(ports if want is None else want)
+    views: dict[int, dict] = {}
+    for attempt in range(attempts):
+        admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{ports[attempt % len(ports)]}",
+                             "socket.timeout.ms": 2000})
         md = admin.list_topics(topic, timeout=2)
-        if md.orig_broker_name.split("/")[0] == address:
-            return {(t.topic, p.id): (tuple(p.replicas), p.leader, tuple(sorted(p.isrs)))
-                    for t in md.topics.values() for p in t.partitions.values()}
-    raise FaultError(f"every metadata answer came from another broker than {address}")
+        by = int(md.orig_broker_name.split("/")[0].rsplit(":", 1)[1])  # host:port/id or host:port/bootstrap
+        views.setdefault(by, {(t.topic, p.id): (tuple(p.replicas), p.leader, tuple(sorted(p.isrs)))
+                              for t in md.topics.values() for p in t.partitions.values()})
+        if want <= views.keys():
+            return views
+    raise FaultError(f"no metadata answer from the brokers on ports {sorted(want - views.keys())}")
 
 
 class LocalFaults:
@@ -144,7 +150,7 @@ class LocalFaults:
             # every broker, each answering for itself, tells the same story, and the member
             # is in the ISR of every partition it replicates: it has truncated to what the new
             # leader holds, and no client can be answered from its stale view any more
-            views = [broker_view(s["port"]) for s in state["services"].values() if s["kind"] == "kafka"]
+            views = list(broker_views([s["port"] for s in state["services"].values() if s["kind"] == "kafka"]).values())
             me = svc.get("node_id")
             return all(v == views[0] for v in views) and all(
                 me in isr for replicas, _, isr in views[0].values() if me in replicas)
@@ -155,14 +161,15 @@ class LocalFaults:
         partition until then, as a real one lasts)."""
         try:
             if service == "kafka":
-                # asked of a peer, answering itself: the partitioned broker goes on naming
-                # itself leader, and a client's metadata request may land on it
+                # as every peer itself says: the partitioned broker goes on naming itself
+                # leader, and a client's metadata request may land on it
                 from .workloads import DRILL_TOPIC
                 services = self._state()["services"]
                 names = {s.get("node_id"): n for n, s in services.items() if s["kind"] == "kafka"}
-                peer = next(s for n, s in services.items() if s["kind"] == "kafka" and n != member)
-                leader = broker_view(peer["port"], DRILL_TOPIC)[(DRILL_TOPIC, 0)][1]
-                return names.get(leader) not in (None, member)
+                ports = {n: s["port"] for n, s in services.items() if s["kind"] == "kafka"}
+                peers = {port for n, port in ports.items() if n != member}
+                views = broker_views(list(ports.values()), DRILL_TOPIC, want=peers)
+                return all(names.get(views[p][(DRILL_TOPIC, 0)][1]) not in (None, member) for p in peers)
             if service == "timescale":  # a peer's Patroni: the isolated one answers from its stale view
                 from ..local import patroni
                 state = self._state()

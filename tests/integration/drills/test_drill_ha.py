@@ -5,7 +5,7 @@ import json
 import pytest
 
 from backbone.drills import partition_local
-from backbone.drills.faults_local import broker_view
+from backbone.drills.faults_local import broker_views
 from backbone.drills.workloads import DRILL_TOPIC
 
 from ..conftest import local_environment, run_backbone
@@ -104,8 +104,8 @@ def test_kafka_leader_partitioned_loses_no_acknowledged_record(ha_env, tmp_path)
     # back in the ISR. Reading from its stale view had counted ~170 records as lost
     state = json.loads((ha_env["state_dir"] / "state.json").read_text())
     me = state["services"][result["member"]]["node_id"]
-    views = [broker_view(s["port"], DRILL_TOPIC) for s in state["services"].values() if s["kind"] == "kafka"]
-    assert all(me in v[(DRILL_TOPIC, 0)][2] for v in views), views
+    views = broker_views([s["port"] for s in state["services"].values() if s["kind"] == "kafka"], DRILL_TOPIC)
+    assert len(views) == 3 and all(me in v[(DRILL_TOPIC, 0)][2] for v in views.values()), views
 
 
 def test_redis_master_partitioned_loses_writes_and_min_replicas_bounds_the_loss(ha_env, tmp_path):
