@@ -63,7 +63,7 @@ def rollback(source: Contract, target: Contract, options: Options, force: bool =
         with pg:
             outcome.mirrored += reverse.sync(lite, pg)[0]
             say(f"reverse stream: {outcome.mirrored:,} change(s) mirrored into the bootstrap store")
-            outcome.verification = _verify(lite, pg, say)
+            outcome.verification = _verify(lite, pg, say, source.bootstrap.store)
             outcome.mirrored += reverse.sync(lite, pg)[0]  # written while verification read: outside the fence
             for attempt in range(1, options.cutover_retries + 1):
                 ok, why = _try(lite, pg, options.cutover_timeout_s, outcome)
@@ -79,27 +79,29 @@ def rollback(source: Contract, target: Contract, options: Options, force: bool =
         lite.close()
 
 
-def _verify(lite, pg, say) -> dict:
+def _verify(lite, pg, say, store: str) -> dict:
     """Both tiers hold the same rows, but for what the institutional tier took while this
     read (those are mirrored and checked again inside the fence)."""
     import json
 
-    from .switch import _norm
+    from .switch import _norm, listing_for, unexplained
     from .verify import verify
-    result = verify(lite, pg)
+    listing = listing_for(store)
+    result = verify(lite, pg, listing=listing)
     after = reverse.checkpoint(lite)["seq"]
     meanwhile = {(tbl, _norm(tbl, json.loads(key))) for tbl, key in
                  pg.execute("SELECT tbl, key FROM tier_changes WHERE seq > %s", (after,))}
     pg.rollback()
-    real = [(t.table, m) for t in result.tables for m in t.mismatches if (t.table, _norm(t.table, m.key)) not in meanwhile]
+    count, real = unexplained(listing, meanwhile)
     broken = [f"{t.table}: {t.error}" for t in result.tables if t.error]
     summary = {k: v for k, v in result.to_dict().items() if k != "tables"}
-    summary.update(equal=not real and not broken, written_meanwhile=len(meanwhile), mismatches=len(real))
+    summary.update(equal=not count and not broken, written_meanwhile=len(meanwhile), mismatches=count,
+                   listing=str(listing))
     say(f"verify: {'equal' if summary['equal'] else 'NOT equal'} ({summary['rows_per_s']:,} rows/s)")
-    if broken or real:
-        listing = "; ".join(broken + [f"{t} {m.kind} {m.key}" for t, m in real[:5]])
-        raise SwitchError(f"verification found {len(real)} mismatched row(s) between the tiers: {listing}; "
-                          "nothing was rolled back")
+    if broken or count:
+        shown = "; ".join(broken + [f"{t} {m.kind} {m.key}" for t, m in real])
+        raise SwitchError(f"verification found {count:,} mismatched row(s) between the tiers: {shown}; "
+                          f"every one is listed in {listing}; nothing was rolled back")
     return summary
 
 

@@ -16,6 +16,7 @@ import sqlite3
 import time
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 from ..contract import Contract
@@ -60,6 +61,24 @@ class Outcome:
     replayed: int = 0
     warmed: int = 0
     active: ActiveTier | None = None
+
+
+def listing_for(store) -> Path:
+    """Where a verification lists every mismatched key: beside the bootstrap store."""
+    return Path(f"{store}.mismatches.jsonl")
+
+
+def unexplained(listing: Path, meanwhile: set[tuple[str, tuple]]) -> tuple[int, list]:
+    """How many listed mismatches are not rows written while verification read (those are
+    applied and checked again inside the fence), and the first five, streamed from the listing."""
+    from .verify import listed
+    count, first = 0, []
+    for table, m in listed(listing):
+        if (table, _norm(table, m.key)) not in meanwhile:
+            count += 1
+            if len(first) < 5:
+                first.append((table, m))
+    return count, first
 
 
 def _norm(table: str, key) -> tuple:
@@ -201,24 +220,25 @@ class Switch:
             def progress(table: str, rows: int) -> None:  # rows so far in that table
                 meter.add(rows - done.get(table, 0))
                 done[table] = rows
-            result = verify(self.lite, pg, progress=progress)
+            listing = listing_for(self.source.bootstrap.store)
+            result = verify(self.lite, pg, progress=progress, listing=listing)
             meter.done()
             changed_meanwhile = self._changed_since_catchup(pg)
-        real = [(t.table, m) for t in result.tables for m in t.mismatches
-                if (t.table, _norm(t.table, m.key)) not in changed_meanwhile]
+        count, real = unexplained(listing, changed_meanwhile)
         broken = [f"{t.table}: {t.error}" for t in result.tables if t.error]
         summary = result.to_dict()
         # rows written while verification read are applied and checked again at the cut-over
-        summary.update(equal=not real and not broken, written_meanwhile=len(changed_meanwhile),
-                       differing_rows=sum(len(t.mismatches) for t in result.tables), mismatches=len(real))
+        summary.update(equal=not count and not broken, written_meanwhile=len(changed_meanwhile),
+                       differing_rows=sum(t.mismatch_count for t in result.tables), mismatches=count,
+                       listing=str(listing))
         self.outcome.verification = summary
         if broken:  # a table that could not be compared is never a pass
             raise SwitchError(f"verification could not compare {'; '.join(broken)}; nothing was switched")
         self._save("verify", verification={k: summary[k] for k in summary if k != "tables"})
-        if real:
-            listing = "; ".join(f"{table} {m.kind} {m.key}" for table, m in real[:5])
-            raise SwitchError(f"verification found {len(real)} mismatched row(s) (the target holds different "
-                              f"data): {listing}; nothing was switched, see `backbone tier status`")
+        if count:
+            shown = "; ".join(f"{table} {m.kind} {m.key}" for table, m in real)
+            raise SwitchError(f"verification found {count:,} mismatched row(s) (the target holds different "
+                              f"data): {shown}; every one is listed in {listing}; nothing was switched")
 
     def _changed_since_catchup(self, pg) -> set[tuple[str, tuple]]:
         """Keys written on the bootstrap store since the last catch-up: a verification

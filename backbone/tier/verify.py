@@ -8,9 +8,15 @@ json columns: Python on both sides). Each chunk that differs, or that one side l
 drilled into: every differing key is listed, `missing` (bootstrap store only), `extra`
 (TimescaleDB only), `different` or `duplicate`. Each side is read in one snapshot (unless the
 caller's PostgreSQL transaction is open); a table that could not be compared is never equal.
+
+Memory does not grow with the store or with the number of mismatches: sums are per chunk,
+mismatched chunks are drilled into a group of at most GROUP_ROWS rows at a time, a verdict
+keeps the first LISTED mismatches (and counts them all), and `listing` (a file) receives
+every one of them as a JSON line.
 """
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 import urllib.parse
@@ -29,6 +35,8 @@ from .tables import MOVED, TABLES, MovedTable
 
 DAY_US = 86_400_000_000
 BATCH = 10_000
+GROUP_ROWS = 200_000  # rows of mismatched chunks held as key -> digest at once, both sides
+LISTED = 1_000  # mismatches a verdict keeps in memory and in reports; `listing` has them all
 LEFT_OUT = {"outbox": ("published_at",)}  # the relay sets it on the target
 Progress = Callable[[str, int], None]  # (table, source rows read so far in it)
 
@@ -48,12 +56,13 @@ class TableVerdict:
     chunks: int = 0
     chunk_seconds: float = 0.0
     mismatched_chunks: list[str] = field(default_factory=list)
-    mismatches: list[Mismatch] = field(default_factory=list)
+    mismatches: list[Mismatch] = field(default_factory=list)  # the first LISTED
+    mismatch_count: int = 0  # all of them
     error: str | None = None
 
     @property
     def equal(self) -> bool:
-        return (self.error is None and not self.mismatched_chunks and not self.mismatches
+        return (self.error is None and not self.mismatched_chunks and not self.mismatch_count
                 and self.rows_source == self.rows_target)
 
 
@@ -101,9 +110,10 @@ class _Plan:
 
 
 def verify(source: sqlite3.Connection | str | Path, target: psycopg.Connection, tables=None,
-           progress: Progress | None = None) -> Verification:
+           progress: Progress | None = None, listing: Path | None = None) -> Verification:
     """Compare the bootstrap store (a connection, or the store's path) with TimescaleDB,
-    for `tables` (default: every moved table)."""
+    for `tables` (default: every moved table); every mismatch goes to the file `listing`
+    (JSON lines, see `listed`), replaced on each run."""
     started = time.perf_counter()
     names = list(MOVED if tables is None else tables)
     unknown = [n for n in names if n not in TABLES]
@@ -111,9 +121,9 @@ def verify(source: sqlite3.Connection | str | Path, target: psycopg.Connection, 
         raise ValueError(f"not moved by a tier switch: {', '.join(unknown)}")
     conn = source if isinstance(source, sqlite3.Connection) else _open(source)
     try:
-        with _sqlite_snapshot(conn), _pg_snapshot(target):
+        with _sqlite_snapshot(conn), _pg_snapshot(target), _Sink(listing) as sink:
             plans = [_Plan.of(TABLES[n], w) for n, w in zip(names, _widths(target, names))]
-            verdicts = _compare(conn, target, plans, progress)
+            verdicts = _compare(conn, target, plans, progress, sink)
     finally:
         if conn is not source:
             conn.close()
@@ -121,7 +131,7 @@ def verify(source: sqlite3.Connection | str | Path, target: psycopg.Connection, 
     return Verification(verdicts, seconds, sum(v.rows_source for v in verdicts) / max(seconds, 1e-9))
 
 
-def _compare(conn, target, plans: list[_Plan], progress) -> list[TableVerdict]:
+def _compare(conn, target, plans: list[_Plan], progress, sink: "_Sink") -> list[TableVerdict]:
     with ThreadPoolExecutor(1, thread_name_prefix="verify-target") as pool:  # the server sums meanwhile
         futures = [pool.submit(_target_sums, target, p) for p in plans]
         sources = [_failing("bootstrap store", _source_sums, conn, p, progress) for p in plans]
@@ -139,13 +149,59 @@ def _compare(conn, target, plans: list[_Plan], progress) -> list[TableVerdict]:
         bad = sorted(src.keys() ^ tgt.keys() | {b for b in src.keys() & tgt.keys() if src[b] != tgt[b]},
                      key=lambda b: (b is None, b or 0))  # in time order, then the rows without
         verdict.mismatched_chunks = [plan.chunk(b) for b in bad]
-        if bad:
-            listed = _failing("listing the mismatched keys", _drill, conn, target, plan, bad)
-            if isinstance(listed, str):
-                verdict.error = listed
-            else:
-                verdict.mismatches = listed
+        rows = {b: src.get(b, (0, 0))[0] + tgt.get(b, (0, 0))[0] for b in bad}
+        for group in _groups(bad, rows):
+            failed = _failing("listing the mismatched keys", _drill, conn, target, plan, group,
+                              lambda m, verdict=verdict: sink.add(verdict, m))
+            if failed is not None:
+                verdict.error = failed
+                break
     return verdicts
+
+
+def _groups(bad: list, rows: dict) -> Iterator[list]:
+    """The mismatched chunks in time order, a group of at most GROUP_ROWS rows (or one chunk) at a time."""
+    group, held = [], 0
+    for bucket in bad:
+        if group and held + rows[bucket] > GROUP_ROWS:
+            yield group
+            group, held = [], 0
+        group.append(bucket)
+        held += rows[bucket]
+    if group:
+        yield group
+
+
+class _Sink:
+    """Where mismatches go: the verdict keeps the first LISTED and counts all; the listing
+    file, when there is one, gets every one as a JSON line."""
+
+    def __init__(self, path: Path | None):
+        self.path, self.file = path, None
+
+    def __enter__(self) -> "_Sink":
+        if self.path is not None:
+            self.file = open(self.path, "w", encoding="utf-8")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.file is not None:
+            self.file.close()
+
+    def add(self, verdict: TableVerdict, m: Mismatch) -> None:
+        verdict.mismatch_count += 1
+        if len(verdict.mismatches) < LISTED:
+            verdict.mismatches.append(m)
+        if self.file is not None:
+            self.file.write(json.dumps({"table": verdict.table, **asdict(m)}, ensure_ascii=False) + "\n")
+
+
+def listed(path: Path) -> Iterator[tuple[str, Mismatch]]:
+    """(table, mismatch) of every line a verification wrote to its listing, streamed."""
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            d = json.loads(line)
+            yield d["table"], Mismatch(tuple(d["key"]), d["kind"], d["chunk"])
 
 
 def _failing(where: str, fn, *args):
@@ -155,28 +211,26 @@ def _failing(where: str, fn, *args):
         return f"{where}: {type(exc).__name__}: {exc}"
 
 
-def _drill(conn, target, plan: _Plan, bad: list) -> list[Mismatch]:
-    """Every differing key of the mismatched chunks, from key -> digest on both sides."""
-    out: list[Mismatch] = []
-    src = _by_bucket(_source_rows(conn, plan, bad), out, plan)
+def _drill(conn, target, plan: _Plan, bad: list, add: Callable[[Mismatch], None]) -> None:
+    """Every differing key of the mismatched chunks `bad`, from key -> digest on both sides."""
+    src = _by_bucket(_source_rows(conn, plan, bad), add, plan)
     with target.transaction():
         tgt = _by_bucket(_target_rows(target, plan, *C.pg_where_buckets(plan.q(plan.time_at), plan.width, bad)),
-                         out, plan)
+                         add, plan)
     for bucket in bad:  # each chunk's keys freed once listed
         s, t, chunk = src.pop(bucket, {}), tgt.pop(bucket, {}), plan.chunk(bucket)
         for key in sorted(s.keys() | t.keys()):
             kind = "extra" if key not in s else "missing" if key not in t else "different" if s[key] != t[key] else None
             if kind:
-                out.append(Mismatch(plan.key(key), kind, chunk))
-    return out
+                add(Mismatch(plan.key(key), kind, chunk))
 
 
-def _by_bucket(rows, out: list[Mismatch], plan: _Plan) -> dict:
+def _by_bucket(rows, add: Callable[[Mismatch], None], plan: _Plan) -> dict:
     found: dict = {}
     for bucket, key, d in rows:
         keys = found.setdefault(bucket, {})
         if key in keys:
-            out.append(Mismatch(plan.key(key), "duplicate", plan.chunk(bucket)))
+            add(Mismatch(plan.key(key), "duplicate", plan.chunk(bucket)))
         keys[key] = d
     return found
 

@@ -3,6 +3,7 @@ from a real bootstrap store: switch and rollback under a live writer, kill -9 in
 and rerun, refusals, and the active-tier record library clients follow."""
 import datetime as dt
 import json
+from pathlib import Path
 import signal
 import sqlite3
 
@@ -115,6 +116,9 @@ def test_a_target_holding_different_data_is_reported_and_never_switched(deployme
     refused = tier(deployment, "switch")
     assert refused.returncode == 1
     assert "verification found 1 mismatched" in refused.stderr and "S3" in refused.stderr
+    listing = Path(f"{deployment.store}.mismatches.jsonl")  # every mismatched key, beside the store
+    assert str(listing) in refused.stderr.replace("\n", "")
+    assert [json.loads(line)["key"][0] for line in listing.read_text().splitlines()] == ["S3"]
     assert active(deployment) is None  # never switched
 
 

@@ -11,7 +11,8 @@ from backbone.data import open_backbone
 from backbone.data.rows import Bar, MacroEvent, Trade
 from backbone.data.store_sqlite import to_text
 from backbone.tier.tables import TABLES
-from backbone.tier.verify import verify
+from backbone.tier import verify as verify_module
+from backbone.tier.verify import listed, verify
 
 from ..conftest import run_backbone
 
@@ -120,6 +121,27 @@ def test_each_planted_difference_is_listed_with_its_key_and_kind(tiers):
     assert by_name["daily_bars"].mismatched_chunks and not any(t.error for t in result.tables)
     report = json.loads(json.dumps(result.to_dict()))  # what `tier status` keeps
     assert report["equal"] is False and report["tables"][0]["mismatches"][0]["kind"] in ("different", "extra")
+
+
+def test_many_mismatches_in_bounded_memory_every_one_in_the_listing(tiers, tmp_path, monkeypatch):
+    # a verdict keeps the first LISTED in memory and counts them all; the chunks are drilled a
+    # group of at most GROUP_ROWS rows at a time; the listing file has every mismatch
+    with tiers.target() as pg:
+        pg.execute("DELETE FROM daily_bars WHERE symbol IN ('S0', 'S1')")  # 160 rows over every chunk
+        pg.execute("UPDATE intraday_trades SET price = price * 2 WHERE symbol = 'X0'")  # 100 rows
+        whole = verify(tiers.store, pg, tables=MARKET)
+        monkeypatch.setattr(verify_module, "LISTED", 7)
+        monkeypatch.setattr(verify_module, "GROUP_ROWS", 50)  # a chunk or a few at a time
+        listing = tmp_path / "store.mismatches.jsonl"
+        small = verify(tiers.store, pg, tables=MARKET, listing=listing)
+    counts = {t.table: t.mismatch_count for t in small.tables}
+    assert counts == {"daily_bars": 160, "intraday_trades": 100, "macro_events": 0}
+    assert [len(t.mismatches) for t in small.tables] == [7, 7, 0] and not small.equal
+    lines = list(listed(listing))
+    assert len(lines) == 260 and {(t, m.kind, m.key) for t, m in lines} == found(whole)
+    assert {m.kind for _, m in lines} == {"missing", "different"}
+    report = small.to_dict()  # what `tier status` keeps: bounded, with the full count
+    assert len(report["tables"][0]["mismatches"]) == 7 and report["tables"][0]["mismatch_count"] == 160
 
 
 def test_a_chunk_missing_on_one_side_and_a_missing_table_are_never_equal(tiers):
