@@ -12,7 +12,9 @@ the database is dropped at the end. Prints, per round and as medians:
   fetchmany; a psycopg server-side cursor), no hashing, one side after the other, and
   "raw together": the same with TimescaleDB read in a thread meanwhile, as verify() does;
 - the ratio verify / raw (time), this process's CPU seconds per run (the machine may be
-  shared: wall time alone can mislead), and peak RSS (everything is streamed in batches).
+  shared: wall time alone can mislead), and peak RSS (everything is streamed in batches);
+- then with every bar deleted from TimescaleDB: N mismatches listed (a file), per second,
+  and the peak RSS before and after (flat: the listing is streamed, not held).
 """
 from __future__ import annotations
 
@@ -180,9 +182,23 @@ def bench(outputs: Path, rows: int, rounds: int, work: Path) -> None:
         print(f"ratio verify / raw (time): {v / statistics.median(runs['raw']):.2f}x; "
               f"verify / raw together: {v / statistics.median(runs['raw together']):.2f}x")
         print(f"peak RSS: {measure.rss_mib():.0f} MiB")
+        mismatches(dsn, store, tables, work)
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+
+def mismatches(dsn: str, store: Path, tables: list[str], work: Path) -> None:
+    """Every bar missing on TimescaleDB: each one listed (the listing file), in flat memory."""
+    with psycopg.connect(dsn) as pg:
+        pg.execute("TRUNCATE daily_bars")
+        pg.commit()
+        before, listing = measure.rss_mib(), work / "mismatches.jsonl"
+        result = verify(store, pg, tables=tables, listing=listing)
+    n = sum(t.mismatch_count for t in result.tables)
+    print(f"\nevery bar missing on TimescaleDB: {n:,} mismatches listed in {result.seconds:.2f} s "
+          f"({n / result.seconds:,.0f}/s), listing {listing.stat().st_size / 2 ** 20:.0f} MiB; "
+          f"peak RSS {before:.0f} -> {measure.rss_mib():.0f} MiB")
 
 
 def main() -> None:
