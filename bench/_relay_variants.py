@@ -30,6 +30,26 @@ MARK = {  # how a batch is marked published: relay.py's statement, and the alter
 }
 
 
+def produce_counted(producer, topic: str, rows) -> list:
+    """Produce outbox rows (seq, event_id, key, kind, payload) without waiting; the returned
+    [unacknowledged, failures] is updated by the delivery reports as they arrive."""
+    state = [len(rows), []]
+
+    def delivered(err, _msg) -> None:
+        state[0] -= 1
+        if err is not None:
+            state[1].append(err.str())
+
+    for _seq, event_id, key, kind, payload in rows:
+        while True:
+            try:
+                producer.produce(topic, payload, key, on_delivery=delivered, headers=[("id", event_id), ("type", kind)])
+                break
+            except BufferError:
+                producer.poll(0.05)
+    return state
+
+
 class TimedRelay(Relay):
     """`Relay.publish_batch` step by step with a clock around each step (select, produce,
     flush, update, commit). Options prototype alternatives without touching backbone/:
@@ -115,22 +135,7 @@ class PipelinedRelay(TimedRelay):
                 t1 = clock()
                 t["select"] += t1 - t0
                 if rows:
-                    state = [len(rows), []]
-
-                    def delivered(err, _msg, state=state) -> None:
-                        state[0] -= 1
-                        if err is not None:
-                            state[1].append(err.str())
-
-                    produce, topic = self.producer.produce, self.topic
-                    for _seq, event_id, key, kind, payload in rows:
-                        while True:
-                            try:
-                                produce(topic, payload, key, on_delivery=delivered,
-                                        headers=[("id", event_id), ("type", kind)])
-                                break
-                            except BufferError:
-                                self.producer.poll(0.05)
+                    state = produce_counted(self.producer, self.topic, rows)
                     inflight.append(([r[0] for r in rows], state))
                     after = rows[-1][0]
                     self.producer.poll(0)
@@ -219,21 +224,7 @@ class ThreadedRelay(TimedRelay):
                 raise rows
             if not rows:
                 break
-            state = [len(rows), []]
-
-            def delivered(err, _msg, state=state) -> None:
-                state[0] -= 1
-                if err is not None:
-                    state[1].append(err.str())
-
-            produce, topic = self.producer.produce, self.topic
-            for _seq, event_id, key, kind, payload in rows:
-                while True:
-                    try:
-                        produce(topic, payload, key, on_delivery=delivered, headers=[("id", event_id), ("type", kind)])
-                        break
-                    except BufferError:
-                        self.producer.poll(0.05)
+            state = produce_counted(self.producer, self.topic, rows)
             inflight.append(([r[0] for r in rows], state))
             self.producer.poll(0)
             for batch in [b for b in inflight if b[1][0] == 0]:
