@@ -26,7 +26,9 @@ FENCE_KEY = 0x7469657266656E63  # "tierfenc": the institutional side's write fen
 
 def contract_for(contract: Contract, active: ActiveTier | None) -> Contract:
     """The contract of the active tier, for a client opened with `contract`."""
-    if active is None or active.tier == contract.tier:
+    if active is None:
+        return contract.model_copy(update={"tier": "bootstrap"}) if before_first_cutover(contract) else contract
+    if active.tier == contract.tier:
         return contract
     if active.tier == "bootstrap":
         return contract.model_copy(update={"tier": "bootstrap"})
@@ -43,6 +45,18 @@ def contract_for(contract: Contract, active: ActiveTier | None) -> Contract:
         raise TierUnreachable(f"the deployment switched to the institutional tier, but the contract from {where} "
                               "is not an institutional one with a timescale section")
     return target.model_copy(update={"bootstrap": contract.bootstrap})
+
+
+def before_first_cutover(contract: Contract) -> bool:
+    """An institutional contract naming a bootstrap store that exists, with no active-tier
+    record yet: the deployment still lives in that store (what `tier plan` and `tier status`
+    say), so its clients read and write there until the first cut-over. Writing to
+    TimescaleDB now would acknowledge writes the active tier never sees, and the switch
+    would later refuse them as extra rows. A store that does not exist holds nothing: an
+    institutional deployment from day one (the stacks always name the store) stays on its
+    services."""
+    return contract.tier == "institutional" and contract.bootstrap is not None \
+        and Path(contract.bootstrap.store).is_file()
 
 
 def bootstrap_fence(conn: sqlite3.Connection) -> None:

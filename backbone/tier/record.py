@@ -6,7 +6,8 @@ switch flips it inside the bootstrap store's write lock (the fence), so a client
 transaction, which reads the record right after taking that lock, either runs before the
 flip on the bootstrap store or after it on the new tier (`TierMoved`), never on both.
 
-No record (a store never switched, or not migrated to 0004): the contract's own tier.
+No record (a store never switched, or not migrated to 0004): the bootstrap store while it
+exists (nothing has cut over yet, `follow.before_first_cutover`), else the contract's own tier.
 `target` names where the institutional contract comes from (an outputs file or a Pulumi
 stack), never its secrets: clients load it themselves when they follow a switch.
 """
