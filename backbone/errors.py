@@ -13,3 +13,16 @@ class ConfigError(BackboneError, ValueError):
     """Bad input or configuration; the message names the field or option (exit 2)."""
 
     exit_code = 2
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM asked the process to stop. A KeyboardInterrupt, so code that catches
+    Exception lets it through and transactions roll back as on Ctrl-C; exit 128 + the signal."""
+
+    def __init__(self, signum: int, name: str):
+        super().__init__(f"interrupted by {name}")
+        self.signum, self.name = signum, name
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum

@@ -24,8 +24,8 @@ def register(sub) -> None:
                         help="CSV or JSON lines, optionally gzip (columns in docs/data.md)")
     source.add_argument("--generate", type=_count, metavar="N", help="N deterministic synthetic rows")
     p.add_argument("--symbol", help="the symbol of a vendor daily-bar file (Date,Open,High,Low,Close,Adj Close,Volume)")
-    p.add_argument("--symbols", type=_count, default=10, metavar="K", help="with --generate: K symbols (default 10)")
-    p.add_argument("--seed", type=int, default=1, help="with --generate: the random seed (default 1)")
+    p.add_argument("--symbols", type=_count, metavar="K", help="with --generate: K symbols (default 10)")
+    p.add_argument("--seed", type=int, help="with --generate: the random seed (default 1)")
     p.add_argument("--skip-invalid", action="store_true",
                    help="load the valid rows and report the bad ones (default: a bad row means nothing is written)")
     report_args(p)
@@ -33,10 +33,12 @@ def register(sub) -> None:
 
     text = "read market data through the query cache, saying whether it was a hit"
     q = sub.add_parser("query", help=text, description=text)
-    q.add_argument("what", choices=("bars", "trades", "macro", "candles", "latest"),
-                   help="latest: the newest bar per symbol; candles: 1-minute OHLCV from trades")
+    q.add_argument("kind", metavar="KIND", choices=("bars", "trades", "macro", "candles", "latest"),
+                   help="bars, trades, macro, candles (1-minute OHLCV from trades) or latest (the newest bar per "
+                        "symbol)")
     sources_args(q)
-    q.add_argument("--symbols", required=True, metavar="A,B,...", help="symbols (macro: calendars)")
+    q.add_argument("--symbols", required=True, metavar="A,B,...",
+                   help="symbols, any case (macro: calendars, matched exactly: the generated one is `us`)")
     q.add_argument("--start", type=_when, metavar="ISO", help="window start, inclusive (default: 1970)")
     q.add_argument("--end", type=_when, metavar="ISO", help="window end, exclusive (default: now)")
     q.add_argument("--limit", type=_count, default=10_000)
@@ -75,20 +77,26 @@ def _open(args):
 
 def cmd_ingest(args) -> int:
     from ..data import IngestRejected
+    from ..data.files import FileFormatError, layout_of, read_records
     if args.symbol and (args.generate or args.dimension != "bars"):
         raise ConfigError("--symbol names the symbol of a vendor daily-bar file (--dimension bars --file ...)")
-    from ..data.files import FileFormatError, read_records
     if args.file is not None:
+        given = [option for option, value in (("--symbols", args.symbols), ("--seed", args.seed)) if value is not None]
+        if given:
+            raise ConfigError(f"{' and '.join(given)} apply to --generate only; a file's rows name their own symbols")
         if not args.file.is_file():
             raise ConfigError(f"--file {args.file}: file not found")
+        if args.symbol:
+            _vendor_only(args.file, args.symbol, layout_of)
         records, numbered, source = (lambda: read_records(args.file, args.dimension, args.symbol)), True, str(args.file)
     else:
         from ..data.generate import generate
-        records, numbered = (lambda: generate(args.dimension, args.generate, args.symbols, args.seed)), False
-        source = f"generated: {args.generate} rows, {args.symbols} symbols, seed {args.seed}"
+        symbols, seed = args.symbols or 10, 1 if args.seed is None else args.seed
+        records, numbered = (lambda: generate(args.dimension, args.generate, symbols, seed)), False
+        source = f"generated: {args.generate} rows, {symbols} symbols, seed {seed}"
     bb, redactor = _open(args)
     try:
-        with bb, _progress(args.generate) as progress:
+        with _signals_interrupt(), bb, _progress(args.generate) as progress:
             result = bb.ingest(args.dimension, records, source=source, skip_invalid=args.skip_invalid,
                                progress=progress, numbered=numbered)
     except IngestRejected as exc:
@@ -96,8 +104,10 @@ def cmd_ingest(args) -> int:
         err.print(f"backbone: error: {args.file or 'input'}: {exc.result.rejected} bad row(s) of "
                   f"{exc.result.received}; nothing written (--skip-invalid loads the valid rows)", markup=False)
         return EXIT_BAD_INPUT
-    except FileFormatError as exc:
-        raise ConfigError(str(exc)) from None
+    except FileFormatError as exc:  # journaled as rejected; the message names the file and the reason
+        raise ConfigError(f"{exc}; nothing written") from None
+    except KeyboardInterrupt as exc:
+        return _interrupted(exc)
     except BackboneError:
         raise
     except Exception as exc:  # the store's driver: a failure of the operation, not of the input
@@ -105,18 +115,75 @@ def cmd_ingest(args) -> int:
         return 1
     if result.errors:
         _print_bad_rows(result, redactor)
-    rate = result.received / result.seconds if result.seconds else 0
+    # Generated rows cost nothing to read but their making: the rate is the store's. A file's
+    # rate is end to end (reading and parsing are part of loading a file).
+    generated = args.generate is not None
+    rate = (result.received / result.store_seconds if result.store_seconds else 0) if generated else \
+        (result.received / result.seconds if result.seconds else 0)
     data = {"run_id": result.run_id, "dimension": result.dimension, "source": source, "received": result.received,
             "inserted": result.inserted, "updated": result.updated, "unchanged": result.unchanged,
-            "rejected": result.rejected, "events": result.events, "seconds": round(result.seconds, 3), "rows_per_s": round(rate),
+            "rejected": result.rejected, "events": result.events, "seconds": round(result.seconds, 3),
+            "store_seconds": round(result.store_seconds, 3), "rows_per_s": round(rate),
+            "rate_of": "store" if generated else "ingest",
             "freshness_s": None if result.freshness_s is None else round(result.freshness_s, 1)}
+    label = "store rows/s" if generated else "rows/s"
     text = (json.dumps(data, indent=2) + "\n" if args.format == "json" else
-            f"# Ingest: {result.dimension}\n\n| received | inserted | updated | unchanged | rejected | seconds | rows/s |\n"
+            f"# Ingest: {result.dimension}\n\n| received | inserted | updated | unchanged | rejected | seconds | {label} |\n"
             f"|---|---|---|---|---|---|---|\n| {result.received} | {result.inserted} | {result.updated} | "
             f"{result.unchanged} | {result.rejected} | {result.seconds:.2f} | {rate:,.0f} |\n\n"
             f"Run `{result.run_id}` journaled, {result.events} event(s) written to the outbox; source: {source}.\n")
     emit(redactor.scrub(text), args.output, f"ingest {result.dimension}: {result.received} rows")
     return EXIT_READY
+
+
+def _vendor_only(path: Path, symbol: str, layout_of) -> None:
+    """--symbol fills the symbol a vendor daily-bar file lacks; on any other file it would be
+    ignored (or fill only some rows), so it is refused."""
+    from ..data.files import FileFormatError
+    try:
+        layout = layout_of(path, "bars")
+    except FileFormatError:
+        return  # unreadable: the ingest refuses the file itself, and journals it
+    if layout != "vendor":
+        what = "JSON lines" if layout == "jsonl" else "a CSV file with a symbol column (or without Date)"
+        raise ConfigError(f"--symbol {symbol}: {path} is {what}, not a vendor daily-bar file "
+                          "(Date,Open,High,Low,Close,Adj Close,Volume); its rows name their own symbols, drop --symbol")
+
+
+def _signals_interrupt():
+    """While the ingest runs, SIGTERM stops it like Ctrl-C (its transaction rolls back and the
+    run is journaled as interrupted) instead of killing the process mid-write."""
+    import signal
+    from contextlib import contextmanager
+
+    from ..errors import Interrupted
+
+    def stop(signum, _frame):
+        raise Interrupted(signum, signal.Signals(signum).name)
+
+    @contextmanager
+    def installed():
+        previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+    return installed()
+
+
+def _interrupted(exc: KeyboardInterrupt) -> int:
+    import signal
+
+    from ..errors import Interrupted
+    name, code = (exc.name, exc.exit_code) if isinstance(exc, Interrupted) else ("SIGINT", 128 + signal.SIGINT)
+    result = getattr(exc, "result", None)
+    if result is not None and result.status == "interrupted":
+        err.print(f"backbone: ingest stopped by {name} after reading {result.received} row(s): rolled back, nothing "
+                  f"written; run {result.run_id} journaled as interrupted", markup=False)
+    else:  # the signal waited for a commit and its journal entry: the run is complete
+        err.print(f"backbone: stopped by {name} after the ingest committed (journaled as ok)", markup=False)
+    return code
 
 
 def _print_bad_rows(result, redactor) -> None:
@@ -127,11 +194,12 @@ def _print_bad_rows(result, redactor) -> None:
 
 
 def _progress(total: int | None):
-    """A progress bar with rows and rows/s on stderr when it is a terminal; else nothing."""
-    from contextlib import contextmanager, nullcontext
+    """A progress bar with rows and rows/s on stderr when it is a terminal."""
+    from contextlib import contextmanager
 
-    if not sys.stderr.isatty():
-        return nullcontext(None)
+    if not sys.stderr.isatty():  # a log: plain lines, at most every few seconds
+        from ..progress import plain
+        return plain("ingest", total)
 
     @contextmanager
     def bar():
@@ -147,6 +215,8 @@ def _progress(total: int | None):
 
 def cmd_query(args) -> int:
     symbols = [s.strip() for s in args.symbols.split(",") if s.strip()]
+    if args.kind != "macro":
+        symbols = [s.upper() for s in symbols]  # a stored symbol is upper case (rows.SYMBOL): any case matches
     if not symbols:
         raise ConfigError("--symbols: give at least one symbol")
     start = args.start or dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
@@ -157,12 +227,12 @@ def cmd_query(args) -> int:
     try:
         with bb:
             for _ in range(args.repeat):
-                if args.what == "latest":
+                if args.kind == "latest":
                     result = bb.latest_bars(symbols)
-                elif args.what == "candles":
+                elif args.kind == "candles":
                     result = bb.candles(symbols, start, end, args.limit)
                 else:
-                    result = getattr(bb, args.what)(symbols, start, end, args.limit)
+                    result = getattr(bb, args.kind)(symbols, start, end, args.limit)
                 err.print(f"cache: {'hit' if result.hit else 'miss'} ({result.source}), {len(result)} row(s) "
                           f"in {result.ms:.2f} ms")
     except BackboneError:
@@ -170,6 +240,10 @@ def cmd_query(args) -> int:
     except Exception as exc:
         err.print(redactor.scrub(f"backbone: query failed: {_reason(exc)}"), markup=False)
         return 1
+    if not result.rows and args.kind == "macro" and any(c != c.lower() for c in symbols):
+        err.print(f"hint: no rows for calendar(s) {', '.join(symbols)}: calendars match exactly, case included, and "
+                  f"are usually lower case (the generated one is `us`): try --symbols {args.symbols.lower()}",
+                  markup=False)
     sys.stdout.write(_render(result.rows, args.format))
     return EXIT_READY
 

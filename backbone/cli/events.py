@@ -16,12 +16,14 @@ def register(sub) -> None:
     p = sub.add_parser("events", help=text, description=text)
     events = p.add_subparsers(dest="action", required=True, metavar="ACTION")
 
-    text = ("print ingest events as the bridge consumer group receives them, committing after each batch; "
-            "lag per partition at the end")
+    text = ("print ingest events from the bridge group's position without moving it (with --group: as that "
+            "group, committing after each batch); lag per partition at the end")
     t = events.add_parser("tail", help=text, description=text)
     sources_args(t)
     t.add_argument("--from-beginning", action="store_true", help="start from the oldest retained event")
-    t.add_argument("--group", metavar="NAME", help="consumer group (default: the contract's data.consumer_group)")
+    t.add_argument("--group", metavar="NAME",
+                   help="consume as this group and commit its position (default: only look, from the position of "
+                        "the contract's data.consumer_group, committing nothing)")
     t.add_argument("--max", type=_count, metavar="N", help="stop after N events")
     t.add_argument("--idle-timeout", type=positive, metavar="S", help="stop after S seconds without an event")
     t.add_argument("--format", choices=("text", "json"), default="text", help="json: one event per line")
@@ -60,7 +62,9 @@ def cmd_tail(args) -> int:
         seen[0] += 1
 
     try:
-        with open_bridge(contract, args.group, args.from_beginning) as bridge:
+        # Without --group this is a look at the stream: the bridge's group must not move, or
+        # the bridge would skip what the look printed.
+        with open_bridge(contract, args.group, args.from_beginning, commit=args.group is not None) as bridge:
             while args.max is None or seen[0] < args.max:
                 want = 500 if args.max is None else min(500, args.max - seen[0])
                 if bridge.poll(show, timeout_s=0.5, max_events=want) or not bridge.assigned:

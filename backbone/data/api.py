@@ -16,6 +16,7 @@ committed one is announced even if the process dies before the relay publishes i
 from __future__ import annotations
 
 import datetime as dt
+import signal
 import threading
 import time
 import uuid
@@ -25,11 +26,13 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from ..contract import CachePolicy, Contract
+from ..errors import Interrupted
 from ..events.model import ingest_events
 from ..tier.follow import bootstrap_fence, contract_for, institutional_fence
 from ..tier.record import ActiveTier, RecordReader, TierMoved, TierUnreachable
 from . import reads
 from .cache import LocalBackend, QueryCache, RedisBackend
+from .files import FileFormatError
 from .rows import FAST_CHECKS, Dimension, RowError, SeriesChanges, dimension, merge_changes, to_row
 
 BATCH = 100_000  # rows per COPY: bounded memory, few round trips
@@ -48,7 +51,8 @@ class IngestResult:
     errors: list[RowError] = field(default_factory=list)  # the first MAX_ERRORS bad rows
     freshness_s: float | None = None
     seconds: float = 0.0
-    status: str = "ok"  # ok | rejected (nothing written)
+    store_seconds: float = 0.0  # of `seconds`, the time spent in the store (writes and commit), not reading input
+    status: str = "ok"  # ok | rejected (bad rows or an unreadable file) | interrupted | failed: the last three wrote nothing
 
     @property
     def unchanged(self) -> int:
@@ -202,8 +206,11 @@ class Backbone:
         changes: SeriesChanges = {}
         newest: dt.datetime | None = None
         error: str | None = None
+        held = _SignalsHeld()
         try:
+            entered = time.perf_counter()
             with self.store.transaction() as tx:
+                result.store_seconds += time.perf_counter() - entered
                 source_iter, start = iter(records), 1
                 while chunk := list(islice(source_iter, BATCH)):
                     result.received += len(chunk)
@@ -217,15 +224,29 @@ class Backbone:
                         progress(result.received)
                 if result.rejected and not skip_invalid:
                     raise IngestRejected(result)
+                committing = time.perf_counter()
                 events = ingest_events(result.run_id, dim.name, changes, source[:256])
                 self.store.write_events(tx, events)
                 if checksum:
                     self.store.record_file(tx, {"checksum": checksum, "dimension": dim.name, "name": source[:256],
                                                 "run_id": result.run_id})
                 result.events = len(events)
+                # From the commit until the run is journaled, SIGINT / SIGTERM wait: a signal
+                # landing between the two would journal a committed run as interrupted.
+                held.hold()
+            result.store_seconds += time.perf_counter() - committing
         except IngestRejected:
             result.status, result.inserted, result.updated, result.events = "rejected", 0, 0, 0
             error = f"{result.rejected} bad row(s); first: {result.errors[0]}"
+            raise
+        except FileFormatError as exc:  # the input refused as a whole (columns, gzip, JSON): not a pipeline failure
+            result.status, result.inserted, result.updated, result.events, error = "rejected", 0, 0, 0, str(exc)
+            raise
+        except KeyboardInterrupt as exc:  # SIGINT, or SIGTERM as `errors.Interrupted`: rolled back
+            result.status, result.inserted, result.updated, result.events = "interrupted", 0, 0, 0
+            error = (f"{exc if isinstance(exc, Interrupted) else 'interrupted by SIGINT'} after reading "
+                     f"{result.received} row(s); rolled back, nothing written")
+            exc.result = result  # for the caller's message (the exception ends the call)
             raise
         except TierMoved:
             journal = False  # nothing was written here; the run happens on the active tier
@@ -237,13 +258,17 @@ class Backbone:
             result.status, error = "failed", type(exc).__name__
             raise
         finally:
-            result.seconds = time.perf_counter() - started
-            if newest is not None and result.status == "ok":
-                result.freshness_s = (dt.datetime.now(dt.timezone.utc) - newest).total_seconds()
-            if progress:
-                progress(result.received)
-            if journal:
-                self._journal(result, source, sorted(series), started_at, error)
+            held.hold()  # a second Ctrl-C must not cut the journal entry short either
+            try:
+                result.seconds = time.perf_counter() - started
+                if newest is not None and result.status == "ok":
+                    result.freshness_s = (dt.datetime.now(dt.timezone.utc) - newest).total_seconds()
+                if progress:
+                    progress(result.received)
+                if journal:
+                    self._journal(result, source, sorted(series), started_at, error)
+            finally:
+                held.release()  # a signal that waited is raised here, after the journal entry
         self.cache.invalidate([(dim.name, s) for s in changes])
         return result
 
@@ -271,7 +296,9 @@ class Backbone:
                changes: SeriesChanges) -> None:
         if not rows:
             return
+        writing = time.perf_counter()
         changed = self.store.upsert(dim, rows, tx)  # duplicate keys: the last one wins
+        result.store_seconds += time.perf_counter() - writing
         for inserted, updated, _, _ in changed.values():
             result.inserted += inserted
             result.updated += updated
@@ -342,6 +369,26 @@ def _typed(dim: Dimension):
         values[ts_at] = dt.datetime.fromisoformat(values[ts_at])
         return dim.row(*values)
     return row
+
+
+class _SignalsHeld:
+    """SIGINT and SIGTERM blocked for this thread while held; on release, one that arrived in
+    between is delivered (and raised by its handler) at once. Only the main thread, where
+    Python runs signal handlers, needs it; elsewhere it does nothing."""
+
+    SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+    def __init__(self) -> None:
+        self.previous: set | None = None
+
+    def hold(self) -> None:
+        if self.previous is None and threading.current_thread() is threading.main_thread():
+            self.previous = signal.pthread_sigmask(signal.SIG_BLOCK, self.SIGNALS)
+
+    def release(self) -> None:
+        if self.previous is not None:
+            previous, self.previous = self.previous, None
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _newest(current: dt.datetime | None, rows: list) -> dt.datetime | None:

@@ -58,6 +58,19 @@ def file_format(path: Path) -> str:
                           "optionally ending in .gz")
 
 
+def layout_of(path: Path, dimension: str) -> str:
+    """'jsonl', or a CSV's layout from its header ('vendor' or 'standard', see `sniff_layout`);
+    'standard' too when there is no header to read (the ingest then refuses the file)."""
+    if file_format(path) == "jsonl":
+        return "jsonl"
+    with closing(_lines(path)) as lines:
+        try:
+            header = next((cells for cells in csv.reader(lines) if any(c.strip() for c in cells)), None)
+        except csv.Error:
+            return "standard"
+    return "standard" if header is None else sniff_layout(header, dimension)
+
+
 def sniff_layout(header: list[str], dimension: str) -> str:
     """'vendor' for a Yahoo-style daily-bar header (Date instead of ts), else 'standard'."""
     names = {_norm(h) for h in header}

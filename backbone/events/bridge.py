@@ -8,6 +8,11 @@ Bootstrap: the embedded store's event log, with the group's position stored in t
 store after each batch.
 
 Both report lag per partition: events published but not yet handled by this group.
+
+With `commit=False` (`events tail` without `--group`) the bridge only looks: it starts at
+the group's position and moves nothing. On Kafka it assigns the partitions itself instead of
+joining the group (so the group's members are not rebalanced) and never commits; on the
+event log it never writes the position.
 """
 from __future__ import annotations
 
@@ -40,11 +45,11 @@ class Dedupe:
 
 
 def open_bridge(contract: Contract, group: str | None = None, from_beginning: bool = False,
-                timeout_s: float = 10.0) -> "KafkaBridge | LogBridge":
+                timeout_s: float = 10.0, commit: bool = True) -> "KafkaBridge | LogBridge":
     group = group or contract.data.consumer_group
     if contract.tier == "institutional":
-        return KafkaBridge(contract, group, from_beginning, timeout_s)
-    return LogBridge(contract, group, from_beginning, timeout_s)
+        return KafkaBridge(contract, group, from_beginning, timeout_s, commit)
+    return LogBridge(contract, group, from_beginning, timeout_s, commit)
 
 
 class _Bridge:
@@ -73,16 +78,19 @@ class _Bridge:
 
 
 class KafkaBridge(_Bridge):
-    def __init__(self, contract: Contract, group: str, from_beginning: bool, timeout_s: float):
+    def __init__(self, contract: Contract, group: str, from_beginning: bool, timeout_s: float, commit: bool = True):
         super().__init__()
         from confluent_kafka import OFFSET_BEGINNING, Consumer
 
         from ..clients.kafka import kafka_client_config
         from .relay import events_topic
-        self.topic, self.group, self.timeout_s = events_topic(contract), group, timeout_s
+        self.topic, self.group, self.timeout_s, self.commit = events_topic(contract), group, timeout_s, commit
         self.consumer = Consumer({**kafka_client_config(contract.kafka, timeout_s), "group.id": group,
                                   "enable.auto.commit": False, "auto.offset.reset": "earliest",
                                   "fetch.wait.max.ms": 100})
+        if not commit:
+            self._look(OFFSET_BEGINNING if from_beginning else None)
+            return
         rewind = [from_beginning]
         self.assigned = False
 
@@ -95,6 +103,21 @@ class KafkaBridge(_Bridge):
             consumer.assign(partitions)
 
         self.consumer.subscribe([self.topic], on_assign=assigned)
+
+    def _look(self, start: int | None) -> None:
+        """Every partition assigned directly, from `start` or the group's committed offsets
+        (read, not joined)."""
+        from confluent_kafka import TopicPartition
+
+        from ..errors import ConfigError
+        found = self.consumer.list_topics(self.topic, timeout=self.timeout_s).topics.get(self.topic)
+        if found is None or found.error is not None or not found.partitions:
+            raise ConfigError(f"the events topic {self.topic!r} does not exist: run `backbone topics apply`")
+        partitions = [TopicPartition(self.topic, p) for p in sorted(found.partitions)]
+        if start is None:
+            partitions = self.consumer.committed(partitions, timeout=self.timeout_s)
+        self.consumer.assign([TopicPartition(self.topic, tp.partition, start if start is not None else tp.offset)
+                              for tp in partitions])  # no committed offset: auto.offset.reset (earliest)
 
     def poll(self, handler: Handler, timeout_s: float = 1.0, max_events: int = 500) -> int:
         """Hand over what arrives within `timeout_s` (at most `max_events`); commit after."""
@@ -113,7 +136,7 @@ class KafkaBridge(_Bridge):
                 continue  # e.g. end of partition: informational
             self._hand(_event(msg), handler)
             handed += 1
-        if handed:
+        if handed and self.commit:
             self.consumer.commit(asynchronous=False)
         return handed
 
@@ -167,10 +190,10 @@ class LogBridge(_Bridge):
 
     POLL_S = 0.02
 
-    def __init__(self, contract: Contract, group: str, from_beginning: bool, timeout_s: float):
+    def __init__(self, contract: Contract, group: str, from_beginning: bool, timeout_s: float, commit: bool = True):
         super().__init__()
         from ..data.store_sqlite import SqliteStore
-        self.store, self.group = SqliteStore(contract.bootstrap.store, timeout_s), group
+        self.store, self.group, self.commit = SqliteStore(contract.bootstrap.store, timeout_s), group, commit
         stored = self.store.query("SELECT position FROM consumer_positions WHERE group_id = :g", {"g": group})
         self.position = 0 if from_beginning or not stored else stored[0][0]
 
@@ -185,7 +208,8 @@ class LogBridge(_Bridge):
         for seq, event_id, key, kind, payload in rows:
             self._hand(Event(event_id, key, kind, json.loads(payload), LOG_TOPIC, 0, seq), handler)
             self.position = seq + 1
-            self._save()  # after each handled event: a crash repeats at most the one in hand
+            if self.commit:
+                self._save()  # after each handled event: a crash repeats at most the one in hand
         return len(rows)
 
     def _save(self) -> None:

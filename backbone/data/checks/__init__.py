@@ -42,9 +42,10 @@ def data_checks(contract: Contract, timeout_s: float) -> dict[str, Check]:
 
 
 # Per dimension, the newest run of any status and the newest successful one, in one scan
-# (portable: PostgreSQL and SQLite alike).
-JOURNAL_SQL = ("SELECT dimension, status, finished_at, error, last_ok FROM ("
-               "SELECT dimension, status, finished_at, error, "
+# (portable: PostgreSQL and SQLite alike). Only `ok` is a success: a rejected or interrupted
+# run wrote nothing.
+JOURNAL_SQL = ("SELECT dimension, status, finished_at, error, source, last_ok FROM ("
+               "SELECT dimension, status, finished_at, error, source, "
                "max(CASE WHEN status = 'ok' THEN finished_at END) OVER (PARTITION BY dimension) AS last_ok, "
                "row_number() OVER (PARTITION BY dimension ORDER BY finished_at DESC) AS n "
                "FROM ingest_runs WHERE finished_at IS NOT NULL) runs WHERE n = 1")
@@ -62,7 +63,8 @@ def read_journal(contract: Contract, timeout_s: float) -> tuple[dt.datetime, dic
             now = conn.execute("SELECT now()").fetchone()[0]
             rows = conn.execute(JOURNAL_SQL).fetchall()
         parse = lambda v: v  # noqa: E731 (timestamptz arrives as an aware datetime)
-    return now, {dim: Runs(parse(last_ok), status, parse(at), error) for dim, status, at, error, last_ok in rows}
+    return now, {dim: Runs(parse(last_ok), status, parse(at), error, source)
+                 for dim, status, at, error, source, last_ok in rows}
 
 
 def freshness_check(contract: Contract, dimension: str, journal: "_Once") -> CheckResult:

@@ -20,12 +20,14 @@ class Runs:
     last_status: str | None = None          # the newest run of any status
     last_at: dt.datetime | None = None
     last_error: str | None = None
+    last_source: str | None = None          # what it read: a file's path, or "generated: ..."
 
 
 def judge_freshness(dimension: str, slo_s: float | None, runs: Runs, now: dt.datetime,
                     latency_ms: float | None = None) -> CheckResult:
-    """The newest run failed: down. Rejected (a bad file, nothing written): degraded, naming
-    it. No run at all: ok, saying so (a fresh deployment is not stale; the SLO applies from
+    """The newest run failed (the pipeline: the store, a crash): down. Rejected (the input
+    refused: bad rows, wrong columns, not gzip, not JSON) or interrupted (SIGINT / SIGTERM):
+    degraded, naming the source and the reason; either wrote nothing. No run at all: ok, saying so (a fresh deployment is not stale; the SLO applies from
     the first success). The newest success older than the SLO: degraded. No SLO (null): ok,
     not checked."""
     name = f"freshness.{dimension}"
@@ -33,7 +35,8 @@ def judge_freshness(dimension: str, slo_s: float | None, runs: Runs, now: dt.dat
     details = {"slo_s": slo_s, "age_s": None if age is None else round(age, 1),
                "last_ok_at": _iso(runs.last_ok_at),
                "last_run": None if runs.last_status is None else
-               {"status": runs.last_status, "finished_at": _iso(runs.last_at), "error": clip(runs.last_error)}}
+               {"status": runs.last_status, "finished_at": _iso(runs.last_at), "error": clip(runs.last_error),
+                "source": clip(runs.last_source)}}
     last_ok = "no successful ingest ever" if age is None else f"last successful ingest {_s(age)} ago"
     if slo_s is None:
         return CheckResult(name, OK, "not_checked", f"{dimension}: freshness not checked "
@@ -44,14 +47,18 @@ def judge_freshness(dimension: str, slo_s: float | None, runs: Runs, now: dt.dat
                            f"({clip(runs.last_error) or 'no error journaled'}); {last_ok}.", latency_ms,
                            error=clip(runs.last_error), details=details)
     problems: list[tuple[str, str]] = []
+    source = f" of {clip(runs.last_source, 120)}" if runs.last_source else ""
     if runs.last_status == "rejected":
-        problems.append(("last_run_rejected", f"the last ingest, at {_at(runs.last_at)}, was rejected and wrote "
-                                              f"nothing ({clip(runs.last_error) or 'bad rows'})"))
+        problems.append(("last_run_rejected", f"the last ingest{source}, at {_at(runs.last_at)}, was rejected and "
+                                              f"wrote nothing ({clip(runs.last_error) or 'bad rows'})"))
+    elif runs.last_status == "interrupted":
+        problems.append(("last_run_interrupted", f"the last ingest{source}, at {_at(runs.last_at)}, was interrupted "
+                                                 f"and wrote nothing ({clip(runs.last_error) or 'a signal'})"))
     if age is not None and age > slo_s:
         problems.append(("stale", f"stale: {_s(age)} > SLO {_s(slo_s)} (last successful ingest at "
                                   f"{_at(runs.last_ok_at)})"))
     if problems:
-        tail = f"; {last_ok} (SLO {_s(slo_s)})" if problems[0][0] == "last_run_rejected" and len(problems) == 1 else ""
+        tail = f"; {last_ok} (SLO {_s(slo_s)})" if problems[0][0] != "stale" and len(problems) == 1 else ""
         return CheckResult(name, DEGRADED, problems[0][0],
                            f"{dimension}: " + "; ".join(text for _, text in problems) + tail + ".", latency_ms,
                            details=details | {"problems": [code for code, _ in problems]})

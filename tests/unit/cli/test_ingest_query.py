@@ -95,3 +95,77 @@ def test_bad_arguments_are_exit_2(store, argv, needle):
     path, extra = store
     code, out, err, _ = run(*argv, *extra)
     assert code == 2 and needle in err
+
+
+def journal(path):
+    with sqlite3.connect(path) as conn:
+        return conn.execute("SELECT status, rows_inserted, source, error FROM ingest_runs "
+                            "ORDER BY finished_at DESC LIMIT 1").fetchone()
+
+
+@pytest.mark.parametrize("name, content, reason", [
+    ("wrong.csv", b"symbol,when,price\nAAA,2024-01-02T00:00:00Z,1\n", "missing required column(s) ts, open"),
+    ("empty.csv.gz", b"", "named .gz but is not gzip-compressed"),
+    ("plain.csv.gz", "\n".join(GOOD).encode(), "named .gz but is not gzip-compressed"),
+    ("bad.jsonl", b'{"symbol": "AAA"}\n{not json\n', "line 2 is not valid JSON"),
+])
+def test_a_refused_file_is_journaled_rejected_exit_2_and_freshness_degraded_naming_it(tmp_path, store, name,
+                                                                                       content, reason):
+    path, extra = store
+    bad = tmp_path / name
+    bad.write_bytes(content)
+    code, out, err, _ = run("ingest", "--dimension", "bars", "--file", str(bad), *extra)
+    assert code == 2 and f"backbone: error: {bad}: " in err and reason in err, err
+    assert "Traceback" not in err and count(path) == 0
+    status, inserted, source, error = journal(path)
+    assert (status, inserted, source) == ("rejected", 0, str(bad)) and reason in error and str(bad) in error
+    code, out, err, _ = run("validate", "--format", "json", *extra)
+    bars = {c["name"]: c for c in json.loads(out)["checks"]}["freshness.bars"]
+    assert (bars["status"], bars["code"]) == ("degraded", "last_run_rejected"), bars
+    assert f"the last ingest of {bad}, at " in bars["message"] and reason in bars["message"]
+    assert code == 0  # degraded, not down: the deployment is ready
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--file", "{std}", "--symbol", "AAA"], "is a CSV file with a symbol column (or without Date), not a vendor"),
+    (["--file", "{jsonl}", "--symbol", "AAA"], "is JSON lines, not a vendor daily-bar file"),
+    (["--file", "{std}", "--symbols", "3"], "--symbols apply to --generate only"),
+    (["--file", "{std}", "--seed", "2"], "--seed apply to --generate only"),
+])
+def test_ingest_options_a_file_would_ignore_are_exit_2(tmp_path, store, argv, needle):
+    path, extra = store
+    (tmp_path / "bars.csv").write_text("\n".join(GOOD) + "\n")
+    (tmp_path / "bars.jsonl").write_text('{"symbol": "AAA", "ts": "2024-01-02T00:00:00Z", "open": 1, "high": 1, '
+                                         '"low": 1, "close": 1, "volume": 1}\n')
+    argv = [a.format(std=tmp_path / "bars.csv", jsonl=tmp_path / "bars.jsonl") for a in argv]
+    code, out, err, _ = run("ingest", "--dimension", "bars", *argv, *extra)
+    assert code == 2 and needle in err, err
+    assert count(path) == 0 and journal(path) is None
+
+
+def test_generate_reports_the_stores_rate_not_the_generators(store):
+    path, extra = store
+    code, out, err, _ = run("ingest", "--dimension", "trades", "--generate", "20000", "--format", "json", *extra)
+    assert code == 0, err
+    done = json.loads(out)
+    assert done["rate_of"] == "store" and 0 < done["store_seconds"] < done["seconds"]
+    # store_seconds is rounded to the millisecond in the report, the rate is not
+    assert done["rows_per_s"] == pytest.approx(done["received"] / done["store_seconds"], rel=0.05)
+    assert done["rows_per_s"] > done["received"] / done["seconds"]  # making the rows is not counted
+    code, out, err, _ = run("ingest", "--dimension", "trades", "--generate", "200", *extra)
+    assert "| seconds | store rows/s |" in out
+
+
+def test_query_names_its_kind_and_matches_symbols_in_any_case_and_hints_at_calendar_case(store):
+    path, extra = store
+    code, out, err, _ = run("query", "bar", "--symbols", "AAA", *extra)
+    assert code == 2 and "argument KIND: invalid choice: 'bar'" in err and "what" not in err
+    run("ingest", "--dimension", "bars", "--generate", "20", "--symbols", "2", *extra)
+    run("ingest", "--dimension", "macro", "--generate", "20", *extra)
+    code, out, err, _ = run("query", "bars", "--symbols", "sym000", "--format", "json", *extra)
+    assert code == 0 and {r["symbol"] for r in json.loads(out)} == {"SYM000"}
+    code, out, err, _ = run("query", "macro", "--symbols", "US", "--format", "json", *extra)
+    assert code == 0 and json.loads(out) == []
+    assert "calendars match exactly, case included" in err and "try --symbols us" in err
+    code, out, err, _ = run("query", "macro", "--symbols", "us", "--format", "json", *extra)
+    assert code == 0 and len(json.loads(out)) == 20 and "hint" not in err

@@ -54,7 +54,7 @@ def test_a_failed_last_run_is_down_naming_when_and_the_journaled_error():
                          "last successful ingest 60 s ago.")
     assert r.error == "CheckViolation"
     assert r.details["last_run"] == {"status": "failed", "finished_at": "2024-05-06T11:59:55+00:00",
-                                     "error": "CheckViolation"}
+                                     "error": "CheckViolation", "source": None}
     never = judge_freshness("bars", 900, Runs(None, "failed", ago(5), None), NOW)
     assert never.status == DOWN and "(no error journaled); no successful ingest ever." in never.message
 
@@ -73,6 +73,25 @@ def test_a_rejected_last_run_is_degraded_naming_the_rejection():
     stale = judge_freshness("bars", 900, Runs(ago(5000), "rejected", ago(5), error), NOW)
     assert stale.code == "last_run_rejected" and stale.details["problems"] == ["last_run_rejected", "stale"]
     assert "stale: 5000 s > SLO 900 s" in stale.message
+
+
+def test_a_refused_file_is_degraded_naming_the_source_and_the_reason():
+    error = "/data/bars.csv: missing required column(s) close; a bars file has symbol, ts, open, high, low, close"
+    r = judge_freshness("bars", 900, Runs(ago(60), "rejected", ago(5), error, "/data/bars.csv"), NOW)
+    assert (r.status, r.code) == (DEGRADED, "last_run_rejected")
+    assert r.message.startswith("bars: the last ingest of /data/bars.csv, at 2024-05-06 11:59:55 UTC, was rejected "
+                                "and wrote nothing (/data/bars.csv: missing required column(s) close;")
+    assert r.details["last_run"]["source"] == "/data/bars.csv"
+
+
+def test_an_interrupted_last_run_is_degraded_and_never_a_success():
+    error = "interrupted by SIGTERM after reading 300000 row(s); rolled back, nothing written"
+    r = judge_freshness("bars", 900, Runs(ago(60), "interrupted", ago(5), error, "big.csv"), NOW)
+    assert (r.status, r.code) == (DEGRADED, "last_run_interrupted")
+    assert r.message == ("bars: the last ingest of big.csv, at 2024-05-06 11:59:55 UTC, was interrupted and wrote "
+                         f"nothing ({error}); last successful ingest 60 s ago (SLO 900 s).")
+    never = judge_freshness("bars", 900, Runs(None, "interrupted", ago(5), error, "big.csv"), NOW)
+    assert never.code == "last_run_interrupted" and "no successful ingest ever" in never.message
 
 
 def test_no_slo_means_not_checked_whatever_the_journal_says():
