@@ -164,9 +164,11 @@ def pending_changes(lite: sqlite3.Connection, after: int) -> int:
 
 
 def catch_up(lite: sqlite3.Connection, pg: psycopg.Connection, limit: int = 20_000,
-             deadline: float | None = None) -> tuple[int, list[tuple[str, tuple]]]:
+             deadline: float | None = None,
+             progress: Callable[[int], None] | None = None) -> tuple[int, list[tuple[str, tuple]]]:
     """Apply logged changes after the `catchup` checkpoint until none are left (or the
-    monotonic `deadline` passes); (changes applied, the keys they touched)."""
+    monotonic `deadline` passes); (changes applied, the keys they touched). `progress` hears
+    each batch's size."""
     applied, touched = 0, []
     while deadline is None or time.monotonic() < deadline:
         after = (get_pg_state(pg, "catchup") or {"seq": 0})["seq"]
@@ -185,6 +187,8 @@ def catch_up(lite: sqlite3.Connection, pg: psycopg.Connection, limit: int = 20_0
             set_pg_state(pg, "catchup", {"seq": changes[-1][0]})
         pg.commit()
         applied += len(changes)
+        if progress:
+            progress(len(changes))
     return applied, touched
 
 

@@ -21,6 +21,7 @@ from typing import Callable
 
 from ..contract import Contract
 from ..errors import BackboneError, ConfigError
+from ..progress import Meter
 from . import copy as mover
 from . import tracking
 from .record import ActiveTier, get_state, now_text, read_active, set_state, write_active
@@ -187,8 +188,9 @@ class Switch:
                 if before["done"]:
                     self.say(f"copy {table.name}: done before ({before['rows']:,} rows)")
                     continue
+                # rows written meanwhile are copied too: the count is an estimate
                 total = self.lite.execute(f"SELECT count(*) FROM {table.name}").fetchone()[0] - before["rows"]
-                meter = Meter(f"copy {table.name}", total, self.say)
+                meter = Meter(f"copy {table.name}", max(total, 0), self.say, estimate=True)
 
                 def step(n: int, meter=meter) -> None:
                     meter.add(n)
@@ -202,7 +204,11 @@ class Switch:
     def _catchup(self, passes: int = 20) -> None:
         with self._target() as pg:
             for _ in range(passes):
-                applied, _keys = mover.catch_up(self.lite, pg)
+                after = (mover.get_pg_state(pg, "catchup") or {"seq": 0})["seq"]
+                pg.commit()
+                meter = Meter("catch-up", mover.pending_changes(self.lite, after), self.say, unit="changes",
+                              estimate=True)
+                applied, _keys = mover.catch_up(self.lite, pg, progress=meter.add)
                 self.outcome.caught_up += applied
                 left = mover.pending_changes(self.lite, (mover.get_pg_state(pg, "catchup") or {"seq": 0})["seq"])
                 pg.commit()
@@ -214,7 +220,7 @@ class Switch:
         from .verify import verify
         with self._target() as pg:
             meter = Meter("verify", sum(self.lite.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
-                                        for t in TABLES), self.say)
+                                        for t in TABLES), self.say, estimate=True)
             done: dict[str, int] = {}
 
             def progress(table: str, rows: int) -> None:  # rows so far in that table
@@ -340,27 +346,3 @@ def warm_cache(contract: Contract) -> int:
         for i in range(0, len(symbols), 50):
             bb.latest_bars(symbols[i:i + 50])
         return len(symbols)
-
-
-class Meter:
-    """Progress of one long step: rows, rows/s, ETA, at most one line a second."""
-
-    def __init__(self, label: str, total: int, say: Callable[[str], None]):
-        self.label, self.total, self.say = label, total, say
-        self.count, self.started = 0, time.monotonic()
-        self.last = self.started
-
-    def add(self, n: int) -> None:
-        self.count += n
-        now = time.monotonic()
-        if now - self.last >= 1.0:
-            self.last = now
-            self.say(self.line(now))
-
-    def line(self, now: float) -> str:
-        rate = self.count / max(now - self.started, 1e-9)
-        eta = f", ETA {max(0, self.total - self.count) / rate:.0f} s" if rate and self.total > self.count else ""
-        return f"{self.label}: {self.count:,}/{self.total:,} rows, {rate:,.0f} rows/s{eta}"
-
-    def done(self) -> None:
-        self.say(self.line(time.monotonic()))
