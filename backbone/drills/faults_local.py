@@ -39,11 +39,17 @@ def broker_views(ports: list[int], topic: str | None = None, want: set[int] | No
     raise FaultError(f"no metadata answer from the brokers on ports {sorted(want - views.keys())}")
 
 
+def _assigned_ports(svc: dict[str, Any]) -> set[int]:
+    """The ports the environment gave a member: `port`, `api_port`, `controller_port`, ..."""
+    return {v for k, v in svc.items() if k.endswith("port") and isinstance(v, int) and not isinstance(v, bool)}
+
+
 class LocalFaults:
     platform = "local"
 
     def __init__(self, state_dir: Path, progress=lambda message: None):
         self.env = LocalEnvironment(state_dir, progress=progress)
+        self.partition_proof: dict[str, Any] | None = None  # the last partition's cut ports and probes
 
     def _state(self) -> dict[str, Any]:
         return self.env._require()
@@ -86,7 +92,8 @@ class LocalFaults:
 
     def _partition(self, member: str) -> None:
         """Cut `member` off from the other members of its service (Patroni and etcd; Redis
-        and the Sentinels; the Kafka nodes) in both directions; clients still reach all."""
+        and the Sentinels; the Kafka nodes) in both directions; clients still reach all.
+        Proven before it counts: `partition_proof` holds the cut ports and the probes."""
         state = self._state()
         services = state["services"]
         kind = services[member]["kind"]
@@ -95,13 +102,45 @@ class LocalFaults:
                  and is_ours(s.get("pid"), s.get("start_ticks"))]
         names = list(services)
 
-        def ports(name: str) -> set[int]:
-            return partition.listening_ports(partition.process_tree(services[name]["pid"]))
+        def gid(name: str) -> int:
+            return partition.member_gid(names, name)
+        self.partition_proof = None
         try:
-            partition.cut(self.table, partition.member_gid(names, member), ports(member),
-                          {partition.member_gid(names, p) for p in peers}, set().union(*map(ports, peers)))
+            ports = {n: partition.member_ports(n, gid(n), _assigned_ports(services[n]), self._pids(n))
+                     for n in [member, *peers]}
+            peer_ports = set().union(*(ports[p] for p in peers))
+            partition.cut(self.table, gid(member), ports[member], {gid(p) for p in peers}, peer_ports)
+            proof = self._prove(member, peers, ports, gid)
         except partition.PartitionError as exc:
+            partition.heal(self.table)
             raise FaultError(str(exc)) from None
+        if not proof["proven"]:
+            partition.heal(self.table)
+            open_ = [f"{p['from']} -> {p['to']} port {p['port']}: {p['outcome']}" for p in proof["probes"]
+                     if not p["blocked"]]
+            raise FaultError(f"the partition of {member} did not hold, healed and abandoned: still reachable "
+                             f"{'; '.join(open_)}")
+        self.partition_proof = proof
+
+    def _prove(self, member: str, peers: list[str], ports: dict[str, set[int]], gid) -> dict[str, Any]:
+        """While the cut holds: every peer, as the kernel files its sockets, connects to every
+        cut port of the member, and the member to every port of its peers; each must time out.
+        A client reaching the member's ports shows the timeouts are the cut's doing."""
+        owner = {port: p for p in peers for port in ports[p]}
+        running = {p: partition.probe_start(gid(p), ports[member]) for p in peers}
+        running[member] = partition.probe_start(gid(member), set(owner))
+        client = partition.probe_start(None, ports[member])
+        probes = []
+        for source, proc in running.items():
+            for port, outcome in sorted(partition.probe_result(proc).items()):
+                probes.append({"from": source, "to": member if source != member else owner[port], "port": port,
+                               "outcome": outcome, "blocked": outcome in partition.BLOCKED})
+        return {"member": member, "cut_ports": sorted(ports[member]),
+                "assigned_ports": sorted(_assigned_ports(self._svc(member))),
+                "peer_ports": {p: sorted(ports[p]) for p in peers}, "probes": probes,
+                "client_probes": [{"port": port, "outcome": outcome}
+                                  for port, outcome in sorted(partition.probe_result(client).items())],
+                "proven": bool(probes) and all(p["blocked"] for p in probes)}
 
     def redis_bound(self, min_replicas: int, max_lag_s: int) -> tuple[int, int]:
         """Enforce the contract's min-replicas-to-write / min-replicas-max-lag on every Redis

@@ -25,6 +25,7 @@ class Attempt:
     finished: float
     ok: bool
     error: str | None = None
+    server: int | None = None  # the port that acknowledged it, when the workload knows
 
 
 @dataclass
@@ -81,8 +82,9 @@ class Writer(threading.Thread):
         while not self.stopping.is_set():
             started = self.clock()
             try:
-                self.write(seq)
-                self.attempts.append(Attempt(seq, started, self.clock(), True))
+                server = self.write(seq)
+                self.attempts.append(Attempt(seq, started, self.clock(), True,
+                                             server=server if isinstance(server, int) else None))
             except Exception as exc:  # any driver error is a failed write; the drill records it
                 self.attempts.append(Attempt(seq, started, self.clock(), False, type(exc).__name__))
                 self.stopping.wait(0.05)  # do not spin on a dead endpoint
@@ -115,6 +117,8 @@ class DrillResult:
     objectives: dict[str, float]
     notes: list[str] = field(default_factory=list)
     attempts: list[Attempt] = field(default_factory=list)
+    took_over_at_s: float | None = None  # partitions: when another member took over
+    partition: dict[str, Any] | None = None  # local partitions: the cut, its proof, the isolated acks
 
     @property
     def rto_met(self) -> bool:
@@ -146,7 +150,27 @@ class DrillResult:
                 "failed_writes": m.failed_writes, "duration_s": round(self.duration_s, 3),
                 "objectives": self.objectives, "rto_met": self.rto_met, "rpo_met": self.rpo_met,
                 "promise": self.promise, "promise_kept": self.promise_kept, "passed": self.passed, "notes": self.notes,
+                **({"partition": self.partition} if self.partition is not None else {}),
                 "timeline": [asdict(a) for a in self.attempts]}
+
+
+def isolated_acks(attempts: list[Attempt], fault_at: float, took_over_at: float | None, lost_seqs: list[int],
+                  member_ports: set[int]) -> dict[str, Any]:
+    """Pure: the writes the partitioned member acknowledged once cut off, and whether each
+    was read back. Where the workload says which server answered, those it answered after
+    the fault began; otherwise (Kafka, Redis through Sentinel) every write acknowledged
+    between the fault and the takeover, a superset."""
+    known = any(a.server is not None for a in attempts if a.ok)
+
+    def by_member(a: Attempt) -> bool:
+        if known:
+            return a.server in member_ports
+        return took_over_at is None or a.finished < took_over_at
+    seqs = [a.seq for a in attempts if a.ok and a.finished >= fault_at and by_member(a)]
+    lost = sorted(set(seqs) & set(lost_seqs))
+    return {"attributed": "by the port that answered" if known else "by time: after the fault, before the takeover",
+            "count": len(seqs), "seqs": seqs, "present": len(seqs) - len(lost), "lost": len(lost),
+            "lost_seqs": lost}
 
 
 def rounded(v: float | None) -> float | None:
@@ -215,6 +239,7 @@ def run_drill(workload, inject: Callable[[], str], heal: Callable[[str], None], 
     acked = [a.seq for a in writer.attempts if a.ok]
     found = workload.read_back(acked)
     workload.close()
+    took_over_at = since if failed_over is not None else None
     return DrillResult(service, fault, target, member, platform, started_at, fault_at, healed_at, clock(),
-                       measure(writer.attempts, fault_at, found, since if failed_over is not None else None, in_effect),
-                       objectives, notes, writer.attempts)
+                       measure(writer.attempts, fault_at, found, took_over_at, in_effect),
+                       objectives, notes, writer.attempts, took_over_at)

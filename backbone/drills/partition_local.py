@@ -10,17 +10,30 @@ output hook of `lo`:
 
 That cuts every TCP connection between them in both directions (one direction of each is
 enough to stall it) while clients, which run with other group ids, still reach every member:
-the isolated one too, as a client on its side of a real partition would. Listening ports are
-read from the kernel (/proc) for each member's whole process tree, so Patroni's REST API and
-the postmaster, or Kafka's controller listener, are covered without a list kept by hand.
+the isolated one too, as a client on its side of a real partition would.
+
+A member's ports are the ones the environment assigned to it (PostgreSQL and Patroni's REST
+API, Kafka's broker and controller listeners, ...) and every port any of its processes
+listens on (read from /proc). Its processes are not just the tree under the pid we started:
+Patroni starts the postmaster in a session of its own and it is re-parented to init, so a
+tree walk missed it once and PostgreSQL kept replicating through a "partition". They are the
+trees of its roots (our pid, and the postmaster from its postmaster.pid) and every process
+in a root's session. Each must run with the member's group id, or the cut would leak.
+
+The cut is proven, not assumed: while it holds, a probe running with each peer's group id
+connects to every cut port of the member, and one with the member's group id to every port
+of its peers; each must time out. A client probe (the drill's own group id) to the member's
+ports shows they are still served, so the timeouts are the cut's doing.
 Healing deletes the table; `local down` and every `drill run` delete a stale one first, so a
 killed drill leaves nothing behind. Only loopback (`oifname "lo"`) is ever filtered.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 GID_BASE = 47300  # member gids: GID_BASE + the member's index in the environment
@@ -49,22 +62,66 @@ def unavailable() -> str | None:
     return None
 
 
-def process_tree(pid: int) -> list[int]:
-    """`pid` and all its descendants."""
-    children: dict[int, list[int]] = {}
+def _processes() -> dict[int, tuple[int, int]]:
+    """Every process: pid -> (parent pid, session id)."""
+    found = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                found[int(entry.name)] = (int(fields[1]), int(fields[3]))  # ppid, session
             except (OSError, IndexError, ValueError):
                 continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    found, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        found.append(current)
-        todo.extend(children.get(current, []))
     return found
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and all its descendants."""
+    return _tree([pid], _processes())
+
+
+def _tree(roots: list[int], procs: dict[int, tuple[int, int]]) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for child, (ppid, _) in procs.items():
+        children.setdefault(ppid, []).append(child)
+    found, todo = dict.fromkeys(roots), list(roots)
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found[child] = None
+                todo.append(child)
+    return list(found)
+
+
+def member_processes(roots: list[int]) -> list[int]:
+    """Every process of a member whose root processes are `roots`: their trees, and every
+    process in one of their sessions (a daemon re-parented to init keeps its session)."""
+    procs = _processes()
+    sessions = {procs[r][1] for r in roots if r in procs}
+    return _tree(list(dict.fromkeys([*roots, *(p for p, (_, sid) in procs.items() if sid in sessions)])), procs)
+
+
+def fs_gid(pid: int) -> int | None:
+    """The group id the kernel files `pid`'s new sockets under (what `meta skgid` matches)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("Gid:"):
+                return int(line.split()[4])  # real, effective, saved, filesystem
+    except (OSError, IndexError, ValueError):
+        pass
+    return None
+
+
+def member_ports(name: str, gid: int, assigned: set[int], roots: list[int]) -> set[int]:
+    """The ports the environment assigned to member `name` and every port its processes
+    listen on. A process of the member running with another group id would slip through
+    the cut: refused, rather than a partition that only looks real."""
+    pids = member_processes(roots)
+    strays = {pid: g for pid in pids if (g := fs_gid(pid)) is not None and g != gid}
+    if strays:
+        raise PartitionError(f"cannot cut {name} off: its process(es) {', '.join(map(str, strays))} run with group "
+                             f"id(s) {', '.join(map(str, sorted(set(strays.values()))))}, not the member's {gid}")
+    return set(assigned) | listening_ports(pids)
 
 
 def listening_ports(pids: list[int]) -> set[int]:
@@ -117,6 +174,46 @@ def heal(table: str) -> bool:
 def active(table: str) -> bool:
     return shutil.which("nft") is not None and subprocess.run(
         ["nft", "list", "table", "inet", table], capture_output=True).returncode == 0
+
+
+# Connects to 127.0.0.1 at every port given, at once, and prints each one's outcome as JSON.
+_PROBE = """
+import errno, json, select, socket, sys, time
+timeout, ports, out, pending = float(sys.argv[1]), [int(p) for p in sys.argv[2:]], {}, {}
+for port in ports:
+    s = socket.socket(); s.setblocking(False)
+    code = s.connect_ex(("127.0.0.1", port))
+    if code in (0, errno.EINPROGRESS):
+        pending[s] = port
+    else:
+        out[port] = errno.errorcode.get(code, str(code)); s.close()
+deadline = time.monotonic() + timeout
+while pending and time.monotonic() < deadline:
+    _, ready, _ = select.select([], list(pending), [], max(0.0, deadline - time.monotonic()))
+    for s in ready:
+        code = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        out[pending.pop(s)] = "connected" if code == 0 else errno.errorcode.get(code, str(code)); s.close()
+for s, port in pending.items():
+    out[port] = "timeout"; s.close()
+print(json.dumps(out))
+"""
+BLOCKED = ("timeout", "EPERM")  # a dropped SYN: never answered, or refused by the filter itself
+
+
+def probe_start(gid: int | None, ports: set[int], timeout_s: float = 1.5) -> subprocess.Popen:
+    """Start connecting to `ports` from a socket filed under group id `gid` (None: ours, as
+    a client); `probe_result` collects the outcomes."""
+    kwargs = {} if gid is None else {"group": gid, "extra_groups": []}
+    return subprocess.Popen([sys.executable, "-I", "-c", _PROBE, str(timeout_s), *map(str, sorted(ports))],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def probe_result(proc: subprocess.Popen) -> dict[int, str]:
+    """Each port's outcome: "connected", "timeout", or the errno's name ("ECONNREFUSED", ...)."""
+    out, errors = proc.communicate(timeout=30)
+    if proc.returncode != 0:
+        raise PartitionError(f"the reachability probe failed: {errors.strip()[-300:]}")
+    return {int(port): outcome for port, outcome in json.loads(out).items()}
 
 
 def _set(values) -> str:

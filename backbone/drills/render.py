@@ -9,7 +9,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only; no display on CI machines
 import matplotlib.pyplot as plt  # noqa: E402
 
-from .live import DrillResult  # noqa: E402
+from .live import DrillResult, mark  # noqa: E402
 
 
 def _fmt(v: float | None, unit: str = " s") -> str:
@@ -40,18 +40,47 @@ def to_markdown(r: DrillResult, png: Path | None = None) -> str:
         lines += ["", f"{r.service} promises {r.promise}."]
     if r.notes:
         lines += ["", *[f"- {n}" for n in r.notes]]
+    if r.partition is not None:
+        lines += partition_markdown(r.partition)
     if png is not None:
         lines += ["", f"![timeline]({png.name})"]
     return "\n".join(lines) + "\n"
 
 
+def partition_markdown(p: dict) -> list[str]:
+    """The cut, the probes that prove it, and what the isolated member acknowledged."""
+    acks, member = p["isolated_acks"], p["member"]
+    peers = "; ".join(f"{name} {_ports(ports)}" for name, ports in p["peer_ports"].items())
+    reached = ", ".join(f"{c['port']} {c['outcome']}" for c in p["client_probes"])
+    lines = ["", "## The partition", "",
+             f"Cut ports of {member}: {_ports(p['cut_ports'])} (its peers': {peers}). "
+             f"{'✅ proven' if p['proven'] else '❌ not proven'}: while the cut held, every probe below had to "
+             f"time out; a client still reached {member}'s ports ({reached}).", "",
+             "| from | to | port | outcome | blocked |", "|---|---|---|---|---|"]
+    lines += [f"| {x['from']} | {x['to']} | {x['port']} | {x['outcome']} | {mark(x['blocked'])} |" for x in p["probes"]]
+    seqs = _ports(acks["seqs"][:20]) + (" …" if acks["count"] > 20 else "")
+    lost = f" (seq {_ports(acks['lost_seqs'])})" if acks["lost"] else ""
+    lines += ["", f"Writes {member} acknowledged while cut off ({acks['attributed']}): {acks['count']}"
+                  + (f" (seq {seqs})" if acks["count"] else "")
+                  + f"; read back after the takeover: {acks['present']}, lost: {acks['lost']}{lost}."]
+    return lines
+
+
+def _ports(values) -> str:
+    return ", ".join(map(str, values))
+
+
 def timeline_png(r: DrillResult, path: Path) -> Path:
     m = r.measurement
-    ok = [(a.finished, 1) for a in r.attempts if a.ok]
+    isolated = set(r.partition["isolated_acks"]["seqs"]) if r.partition is not None else set()
+    ok = [(a.finished, 1) for a in r.attempts if a.ok and a.seq not in isolated]
+    cut_off = [(a.finished, 1) for a in r.attempts if a.ok and a.seq in isolated]
     bad = [(a.finished, 0) for a in r.attempts if not a.ok]
     fig, ax = plt.subplots(figsize=(10, 3.2), dpi=110)
     if ok:
         ax.scatter(*zip(*ok), s=6, color="#2e7d32", label=f"acknowledged ({len(ok)})")
+    if cut_off:
+        ax.scatter(*zip(*cut_off), s=10, color="#6a1b9a", label=f"acknowledged by {r.member} cut off ({len(cut_off)})")
     if bad:
         ax.scatter(*zip(*bad), s=10, color="#c62828", marker="x", label=f"failed ({len(bad)})")
     ax.axvline(r.fault_at_s, color="#c62828", linestyle="--", linewidth=1.2, label=f"{r.fault} {r.member}")

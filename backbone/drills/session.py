@@ -8,7 +8,7 @@ from typing import Callable
 from ..contract import Contract
 from ..errors import ConfigError
 from .faults import FaultError
-from .live import DrillResult, run_drill
+from .live import DrillResult, isolated_acks, run_drill
 
 
 def live_drill(contract: Contract, backend, service: str, fault: str, target: str, *, warmup_s: float = 2.0,
@@ -41,6 +41,12 @@ def live_drill(contract: Contract, backend, service: str, fault: str, target: st
     finally:
         if previous is not None:
             backend.redis_bound(*previous)
+    proof = getattr(backend, "partition_proof", None) if fault == "partition" else None
+    if proof is not None:
+        m = result.measurement
+        result.partition = proof | {"isolated_acks": isolated_acks(
+            result.attempts, result.fault_at_s, result.took_over_at_s, m.lost_seqs,
+            set(proof["cut_ports"]) | set(proof["assigned_ports"]))}
     if bounded:
         r = contract.redis
         result.notes.append(

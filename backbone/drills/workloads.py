@@ -156,7 +156,8 @@ class TimescaleWorkload:
         return psycopg.connect(self.ep.dsn(), autocommit=True, connect_timeout=max(1, math.ceil(self.timeout_s)),
                                options=f"-c statement_timeout={int(self.timeout_s * 1000)}")
 
-    def write(self, seq: int) -> None:
+    def write(self, seq: int) -> int:
+        """Insert one record; the port of the server that committed it."""
         try:
             if self.conn is None or self.conn.closed:
                 self.conn = self._connect()
@@ -171,6 +172,7 @@ class TimescaleWorkload:
                 self.conn.execute("INSERT INTO backbone_drill (run_id, seq) VALUES (%s, %s)", (self.run_id, seq))
             finally:
                 watchdog.cancel()
+            return self.conn.info.port
         except psycopg.Error:
             if self.conn is not None:
                 self.conn.close()

@@ -77,7 +77,26 @@ def partition(env, out, service, outputs=None, max_outage="60"):
     result = json.loads(proc.stdout)
     assert any("took over from" in n for n in result["notes"]), result["notes"]  # the partition was real
     assert not partition_local.active(partition_local.table_for(env["state_dir"]))  # healed, nothing left
+    assert_cut_proven(env, result)
     return result
+
+
+def assert_cut_proven(env, result):
+    """The report names every port of the member as cut, and while the cut held each peer's
+    probe to each of them, and the member's to each of its peers' ports, timed out."""
+    p = result["partition"]
+    state = json.loads((env["state_dir"] / "state.json").read_text())
+    svc = state["services"][result["member"]]
+    assigned = {v for k, v in svc.items() if k.endswith("port") and isinstance(v, int)}
+    assert assigned <= set(p["cut_ports"]), p  # Patroni's REST API *and* PostgreSQL; broker and controller
+    assert p["proven"] and p["probes"], p
+    assert all(x["outcome"] in ("timeout", "EPERM") and x["blocked"] for x in p["probes"]), p["probes"]
+    for peer, ports in p["peer_ports"].items():
+        assert sorted(x["port"] for x in p["probes"] if x["from"] == peer) == p["cut_ports"], p["probes"]
+        assert {x["port"] for x in p["probes"] if x["from"] == result["member"] and x["to"] == peer} == set(ports)
+    # the same ports served a client all along: the timeouts were the cut's doing
+    assert [c["port"] for c in p["client_probes"]] == p["cut_ports"]
+    assert any(c["outcome"] == "connected" for c in p["client_probes"]), p["client_probes"]
 
 
 def lost_times(result) -> list[float]:
@@ -93,6 +112,25 @@ def test_timescale_primary_partitioned_from_etcd_and_replica_loses_nothing(ha_en
     result = partition(ha_env, tmp_path, "timescale")
     assert result["acked_writes"] > 10 and result["acked_lost"] == 0, result["lost_seqs"]
     assert result["rto_s"] is not None  # the replica was promoted and took writes
+    # Patroni starts the postmaster in a session of its own, re-parented to init: a cut made
+    # from Patroni's process tree left PostgreSQL out, replication kept streaming, and the
+    # "isolated" primary acknowledged hundreds of writes. Both members' PostgreSQL are cut now
+    p = result["partition"]
+    member, peer = result["member"], next(n for n in ("pg-1", "pg-2") if n != result["member"])
+    assert state["services"][member]["port"] in p["cut_ports"], p
+    assert state["services"][peer]["port"] in p["peer_ports"][peer], p
+    # every write the isolated primary acknowledged (as the writer saw which server answered)
+    # was read back from the new primary: synchronous replication let none be acknowledged alone
+    acks = p["isolated_acks"]
+    assert acks["attributed"] == "by the port that answered", acks
+    answered = [a["seq"] for a in result["timeline"]
+                if a["ok"] and a["server"] == state["services"][member]["port"] and a["finished"] >= result["fault_at_s"]]
+    assert acks["seqs"] == answered and acks["count"] == len(answered), acks
+    assert acks["lost"] == 0 and acks["present"] == acks["count"], acks
+    assert not set(answered) & set(result["lost_seqs"])
+    report = next(tmp_path.glob("drill-timescale-partition-*.md")).read_text()
+    assert f"Cut ports of {member}: " in report and "✅ proven" in report, report
+    assert f"read back after the takeover: {acks['count']}, lost: 0." in report, report
 
 
 def test_kafka_leader_partitioned_loses_no_acknowledged_record(ha_env, tmp_path):
