@@ -72,12 +72,31 @@ def require(contract: Contract, command: str, *sections: str) -> None:
                           f"which this {contract.tier} environment does not have")
 
 
+def folder(path: Path, option: str, create: bool = True) -> Path:
+    """`path` as a folder to write into: an existing one, or one created under the working
+    directory. A mistyped absolute path must not leave folders anywhere else (exit 2).
+    `create=False` only checks, so a long command can refuse before it starts."""
+    if path.is_dir():
+        return path
+    if path.exists():
+        raise ConfigError(f"{option}: {path} is not a folder")
+    if not path.resolve().is_relative_to(Path.cwd().resolve()):
+        raise ConfigError(f"{option}: the folder {path} does not exist; create it first (only a folder "
+                          "under the working directory is created)")
+    if create:
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"{option}: cannot create the folder {path} ({exc.strerror})") from None
+    return path
+
+
 def emit(text: str, output: Path | None, summary: str) -> None:
     if output is None:
         sys.stdout.write(text)
         return
+    folder(output.parent, f"--output {output}")
     try:
-        output.parent.mkdir(parents=True, exist_ok=True)
         tmp = output.with_name(f".{output.name}.tmp")
         tmp.write_text(text)
         tmp.replace(output)  # atomic: never a half-written report

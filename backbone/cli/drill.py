@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..report import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_READY, Redactor
-from .common import contract_from, emit, err, positive, require, sources_args
+from .common import contract_from, emit, err, folder, positive, require, sources_args
 
 SERVICES = ("timescale", "redis", "kafka")
 TARGETS = ("primary", "leader", "controller", "replica")
@@ -126,6 +126,7 @@ def cmd_run(args) -> int:
         return cmd_run_plan(args)
     if args.service is None:
         raise ConfigError("--service is required for a live drill (timescale, redis or kafka)")
+    folder(args.output_dir, "--output-dir", create=False)
     contract = contract_from(args)
     if contract.tier != "institutional":
         raise ConfigError("a live drill needs the institutional tier; the bootstrap tier has only --simulate")
@@ -163,6 +164,7 @@ def cmd_run_plan(args) -> int:
     if args.service is not None:
         raise ConfigError("--plan names its own services; leave out --service")
     plan = load_plan(args.plan)
+    folder(args.output_dir, "--output-dir", create=False)
     contract = contract_from(args)
     if contract.tier != "institutional":
         raise ConfigError("a drill rotation needs the institutional tier")
@@ -207,6 +209,9 @@ def cmd_backup(args) -> int:
         raise ConfigError("--dump is a backup file (timescale, redis); for kafka give an export directory with --backup")
     if args.service != "kafka" and (args.backup is not None or args.topic):
         raise ConfigError("--backup and --topic belong to the kafka drill; for timescale and redis give --dump FILE")
+    folder(args.work_dir, "--work-dir", create=False)
+    if args.output is not None:
+        folder(args.output.parent, f"--output {args.output}", create=False)
     redactor = Redactor(contract.secrets())
     given = args.dump or args.backup
     err.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {args.service} backup / restore drill: "

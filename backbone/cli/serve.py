@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..errors import BackboneError, ConfigError
-from .common import contract_from, err, positive, require, sources_args
+from ..errors import BackboneError
+from .common import contract_from, err, folder, positive, require, sources_args
 
 
 def register(sub) -> None:
@@ -49,10 +49,7 @@ def cmd_serve(args) -> int:
     if contract.tier == "institutional":
         require(contract, "serve", "timescale", "kafka")
     if args.snapshot is not None:
-        try:
-            args.snapshot.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ConfigError(f"--snapshot {args.snapshot}: cannot create its directory ({exc.strerror})") from None
+        folder(args.snapshot.parent, f"--snapshot {args.snapshot}")
     redactor = Redactor(contract.secrets())
 
     def log(line: str) -> None:

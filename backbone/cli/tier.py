@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..errors import BackboneError, ConfigError
 from ..report import EXIT_READY, Redactor
-from .common import contract_from, err, positive, sources_args
+from .common import contract_from, err, folder, positive, sources_args
 
 
 def register(sub) -> None:
@@ -100,6 +100,8 @@ def _ends(args):
 def cmd_switch(args) -> int:
     from ..tier.switch import Options, Switch, SwitchError
     source, target, ref = _ends(args)
+    if args.drill_report is not None:
+        folder(args.drill_report, "--drill-report")
     redactor = Redactor(target.secrets())
 
     def say(text: str) -> None:
@@ -201,6 +203,8 @@ def cmd_rollback(args) -> int:
     from ..tier.rollback import rollback
     from ..tier.switch import Options, SwitchError
     source, target, ref = _ends(args)
+    if args.drill_report is not None:
+        folder(args.drill_report, "--drill-report")
     redactor = Redactor(target.secrets())
 
     def say(text: str) -> None:
