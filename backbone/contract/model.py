@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from typing import Annotated, Any, Literal
-from urllib.parse import quote, unquote
+from urllib.parse import parse_qs, quote, unquote, urlsplit, urlunsplit
 
 from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, StrictBool, field_validator,
                       model_validator)
@@ -85,13 +85,27 @@ def _default_policies() -> dict[str, TablePolicy]:
     }
 
 
+SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
+SSLMODES = SslMode.__args__
+
+
+def _url_sslmode(query: str) -> str | None:
+    """The sslmode a postgresql:// URL's query names (libpq takes the last), or None."""
+    given = parse_qs(query, keep_blank_values=True).get("sslmode")
+    if not given:
+        return None
+    if given[-1] not in SSLMODES:  # the value only: the URL may hold a password
+        raise ValueError(f"the URL's sslmode must be one of {', '.join(SSLMODES)}")
+    return given[-1]
+
+
 class TimescaleEndpoint(_Model):
     host: Host = "127.0.0.1"
     port: Port = 5432
     database: Identifier = "backbone"
     user: Identifier = "backbone"
     password: SecretStr | None = None
-    sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = "prefer"
+    sslmode: SslMode = "prefer"  # the URL's own sslmode wins; else this one is added to it
     url: SecretStr | None = None  # an explicit URL wins over the parts above
     ha: Literal["none", "patroni"] = "none"
     # Other members of a Patroni cluster. With ha "patroni" the composed URL lists host:port
@@ -116,13 +130,17 @@ class TimescaleEndpoint(_Model):
     @classmethod
     def _postgres_url(cls, v: SecretStr | None) -> SecretStr | None:
         if v is not None:
-            parse_service_url(v.get_secret_value(), ("postgresql", "postgres"), multi_host=True)
+            _url_sslmode(parse_service_url(v.get_secret_value(), ("postgresql", "postgres"), multi_host=True).query)
         return v
 
     def dsn(self) -> str:
-        """The libpq URL to connect with: the explicit URL, else composed from parts."""
+        """The libpq URL to connect with: the explicit URL (with `sslmode` added when it
+        names none, so the manifest says what the connection uses), else composed from parts."""
         if self.url is not None:
-            return self.url.get_secret_value()
+            url = urlsplit(self.url.get_secret_value())
+            if _url_sslmode(url.query) is None:
+                url = url._replace(query="&".join(q for q in (url.query, f"sslmode={self.sslmode}") if q))
+            return urlunsplit(url)
         auth = quote(self.user, safe="")
         if self.password is not None:
             auth += ":" + quote(self.password.get_secret_value(), safe="")
@@ -136,13 +154,15 @@ class TimescaleEndpoint(_Model):
     def target(self) -> dict[str, Any]:
         """Where the connection actually goes (from the URL when one is given)."""
         if self.url is None:
-            return {"host": self.host, "port": self.port, "database": self.database, "user": self.user}
+            return {"host": self.host, "port": self.port, "database": self.database, "user": self.user,
+                    "sslmode": self.sslmode}
         # validated on the way in, so host and port are what they claim to be
         parts = parse_service_url(self.url.get_secret_value(), ("postgresql", "postgres"), multi_host=True)
         host, port = split_host_port(parts.netloc.rpartition("@")[2].split(",")[0])  # libpq: host1:p1,host2:p2
         return {"host": host.strip("[]"), "port": int(port) if port else 5432,
                 "database": unquote(parts.path.lstrip("/")) or self.database,
-                "user": unquote(parts.username or "") or self.user}
+                "user": unquote(parts.username or "") or self.user,
+                "sslmode": _url_sslmode(parts.query) or self.sslmode}
 
 
 class CachePolicy(_Model):

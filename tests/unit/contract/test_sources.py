@@ -98,8 +98,10 @@ def test_explicit_url_wins_over_parts():
                       "TIMESCALEDB_HOST": "parthost", "TIMESCALEDB_PORT": "1111",
                       "REDIS_URL": "rediss://:pw@rhost:6390/2", "REDIS_HOST": "other",
                       "KAFKA_BOOTSTRAP_SERVERS": "k:9092"})
-    assert c.timescale.dsn() == "postgresql://alice:pw@urlhost:6543/urldb"
-    assert c.timescale.target() == {"host": "urlhost", "port": 6543, "database": "urldb", "user": "alice"}
+    # the URL names no sslmode: the contract's (the default) is added, so the manifest is true
+    assert c.timescale.dsn() == "postgresql://alice:pw@urlhost:6543/urldb?sslmode=prefer"
+    assert c.timescale.target() == {"host": "urlhost", "port": 6543, "database": "urldb", "user": "alice",
+                                    "sslmode": "prefer"}
     assert c.redis.connection_url() == "rediss://:pw@rhost:6390/2"
     assert c.redis.target()["tls"] is True
 
