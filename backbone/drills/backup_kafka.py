@@ -184,7 +184,8 @@ class ScratchKafka:
         if missing := bins.missing(["kafka"]):
             raise BackupDrillError(f"the scratch Kafka needs {', '.join(missing)}; {SETUP_HINT}")
         self.parent.mkdir(parents=True, exist_ok=True)
-        self.dir = Path(tempfile.mkdtemp(prefix="kafka-restore-", dir=self.parent))
+        # absolute: the broker's configuration names its folders, whatever its working directory
+        self.dir = Path(tempfile.mkdtemp(prefix="kafka-restore-", dir=self.parent)).absolute()
         try:
             [self.node] = prepare_kafka(self.dir, bins, 1)
             with open(Path(self.node["home"]) / "server.properties", "a") as props:

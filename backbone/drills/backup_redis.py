@@ -228,7 +228,8 @@ def _snapshot(client: redis.Redis, work_dir: Path, deadline: float):
 def _restore(server: Path, snapshot: Path, work_dir: Path, db: int, password: str, deadline: float,
              timeout_s: float) -> tuple[KeyDigests, float, Path, int, int]:
     work_dir.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=".redis-restore-", dir=work_dir))  # 0700
+    # absolute: the server runs in that folder, where a relative path would point elsewhere
+    scratch = Path(tempfile.mkdtemp(prefix=".redis-restore-", dir=work_dir)).absolute()  # 0700
     port, proc, client = free_port(), None, None
     try:
         started = time.monotonic()  # the restore: put the file in place, start, load
