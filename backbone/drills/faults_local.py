@@ -120,9 +120,11 @@ class LocalFaults:
                      if not p["blocked"]]
             raise FaultError(f"the partition of {member} did not hold, healed and abandoned: still reachable "
                              f"{'; '.join(open_)}")
-        self.partition_proof = proof
+        # the member's own ports, cut or not, tell which acknowledged writes it answered
+        self.partition_proof = proof | {"assigned_ports": sorted(_assigned_ports(services[member]))}
 
-    def _prove(self, member: str, peers: list[str], ports: dict[str, set[int]], gid) -> dict[str, Any]:
+    @staticmethod
+    def _prove(member: str, peers: list[str], ports: dict[str, set[int]], gid) -> dict[str, Any]:
         """While the cut holds: every peer, as the kernel files its sockets, connects to every
         cut port of the member, and the member to every port of its peers; each must time out.
         A client reaching the member's ports shows the timeouts are the cut's doing."""
@@ -136,7 +138,6 @@ class LocalFaults:
                 probes.append({"from": source, "to": member if source != member else owner[port], "port": port,
                                "outcome": outcome, "blocked": outcome in partition.BLOCKED})
         return {"member": member, "cut_ports": sorted(ports[member]),
-                "assigned_ports": sorted(_assigned_ports(self._svc(member))),
                 "peer_ports": {p: sorted(ports[p]) for p in peers}, "probes": probes,
                 "client_probes": [{"port": port, "outcome": outcome}
                                   for port, outcome in sorted(partition.probe_result(client).items())],
