@@ -3,13 +3,16 @@ VENV := .venv
 BACKBONE := $(VENV)/bin/backbone
 PYTEST := $(VENV)/bin/pytest
 
-.PHONY: setup setup-python demo test test-unit test-infra test-integration local-up local-down bench clean
+.PHONY: setup setup-python setup-dev demo test test-unit test-infra test-integration local-up local-down bench clean
 
 setup:            ## install services (apt), build TimescaleDB, Kafka jars (Maven) and the virtualenv
 	bash scripts/setup.sh all
 
-setup-python:     ## only the virtualenv: enough for the bootstrap tier
+setup-python:     ## only the virtualenv with what running backbone needs: enough for the bootstrap tier
 	bash scripts/setup.sh python
+
+setup-dev:        ## the virtualenv with the dev extras (Pulumi, kubernetes, pytest...), no services
+	bash scripts/setup.sh dev
 
 demo: setup-python ## the embedded bootstrap tier's full cycle: ingest, read through the cache, events to the bridge, serve, validate
 	$(BACKBONE) migrate apply
@@ -24,10 +27,10 @@ demo: setup-python ## the embedded bootstrap tier's full cycle: ingest, read thr
 test: setup       ## every test: unit, Pulumi mocks, and integration on real services
 	$(PYTEST) -q
 
-test-unit: setup-python
+test-unit: setup-dev
 	$(PYTEST) -q tests/unit
 
-test-infra: setup-python
+test-infra: setup-dev
 	$(PYTEST) -q tests/infra
 
 test-integration: setup

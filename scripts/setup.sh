@@ -7,13 +7,40 @@
 #   - the Apache Kafka broker jars, resolved with Maven into a cache outside the repo
 #   - a repo-local virtualenv (.venv) with backbone and its dev extras
 # Safe to re-run: each step is skipped when its result is already there.
-# Usage: scripts/setup.sh [all|python]   (python: only the virtualenv, for the bootstrap tier)
+# Usage: scripts/setup.sh [all|dev|python]
+#   python: only the virtualenv with what running backbone needs (`make demo`, the bootstrap tier)
+#   dev:    the virtualenv with the dev extras too (Pulumi, kubernetes, pytest...: the tests)
+#   all:    the services, then the dev virtualenv (`make test`)
+# Off a terminal (CI logs, a piped make) each long step says every $BACKBONE_PROGRESS_S
+# seconds (default 15) that it is still running, with the last line of its log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what="${1:-all}"
-case "$what" in all|python) ;; *) echo "usage: $0 [all|python]" >&2; exit 2 ;; esac
+case "$what" in all|dev|python) ;; *) echo "usage: $0 [all|dev|python]" >&2; exit 2 ;; esac
 
-say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+say() { if [ -t 2 ]; then printf '\033[1m==> %s\033[0m\n' "$*" >&2; else printf '==> %s\n' "$*" >&2; fi; }
+# heartbeat LOG: every few seconds, that the step still runs and its log's last line
+heartbeat() {
+  local log="$1" every="${BACKBONE_PROGRESS_S:-15}" started=$SECONDS nap last
+  [[ "$every" =~ ^[0-9]+(\.[0-9]+)?$ ]] && [ "$every" != 0 ] || every=15
+  trap 'kill "$nap" 2>/dev/null; exit 0' TERM  # no stray sleep holding stderr open
+  while :; do
+    sleep "$every" & nap=$!
+    wait "$nap"
+    last=$(tail -n 1 "$log" 2>/dev/null | tr -d '\r' | cut -c1-160)
+    printf '    ... still running after %d s%s\n' "$((SECONDS - started))" "${last:+: $last}" >&2
+  done
+}
+# logged LOG CMD...: run CMD with its output in LOG; off a terminal, with a heartbeat
+logged() {
+  local log="$1" rc=0 beat=""; shift
+  if [ ! -t 2 ]; then heartbeat "$log" & beat=$!; fi
+  "$@" >"$log" 2>&1 || rc=$?
+  if [ -n "$beat" ]; then kill "$beat" 2>/dev/null; wait "$beat" 2>/dev/null || true; fi
+  return "$rc"
+}
+# failed LOG WHAT: the log's tail and where the rest is, then stop
+failed() { tail -40 "$1" >&2; echo "$2 failed; full log in $1" >&2; exit 1; }
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 # apt_install WHY PKG...: install those of the Debian packages that are not installed yet
 apt_install() {
@@ -23,8 +50,11 @@ apt_install() {
   done
   [ ${#missing[@]} -eq 0 ] && return 0
   say "installing ${why}: ${missing[*]}"
-  as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  local log; log=$(mktemp)
+  logged "$log" as_root apt-get update || failed "$log" "apt-get update"
+  logged "$log" as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" \
+    || failed "$log" "apt-get install"
+  rm -f "$log"
 }
 
 if [ "$what" = all ]; then
@@ -45,14 +75,13 @@ if [ ! -x "$patroni_home/bin/patroni" ] || ! cmp -s scripts/patroni/requirements
   say "installing Patroni ${patroni_version} into ${patroni_home}"
   log=$(mktemp)
   # the copied requirements file is written last: it marks a finished install (a venv cannot be moved)
-  if ! { as_root rm -rf "$patroni_home" \
-         && as_root /usr/bin/python3 -m venv "$patroni_home" \
-         && as_root "$patroni_home/bin/pip" install -q --no-deps -r scripts/patroni/requirements.txt \
-         && as_root cp scripts/patroni/requirements.txt "$patroni_home/requirements.txt"; } >"$log" 2>&1; then
-    tail -40 "$log" >&2
-    echo "Patroni install failed; full log in $log" >&2
-    exit 1
-  fi
+  install_patroni() {
+    as_root rm -rf "$patroni_home" \
+      && as_root /usr/bin/python3 -m venv "$patroni_home" \
+      && as_root "$patroni_home/bin/pip" install --no-deps -r scripts/patroni/requirements.txt \
+      && as_root cp scripts/patroni/requirements.txt "$patroni_home/requirements.txt"
+  }
+  logged "$log" install_patroni || failed "$log" "Patroni install"
   rm -f "$log"
 fi
 
@@ -63,8 +92,10 @@ if ! ls "$kafka_libs"/kafka_2.13-*.jar >/dev/null 2>&1; then
   command -v mvn >/dev/null || apt_install "Maven" maven
   tmp_libs="${kafka_libs}.partial"
   rm -rf "$tmp_libs"
-  mvn -q -B -f scripts/kafka/pom.xml dependency:copy-dependencies \
-      -DincludeScope=runtime -DoutputDirectory="$tmp_libs"
+  log=$(mktemp)
+  logged "$log" mvn -B -f scripts/kafka/pom.xml dependency:copy-dependencies \
+      -DincludeScope=runtime -DoutputDirectory="$tmp_libs" || failed "$log" "Maven"
+  rm -f "$log"
   mkdir -p "$(dirname "$kafka_libs")"
   rm -rf "$kafka_libs" && mv "$tmp_libs" "$kafka_libs"
 fi
@@ -93,17 +124,16 @@ EOT
   build_dir=$(mktemp -d)
   patches="$(pwd)/scripts/timescaledb"
   log="$build_dir/build.log"
-  if ! ( tar xzf "$source_tarball" -C "$build_dir" \
-         && cd "$build_dir/timescaledb-${timescaledb_version}" \
-         && for p in "$patches"/*.patch; do patch -p1 --forward <"$p" || exit 1; done \
-         && ./bootstrap -DREGRESS_CHECKS=OFF -DTAP_CHECKS=OFF -DWARNINGS_AS_ERRORS=OFF \
-              -DGENERATE_DOWNGRADE_SCRIPT=OFF -DPG_CONFIG="$pg_config" \
-         && make -C build -j"$(nproc)" \
-         && as_root make -C build install ) >"$log" 2>&1; then
-    tail -40 "$log" >&2
-    echo "TimescaleDB build failed; full log in $log" >&2
-    exit 1
-  fi
+  build_timescaledb() (
+    tar xzf "$source_tarball" -C "$build_dir" \
+      && cd "$build_dir/timescaledb-${timescaledb_version}" \
+      && for p in "$patches"/*.patch; do patch -p1 --forward <"$p" || exit 1; done \
+      && ./bootstrap -DREGRESS_CHECKS=OFF -DTAP_CHECKS=OFF -DWARNINGS_AS_ERRORS=OFF \
+           -DGENERATE_DOWNGRADE_SCRIPT=OFF -DPG_CONFIG="$pg_config" \
+      && make -C build -j"$(nproc)" \
+      && as_root make -C build install
+  )
+  logged "$log" build_timescaledb || failed "$log" "TimescaleDB build"
   rm -rf "$build_dir"
 fi
 fi  # all
@@ -112,15 +142,20 @@ if [ ! -x .venv/bin/python ]; then
   say "creating .venv"
   python3 -m venv .venv
 fi
-stamp=.venv/.backbone-installed
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  say "installing backbone with dev extras into .venv"
+# Each install leaves a stamp newer than pyproject.toml; the dev install holds the runtime one.
+dev_stamp=.venv/.backbone-installed runtime_stamp=.venv/.backbone-installed-runtime
+fresh() { [ -f "$1" ] && [ ! pyproject.toml -nt "$1" ]; }
+if [ "$what" = python ]; then
+  spec=. stamp=$runtime_stamp label="backbone (what running it needs)"
+  fresh "$dev_stamp" && stamp=$dev_stamp
+else
+  spec='.[dev]' stamp=$dev_stamp label="backbone with dev extras"
+fi
+if ! fresh "$stamp"; then
+  say "installing ${label} into .venv"
   log=.venv/pip-install.log
-  if ! { .venv/bin/python -m pip install -q --upgrade pip && .venv/bin/python -m pip install -q -e '.[dev]'; } >"$log" 2>&1; then
-    tail -40 "$log" >&2
-    echo "pip install failed; full log in $log" >&2
-    exit 1
-  fi
+  pip_install() { .venv/bin/python -m pip install --upgrade pip && .venv/bin/python -m pip install -e "$spec"; }
+  logged "$log" pip_install || failed "$log" "pip install"
   touch "$stamp"
 fi
 say "setup complete"
