@@ -50,12 +50,31 @@ def plan_checks(contract, command: str, timeout_s: float) -> dict:
             checks["topics"] = lambda: topics_check(contract, timeout_s)
         checks["smoke"] = lambda: smoke_check(contract, timeout_s)
         from ..data.checks import data_checks
-        checks.update(data_checks(contract, timeout_s))
+        checks.update(data_checks(active_contract(contract, timeout_s), timeout_s))
     for name in checks:
         missing = contract.missing(*NEEDS.get(name, ()))
         if missing:
             checks[name] = _not_configured(name, missing)
     return checks
+
+
+def active_contract(contract, timeout_s: float):
+    """The data checks judge the tier the deployment's clients write to: the one the
+    active-tier record names, or the bootstrap store before a first cut-over."""
+    if contract.bootstrap is None:
+        return contract
+    import sqlite3
+
+    from ..errors import BackboneError
+    from ..tier.follow import contract_for
+    from ..tier.record import RecordReader
+    reader = RecordReader(contract.bootstrap.store, timeout_s)
+    try:
+        return contract_for(contract, reader.read())
+    except (BackboneError, sqlite3.Error):  # a record this run cannot follow: the service checks say what is wrong
+        return contract
+    finally:
+        reader.close()
 
 
 def _not_configured(name: str, missing: list[str]):

@@ -47,6 +47,10 @@ def test_institutional_clients_write_to_the_bootstrap_store_until_the_first_cuto
 
     status = json.loads(tier(deployment, "status", "--format", "json").stdout)
     assert status["active_tier"].startswith("bootstrap")
+    validated = run_backbone("validate", "--outputs", str(deployment.outputs), "--format", "json")
+    checks = {c["name"]: c for c in json.loads(validated.stdout)["checks"]}
+    fresh = checks["freshness.bars"]
+    assert fresh["status"] == "ok" and fresh["details"]["last_run"]["source"] == "early-app", fresh  # judged where the writes went
 
     app = open_backbone(deployment.institutional())  # stays open across the cut-over
     try:
