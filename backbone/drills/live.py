@@ -117,7 +117,6 @@ class DrillResult:
     objectives: dict[str, float]
     notes: list[str] = field(default_factory=list)
     attempts: list[Attempt] = field(default_factory=list)
-    took_over_at_s: float | None = None  # partitions: when another member took over
     partition: dict[str, Any] | None = None  # local partitions: the cut, its proof, the isolated acks
 
     @property
@@ -154,21 +153,18 @@ class DrillResult:
                 "timeline": [asdict(a) for a in self.attempts]}
 
 
-def isolated_acks(attempts: list[Attempt], fault_at: float, took_over_at: float | None, lost_seqs: list[int],
+def isolated_acks(attempts: list[Attempt], fault_at: float, lost_seqs: list[int],
                   member_ports: set[int]) -> dict[str, Any]:
-    """Pure: the writes the partitioned member acknowledged once cut off, and whether each
-    was read back. Where the workload says which server answered, those it answered after
-    the fault began; otherwise (Kafka, Redis through Sentinel) every write acknowledged
-    between the fault and the takeover, a superset."""
+    """Pure: the writes the partitioned member acknowledged once the fault began, and whether
+    each was read back. Where the workload says which server answered (Timescale), exactly
+    those it answered. Otherwise (Kafka, Redis through Sentinel: the client does not say)
+    every write acknowledged from the fault on, a superset: an isolated Redis master keeps
+    acknowledging after the Sentinels have promoted another, so no earlier cut-off is safe."""
     known = any(a.server is not None for a in attempts if a.ok)
-
-    def by_member(a: Attempt) -> bool:
-        if known:
-            return a.server in member_ports
-        return took_over_at is None or a.finished < took_over_at
-    seqs = [a.seq for a in attempts if a.ok and a.finished >= fault_at and by_member(a)]
+    seqs = [a.seq for a in attempts if a.ok and a.finished >= fault_at and (not known or a.server in member_ports)]
     lost = sorted(set(seqs) & set(lost_seqs))
-    return {"attributed": "by the port that answered" if known else "by time: after the fault, before the takeover",
+    return {"attributed": "by the port that answered" if known else "by time: every write acknowledged from the "
+            "fault on (which member answered is not known)",
             "count": len(seqs), "seqs": seqs, "present": len(seqs) - len(lost), "lost": len(lost),
             "lost_seqs": lost}
 
@@ -239,7 +235,6 @@ def run_drill(workload, inject: Callable[[], str], heal: Callable[[str], None], 
     acked = [a.seq for a in writer.attempts if a.ok]
     found = workload.read_back(acked)
     workload.close()
-    took_over_at = since if failed_over is not None else None
     return DrillResult(service, fault, target, member, platform, started_at, fault_at, healed_at, clock(),
-                       measure(writer.attempts, fault_at, found, took_over_at, in_effect),
-                       objectives, notes, writer.attempts, took_over_at)
+                       measure(writer.attempts, fault_at, found, since if failed_over is not None else None, in_effect),
+                       objectives, notes, writer.attempts)

@@ -45,8 +45,7 @@ def live_drill(contract: Contract, backend, service: str, fault: str, target: st
     if proof is not None:
         m = result.measurement
         result.partition = proof | {"isolated_acks": isolated_acks(
-            result.attempts, result.fault_at_s, result.took_over_at_s, m.lost_seqs,
-            set(proof["cut_ports"]) | set(proof["assigned_ports"]))}
+            result.attempts, result.fault_at_s, m.lost_seqs, set(proof["cut_ports"]) | set(proof["assigned_ports"]))}
     if bounded:
         r = contract.redis
         result.notes.append(

@@ -70,6 +70,7 @@ def test_kafka_leader_killed_on_the_ha_topology(ha_env, tmp_path):
 
 def partition(env, out, service, outputs=None, max_outage="60"):
     target = "leader" if service == "kafka" else "primary"
+    out.mkdir(parents=True, exist_ok=True)  # --output-dir must exist (or be under the working directory)
     proc = run_backbone("drill", "run", "--service", service, "--fault", "partition", "--target", target,
                         "--outputs", str(outputs or env["outputs"]), "--state-dir", str(env["state_dir"]),
                         "--output-dir", str(out), "--format", "json", "--max-outage", max_outage, timeout=300)
