@@ -169,6 +169,19 @@ def test_a_failed_last_run_is_down_and_a_rejected_one_degraded(local_env, scratc
     assert (bars["status"], bars["code"]) == ("degraded", "last_run_rejected"), bars
     assert "was rejected and wrote nothing (1 bad row(s); first: row 2: high 8 is below low 9)" in bars["message"]
 
+    for name, content, reason in (("wrong.csv", "symbol,when\nX,1\n", "missing required column(s) ts, open"),
+                                  ("plain.csv.gz", BAR_HEADER, "named .gz but is not gzip-compressed")):
+        refused = tmp_path / name  # the input refused as a whole: rejected (degraded), not failed (down)
+        refused.write_text(content)
+        done = ingest_file(outputs, refused)
+        assert done.returncode == 2 and f"backbone: error: {refused}: {reason}" in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr
+        proc = validate(outputs)
+        bars = data_checks_of(proc)["freshness.bars"]
+        assert (bars["status"], bars["code"]) == ("degraded", "last_run_rejected"), bars
+        assert f"the last ingest of {refused}, at " in bars["message"] and reason in bars["message"]
+        assert proc.returncode == 0, proc.stdout
+
     assert ingest_file(outputs, good).returncode == 0  # a success afterwards: healthy again
     assert data_checks_of(validate(outputs))["freshness.bars"]["status"] == "ok"
 
@@ -340,7 +353,7 @@ def test_bootstrap_validate_is_ok_after_ingest_query_and_tail(tmp_path):
     assert query.returncode == 0, query.stderr
     before = data_checks_of(backbone("validate", "--format", "json", cwd=tmp_path))
     assert before["consumer_lag"]["details"]["lag"] > 0 and before["consumer_lag"]["details"]["committed"] is False
-    tail = backbone("events", "tail", "--idle-timeout", "2", cwd=tmp_path)
+    tail = backbone("events", "tail", "--group", "backbone-bridge", "--idle-timeout", "2", cwd=tmp_path)  # consumes
     assert tail.returncode == 0, tail.stderr
 
     proc = backbone("validate", "--format", "json", cwd=tmp_path)

@@ -216,8 +216,8 @@ def test_bootstrap_event_log_survives_restarts_and_keeps_positions(tmp_path):
     assert run_backbone("migrate", "apply", cwd=tmp_path).returncode == 0
     ingest = run_backbone("ingest", "--dimension", "bars", "--generate", "60", "--symbols", "4", cwd=tmp_path)
     assert ingest.returncode == 0, ingest.stderr
-    first = run_backbone("events", "tail", "--max", "3", "--format", "json", cwd=tmp_path)
-    rest = run_backbone("events", "tail", "--idle-timeout", "0.5", "--format", "json", cwd=tmp_path)
+    first = run_backbone("events", "tail", "--group", "bridge", "--max", "3", "--format", "json", cwd=tmp_path)
+    rest = run_backbone("events", "tail", "--group", "bridge", "--idle-timeout", "0.5", "--format", "json", cwd=tmp_path)
     replay = run_backbone("events", "tail", "--from-beginning", "--group", "other", "--idle-timeout", "0.5",
                           "--format", "json", cwd=tmp_path)
     for proc in (first, rest, replay):
