@@ -124,8 +124,9 @@ def test_timescale_primary_partitioned_from_etcd_and_replica_loses_nothing(ha_en
     # was read back from the new primary: synchronous replication let none be acknowledged alone
     acks = p["isolated_acks"]
     assert acks["attributed"] == "by the port that answered", acks
+    port = state["services"][member]["port"]
     answered = [a["seq"] for a in result["timeline"]
-                if a["ok"] and a["server"] == state["services"][member]["port"] and a["finished"] >= result["fault_at_s"]]
+                if a["ok"] and a["server"] == port and a["finished"] >= result["fault_at_s"]]
     assert acks["seqs"] == answered and acks["count"] == len(answered), acks
     assert acks["lost"] == 0 and acks["present"] == acks["count"], acks
     assert not set(answered) & set(result["lost_seqs"])
