@@ -72,17 +72,20 @@ def require(contract: Contract, command: str, *sections: str) -> None:
                           f"which this {contract.tier} environment does not have")
 
 
-def folder(path: Path, option: str, create: bool = True) -> Path:
+def folder(path: Path, option: str, create: bool = True, own: bool = False) -> Path:
     """`path` as a folder to write into: an existing one, or one created under the working
     directory. A mistyped absolute path must not leave folders anywhere else (exit 2).
-    `create=False` only checks, so a long command can refuse before it starts."""
+    `own`: the option names the report's own folder (`--drill-report DIR`), which is made
+    wherever its parent exists, as `mkdir` would. `create=False` only checks, so a long
+    command can refuse before it starts."""
     if path.is_dir():
         return path
     if path.exists():
         raise ConfigError(f"{option}: {path} is not a folder")
-    if not path.resolve().is_relative_to(Path.cwd().resolve()):
-        raise ConfigError(f"{option}: the folder {path} does not exist; create it first (only a folder "
-                          "under the working directory is created)")
+    if not (path.resolve().is_relative_to(Path.cwd().resolve()) or (own and path.resolve().parent.is_dir())):
+        where = f"its parent {path.parent} does not exist" if own else "only a folder under the working " \
+            "directory is created"
+        raise ConfigError(f"{option}: the folder {path} does not exist; create it first ({where})")
     if create:
         try:
             path.mkdir(parents=True, exist_ok=True)

@@ -126,7 +126,7 @@ def cmd_run(args) -> int:
         return cmd_run_plan(args)
     if args.service is None:
         raise ConfigError("--service is required for a live drill (timescale, redis or kafka)")
-    folder(args.output_dir, "--output-dir", create=False)
+    folder(args.output_dir, "--output-dir", create=False, own=True)
     contract = contract_from(args)
     if contract.tier != "institutional":
         raise ConfigError("a live drill needs the institutional tier; the bootstrap tier has only --simulate")
@@ -164,7 +164,7 @@ def cmd_run_plan(args) -> int:
     if args.service is not None:
         raise ConfigError("--plan names its own services; leave out --service")
     plan = load_plan(args.plan)
-    folder(args.output_dir, "--output-dir", create=False)
+    folder(args.output_dir, "--output-dir", create=False, own=True)
     contract = contract_from(args)
     if contract.tier != "institutional":
         raise ConfigError("a drill rotation needs the institutional tier")
@@ -209,7 +209,7 @@ def cmd_backup(args) -> int:
         raise ConfigError("--dump is a backup file (timescale, redis); for kafka give an export directory with --backup")
     if args.service != "kafka" and (args.backup is not None or args.topic):
         raise ConfigError("--backup and --topic belong to the kafka drill; for timescale and redis give --dump FILE")
-    folder(args.work_dir, "--work-dir", create=False)
+    folder(args.work_dir, "--work-dir", create=False, own=True)
     if args.output is not None:
         folder(args.output.parent, f"--output {args.output}", create=False)
     redactor = Redactor(contract.secrets())

@@ -101,7 +101,7 @@ def cmd_switch(args) -> int:
     from ..tier.switch import Options, Switch, SwitchError
     source, target, ref = _ends(args)
     if args.drill_report is not None:
-        folder(args.drill_report, "--drill-report")
+        folder(args.drill_report, "--drill-report", own=True)
     redactor = Redactor(target.secrets())
 
     def say(text: str) -> None:
@@ -204,7 +204,7 @@ def cmd_rollback(args) -> int:
     from ..tier.switch import Options, SwitchError
     source, target, ref = _ends(args)
     if args.drill_report is not None:
-        folder(args.drill_report, "--drill-report")
+        folder(args.drill_report, "--drill-report", own=True)
     redactor = Redactor(target.secrets())
 
     def say(text: str) -> None:

@@ -58,3 +58,18 @@ def test_a_long_command_refuses_before_it_starts(work):
     assert proc.returncode == 2, proc.stderr
     assert "--work-dir" in proc.stderr and "does not exist" in proc.stderr
     assert not (work.parent / "nowhere").exists()
+
+
+def test_an_option_naming_the_reports_own_folder_makes_it_where_its_parent_exists(work, monkeypatch):
+    """`--drill-report DIR` / `--output-dir DIR`: DIR itself is made, as `mkdir` would, but
+    never its missing parents."""
+    from backbone.cli.common import folder
+    from backbone.errors import ConfigError
+    monkeypatch.chdir(work)
+    own = work.parent / "drill-report"
+    assert folder(own, "--drill-report", own=True) == own and own.is_dir()
+    with pytest.raises(ConfigError, match="its parent .* does not exist"):
+        folder(work.parent / "missing" / "report", "--drill-report", own=True)
+    assert not (work.parent / "missing").exists()
+    with pytest.raises(ConfigError, match="does not exist"):
+        folder(work.parent / "plain", "--output")  # a report file's folder: only under the working directory
