@@ -206,7 +206,7 @@ class Backbone:
         changes: SeriesChanges = {}
         newest: dt.datetime | None = None
         error: str | None = None
-        held = _SignalsHeld()
+        held, committed = _SignalsHeld(), False
         try:
             entered = time.perf_counter()
             with self.store.transaction() as tx:
@@ -235,6 +235,7 @@ class Backbone:
                 # landing between the two would journal a committed run as interrupted.
                 held.hold()
             result.store_seconds += time.perf_counter() - committing
+            committed = True
         except IngestRejected:
             result.status, result.inserted, result.updated, result.events = "rejected", 0, 0, 0
             error = f"{result.rejected} bad row(s); first: {result.errors[0]}"
@@ -267,9 +268,10 @@ class Backbone:
                     progress(result.received)
                 if journal:
                     self._journal(result, source, sorted(series), started_at, error)
+                if committed:
+                    self.cache.invalidate([(dim.name, s) for s in changes])
             finally:
                 held.release()  # a signal that waited is raised here, after the journal entry
-        self.cache.invalidate([(dim.name, s) for s in changes])
         return result
 
     @staticmethod
@@ -382,7 +384,8 @@ class _SignalsHeld:
         self.previous: set | None = None
 
     def hold(self) -> None:
-        if self.previous is None and threading.current_thread() is threading.main_thread():
+        if (self.previous is None and hasattr(signal, "pthread_sigmask")
+                and threading.current_thread() is threading.main_thread()):
             self.previous = signal.pthread_sigmask(signal.SIG_BLOCK, self.SIGNALS)
 
     def release(self) -> None:
