@@ -15,6 +15,11 @@ class ConfigError(BackboneError, ValueError):
     exit_code = 2
 
 
+class StoppedOnRequest(BackboneError):
+    """A shutdown asked a run in flight to stop (`serve`): it rolled back and is journaled
+    `interrupted`, like a run stopped by a signal, never `failed`."""
+
+
 class Interrupted(KeyboardInterrupt):
     """SIGINT or SIGTERM asked the process to stop. A KeyboardInterrupt, so code that catches
     Exception lets it through and transactions roll back as on Ctrl-C; exit 128 + the signal."""

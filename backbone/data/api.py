@@ -16,7 +16,6 @@ committed one is announced even if the process dies before the relay publishes i
 from __future__ import annotations
 
 import datetime as dt
-import signal
 import threading
 import time
 import uuid
@@ -26,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from ..contract import CachePolicy, Contract
-from ..errors import Interrupted
+from ..errors import Interrupted, StoppedOnRequest
 from ..events.model import ingest_events
 from ..tier.follow import bootstrap_fence, contract_for, institutional_fence
 from ..tier.record import ActiveTier, RecordReader, TierMoved, TierUnreachable
@@ -34,6 +33,7 @@ from . import reads
 from .cache import LocalBackend, QueryCache, RedisBackend
 from .files import FileFormatError
 from .rows import FAST_CHECKS, Dimension, RowError, SeriesChanges, dimension, merge_changes, to_row
+from .signals import SignalsHeld
 
 BATCH = 100_000  # rows per COPY: bounded memory, few round trips
 MAX_ERRORS = 10
@@ -206,7 +206,7 @@ class Backbone:
         changes: SeriesChanges = {}
         newest: dt.datetime | None = None
         error: str | None = None
-        held, committed = _SignalsHeld(), False
+        held, committed = SignalsHeld(), False
         try:
             entered = time.perf_counter()
             with self.store.transaction() as tx:
@@ -243,10 +243,10 @@ class Backbone:
         except FileFormatError as exc:  # the input refused as a whole (columns, gzip, JSON): not a pipeline failure
             result.status, result.inserted, result.updated, result.events, error = "rejected", 0, 0, 0, str(exc)
             raise
-        except KeyboardInterrupt as exc:  # SIGINT, or SIGTERM as `errors.Interrupted`: rolled back
+        except (KeyboardInterrupt, StoppedOnRequest) as exc:  # SIGINT, SIGTERM (`Interrupted`), serve's shutdown
             result.status, result.inserted, result.updated, result.events = "interrupted", 0, 0, 0
-            error = (f"{exc if isinstance(exc, Interrupted) else 'interrupted by SIGINT'} after reading "
-                     f"{result.received} row(s); rolled back, nothing written")
+            error = (f"{exc if isinstance(exc, (Interrupted, StoppedOnRequest)) else 'interrupted by SIGINT'} after "
+                     f"reading {result.received} row(s); rolled back, nothing written")
             exc.result = result  # for the caller's message (the exception ends the call)
             raise
         except TierMoved:
@@ -371,27 +371,6 @@ def _typed(dim: Dimension):
         values[ts_at] = dt.datetime.fromisoformat(values[ts_at])
         return dim.row(*values)
     return row
-
-
-class _SignalsHeld:
-    """SIGINT and SIGTERM blocked for this thread while held; on release, one that arrived in
-    between is delivered (and raised by its handler) at once. Only the main thread, where
-    Python runs signal handlers, needs it; elsewhere it does nothing."""
-
-    SIGNALS = {signal.SIGINT, signal.SIGTERM}
-
-    def __init__(self) -> None:
-        self.previous: set | None = None
-
-    def hold(self) -> None:
-        if (self.previous is None and hasattr(signal, "pthread_sigmask")
-                and threading.current_thread() is threading.main_thread()):
-            self.previous = signal.pthread_sigmask(signal.SIG_BLOCK, self.SIGNALS)
-
-    def release(self) -> None:
-        if self.previous is not None:
-            previous, self.previous = self.previous, None
-            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _newest(current: dt.datetime | None, rows: list) -> dt.datetime | None:

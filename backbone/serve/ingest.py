@@ -26,7 +26,7 @@ from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
-from ..errors import BackboneError
+from ..errors import BackboneError, StoppedOnRequest
 from .supervisor import TaskContext
 
 if TYPE_CHECKING:
@@ -43,14 +43,14 @@ class DropDirMissing(BackboneError):
     pass
 
 
-class IngestInterrupted(BackboneError):
+class IngestInterrupted(StoppedOnRequest):
     """Shutdown overran: the ingest in flight stopped reading, its transaction rolled back."""
 
 
 def interruptible(records: Iterable, abort) -> Iterator:
     for i, record in enumerate(records):
         if i % CHECK_EVERY == 0 and abort.is_set():
-            raise IngestInterrupted("stopped at shutdown: the ingest in flight was rolled back")
+            raise IngestInterrupted("stopped at shutdown")
         yield record
 
 

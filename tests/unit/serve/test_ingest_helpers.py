@@ -60,6 +60,38 @@ def test_an_ingest_in_flight_gives_up_once_shutdown_is_overdue():
     records = interruptible(range(10_000), abort)
     assert [next(records) for _ in range(2000)][-1] == 1999
     abort.set()
-    with pytest.raises(IngestInterrupted, match="rolled back"):
+    with pytest.raises(IngestInterrupted, match="stopped at shutdown"):
         list(records)
     assert list(interruptible(range(5), threading.Event())) == [0, 1, 2, 3, 4]
+
+
+def test_a_run_stopped_at_shutdown_is_journaled_interrupted_not_failed(tmp_path):
+    """serve's overdue shutdown rolls the ingest in flight back: the journal says
+    `interrupted` (degraded freshness), not `failed` (down), and nothing is written."""
+    import sqlite3
+    import subprocess
+    import sys
+
+    from backbone.contract import Contract
+    from backbone.data import open_backbone
+    store = tmp_path / "backbone.db"
+    env_args = ["--extra", f"BACKBONE_BOOTSTRAP_STORE={store}"]
+    migrated = subprocess.run([sys.executable, "-m", "backbone", "migrate", "apply", *env_args],
+                              capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert migrated.returncode == 0, migrated.stderr
+    abort = threading.Event()
+
+    def rows():
+        for i, row in enumerate(generate("bars", 5000, symbols=5, seed=1)):
+            if i == 3000:
+                abort.set()  # the shutdown became overdue while the run was reading
+            yield row
+
+    with open_backbone(Contract(bootstrap={"store": str(store)})) as bb:
+        with pytest.raises(IngestInterrupted):
+            bb.ingest("bars", interruptible(rows(), abort), source="drop/bars.csv")
+    with sqlite3.connect(store) as conn:
+        assert conn.execute("SELECT count(*) FROM daily_bars").fetchone()[0] == 0
+        status, error = conn.execute("SELECT status, error FROM ingest_runs").fetchone()
+    assert status == "interrupted", (status, error)
+    assert error.startswith("stopped at shutdown after reading ") and "nothing written" in error
