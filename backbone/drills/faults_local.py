@@ -14,7 +14,7 @@ from confluent_kafka.admin import AdminClient
 from ..local.environment import LocalEnvironment, topology
 from ..local.processes import is_ours
 from ..clients.kafka import kafka_client_config
-from . import partition_local as partition
+from ..local import partition
 from .faults import FaultError
 
 

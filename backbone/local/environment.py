@@ -117,7 +117,7 @@ class LocalEnvironment:
                 self.progress(f"stopped {name} (pid {svc['pid']})")
             if svc.get("outside_state_dir"):  # a data dir that had to live elsewhere (see services.py)
                 shutil.rmtree(svc["outside_state_dir"], ignore_errors=True)
-        from ..drills.partition_local import heal, table_for
+        from .partition import heal, table_for
         if heal(table_for(self.state_dir)):  # a partition a killed drill left behind
             self.progress("removed a partition left by a drill")
         shutil.rmtree(self.state_dir, ignore_errors=True)
@@ -171,7 +171,7 @@ class LocalEnvironment:
         if svc.get("outside_state_dir") and not Path(svc["outside_state_dir"]).is_dir():
             raise LocalError(f"the data directory {svc['outside_state_dir']} of {name} is gone; "
                              "run `backbone local down` then `up`")
-        from ..drills.partition_local import member_gid
+        from .partition import member_gid
         started = spawn(svc["argv"], Path(svc["log"]), user=svc.get("user"),
                         group=member_gid(list(state["services"]), name))
         svc["pid"], svc["start_ticks"] = started.pid, started.start_ticks

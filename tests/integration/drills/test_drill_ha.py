@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from backbone.drills import partition_local
+from backbone.local import partition as partition_local
 from backbone.drills.faults_local import broker_views
 from backbone.drills.workloads import DRILL_TOPIC
 

@@ -2,7 +2,7 @@
 holds only when every probe across the cut timed out, and it says so when one got through."""
 import socket
 
-from backbone.drills import partition_local
+from backbone.local import partition as partition_local
 from backbone.drills.faults_local import LocalFaults
 
 GIDS = {"m": partition_local.GID_BASE + 90, "p": partition_local.GID_BASE + 91}

@@ -5,7 +5,7 @@ import signal
 import subprocess
 import time
 
-from backbone.drills import partition_local
+from backbone.local import partition as partition_local
 from backbone.drills.live import Attempt, isolated_acks
 
 
