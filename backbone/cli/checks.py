@@ -66,8 +66,8 @@ def active_contract(contract, timeout_s: float):
     import sqlite3
 
     from ..errors import BackboneError
-    from ..tier.follow import contract_for
-    from ..tier.record import RecordReader
+    from ..data.follow import contract_for
+    from ..data.active_tier import RecordReader
     reader = RecordReader(contract.bootstrap.store, timeout_s)
     try:
         return contract_for(contract, reader.read())

@@ -27,8 +27,8 @@ from typing import Callable, Iterable
 from ..contract import CachePolicy, Contract
 from ..errors import Interrupted, StoppedOnRequest
 from ..events.model import ingest_events
-from ..tier.follow import bootstrap_fence, contract_for, institutional_fence
-from ..tier.record import ActiveTier, RecordReader, TierMoved, TierUnreachable
+from .follow import bootstrap_fence, contract_for, institutional_fence
+from .active_tier import ActiveTier, RecordReader, TierMoved, TierUnreachable
 from . import reads
 from .cache import LocalBackend, QueryCache, RedisBackend
 from .files import FileFormatError
@@ -84,7 +84,7 @@ class IngestRejected(ValueError):
 
 class Backbone:
     """Opened from either end's contract, it uses the tier the deployment's active-tier
-    record names and follows a switch without a restart (backbone.tier.follow): a write
+    record names and follows a switch without a restart (backbone.data.follow): a write
     that meets the fence of a tier no longer active re-runs on the new one."""
 
     def __init__(self, contract: Contract, warn: Callable[[str], None] | None = None, timeout_s: float = 10.0):

@@ -40,7 +40,7 @@ class SqliteStore:
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.lock = threading.RLock()
         # called inside every write transaction, right after the write lock is taken: the
-        # data API checks there that this tier is still the active one (backbone.tier.record)
+        # data API checks there that this tier is still the active one (backbone.data.active_tier)
         self.fence: Callable[[sqlite3.Connection], None] | None = None
 
     def close(self) -> None:

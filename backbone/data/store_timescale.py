@@ -17,7 +17,6 @@ the data API turns that into outbox events, written in the same transaction, and
 """
 from __future__ import annotations
 
-import math
 from contextlib import contextmanager
 from operator import attrgetter
 from typing import Callable, Iterator
@@ -41,16 +40,11 @@ class TimescaleStore:
     retryable = (errors.DeadlockDetected, errors.SerializationFailure)
 
     def __init__(self, contract: Contract, timeout_s: float = 10.0):
-        from sqlalchemy import create_engine
-        ep = contract.timescale
-        dsn, pool = ep.dsn(), ep.pool
-        # libpq parses the URL (multi-host, leader-following); SQLAlchemy only pools
-        self.engine = create_engine(
-            "postgresql+psycopg://", creator=lambda: psycopg.connect(dsn, connect_timeout=max(2, math.ceil(timeout_s))),
-            pool_size=pool.size, max_overflow=pool.max_overflow, pool_timeout=pool.timeout_s,
-            pool_recycle=pool.recycle_s, pool_pre_ping=pool.pre_ping)
+        from ..clients import timescale as timescale_client
+        # pooled as the contract's pool settings say
+        self.engine = timescale_client.engine(contract.timescale, timeout_s)
         # called inside every write transaction, first: the data API takes the tier fence
-        # there and checks that this tier is still the active one (backbone.tier.record)
+        # there and checks that this tier is still the active one (backbone.data.active_tier)
         self.fence: Callable[[psycopg.Connection], None] | None = None
 
     def close(self) -> None:

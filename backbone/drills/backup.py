@@ -23,6 +23,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from ..clients import timescale as timescale_client
 from ..contract import Contract
 from ..local.binaries import SETUP_HINT, find_binaries
 from ..report import Redactor
@@ -60,6 +61,10 @@ class RestoreVerdict:
 
 @dataclass
 class BackupDrill(RestoreVerdict):
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.passed else 1
+
     dump_path: Path
     dump_age_s: float
     restore_s: float
@@ -123,6 +128,11 @@ class BackupDrill(RestoreVerdict):
 def backup_restore_drill(contract: Contract, work_dir: Path, dump: Path | None = None,
                          timeout_s: float = 600.0) -> BackupDrill:
     if contract.timescale is None:
+def run(contract: Contract, options) -> BackupDrill:
+    """The registry's signature (drills/backups.py)."""
+    return backup_restore_drill(contract, options.work_dir, dump=options.given, timeout_s=options.timeout_s)
+
+
         raise BackupDrillError("the backup drill needs a timescale section in the contract (institutional tier)")
     redactor = Redactor(contract.secrets())
     conn_params, password = _connection(contract)
@@ -225,10 +235,11 @@ def _child_env(password: str | None) -> dict[str, str]:
 
 
 def _connect(params: dict[str, Any], password: str | None, timeout_s: float) -> psycopg.Connection:
-    kwargs = dict(params, autocommit=True, connect_timeout=max(2, int(min(timeout_s, 30))))
-    if password is not None:
-        kwargs["password"] = password
-    return psycopg.connect(**kwargs)
+    # the connect timeout at most 30 s; the drill's statements (a scratch database's creation,
+    # whole-table comparisons) run as long as the drill's own deadline allows
+    auth = {} if password is None else {"password": password}
+    return timescale_client.connect_dsn(make_conninfo(**params, **auth), min(timeout_s, 30), autocommit=True,
+                                        statement_timeout=False)
 
 
 def _run(argv: list[str], env: dict[str, str], timeout_s: float, what: str) -> str:

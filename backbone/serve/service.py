@@ -80,8 +80,8 @@ class _Run:
 
 
 async def _serve(contract: Contract, options: ServeOptions, log: Callable[[str], None]) -> tuple[int, dict]:
-    from ..tier.follow import contract_for
-    from ..tier.record import RecordReader
+    from ..data.follow import contract_for
+    from ..data.active_tier import RecordReader
     redactor = Redactor(contract.secrets())
     metrics = ServeMetrics(relay=False)
     for job in options.schedule.jobs:

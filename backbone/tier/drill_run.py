@@ -11,8 +11,8 @@ from typing import Callable
 
 from ..contract import Contract
 from .drill import DrillReport, Writer, analyse, read_back
-from .follow import contract_for
-from .record import RecordReader
+from ..data.follow import contract_for
+from ..data.active_tier import RecordReader
 
 BEFORE_S = 1.0  # the writer's lead on the old tier
 AFTER_S = 1.5  # the writer keeps going this long on the new tier

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from ..contract import Contract
 from . import copy as mover
-from .record import read_active
+from ..data.active_tier import read_active
 from .switch import open_store
 from .tables import TABLES
 

@@ -18,7 +18,7 @@ import psycopg
 from psycopg import sql
 
 from .copy import to_ts
-from .record import get_state, set_state
+from ..data.active_tier import get_state, set_state
 from .tables import TABLES, MovedTable
 
 
@@ -119,7 +119,7 @@ def mirror_once(contract) -> int | None:
     """One pass of the reverse stream for a deployment (what `serve` runs every second):
     the changes mirrored, or None while no switch to the institutional tier is running."""
     from . import copy as mover
-    from .record import read_active
+    from ..data.active_tier import read_active
     from .switch import open_store
     if not Path(contract.bootstrap.store).exists():
         return None  # never bootstrapped here: nothing to mirror into (and nothing to create)

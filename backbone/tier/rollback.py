@@ -20,8 +20,8 @@ from ..contract import Contract
 from ..errors import ConfigError
 from . import copy as mover
 from . import reverse, tracking
-from .follow import FENCE_KEY
-from .record import get_state, now_text, read_active, set_state, write_active
+from ..data.follow import FENCE_KEY
+from ..data.active_tier import get_state, now_text, read_active, set_state, write_active
 from .switch import Options, SwitchError, fault, open_store
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from ..contract import Contract
 from . import copy as mover
-from .follow import has_record_table
-from .record import get_state, read_active
+from ..data.follow import has_record_table
+from ..data.active_tier import get_state, read_active
 from .switch import open_store
 from .tables import TABLES
 

@@ -5,7 +5,7 @@
 The switch's own record (`tier_state` `switch` in the bootstrap store) names the phase it
 reached; the copy and catch-up checkpoints live on the target, written in each chunk's own
 transaction. A rerun (after Ctrl-C, kill -9 or a refused cut-over) starts at the recorded
-phase and resumes from the checkpoints. The active-tier record (`backbone.tier.record`)
+phase and resumes from the checkpoints. The active-tier record (`backbone.data.active_tier`)
 flips only inside the cut-over's fence, so exactly one tier is active at any moment.
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ from ..errors import BackboneError, ConfigError
 from ..progress import Meter
 from . import copy as mover
 from . import tracking
-from .record import ActiveTier, get_state, now_text, read_active, set_state, write_active
+from ..data.active_tier import ActiveTier, get_state, now_text, read_active, set_state, write_active
 from .tables import TABLES
 
 PHASES = ("migrate", "track", "copy", "catchup", "verify", "cutover", "replay", "switched")
@@ -126,7 +126,7 @@ class Switch:
     def _migrate_source(self) -> None:
         """The bootstrap store to head first: the record, the checkpoints and the change log
         live in tables of migration 0004."""
-        from .follow import has_record_table
+        from ..data.follow import has_record_table
         if has_record_table(self.lite):
             return
         from ..migrate import ops

@@ -207,7 +207,7 @@ def test_switch_again_after_a_rollback_catches_up_what_was_written_meanwhile(dep
 
 
 def test_a_client_that_cannot_reach_the_new_tier_says_so(deployment):
-    from backbone.tier.record import TierUnreachable
+    from backbone.data.active_tier import TierUnreachable
     seed(deployment, 20, 5)
     client = open_backbone(deployment.bootstrap())
     assert tier(deployment, "switch").returncode == 0

@@ -1,4 +1,4 @@
-"""How library clients follow the active-tier record (backbone.tier.record).
+"""How library clients follow the active-tier record (backbone.data.active_tier).
 
 A client opened from either end's contract (both name the bootstrap store) uses the tier
 the record names. Every write transaction passes a fence first:
@@ -11,7 +11,6 @@ anything, and the data API re-opens on the active tier and runs it there.
 """
 from __future__ import annotations
 
-import importlib
 import json
 import sqlite3
 import threading
@@ -19,7 +18,7 @@ from pathlib import Path
 
 from ..contract import Contract
 from ..errors import ConfigError
-from .record import ActiveTier, RecordReader, TierMoved, TierUnreachable
+from .active_tier import ActiveTier, RecordReader, TierMoved, TierUnreachable
 
 FENCE_KEY = 0x7469657266656E63  # "tierfenc": the institutional side's write fence
 
@@ -75,8 +74,9 @@ _prepared = threading.Event()
 
 
 def _import_drivers() -> None:
-    for module in ("backbone.clients.redis", "backbone.data.store_timescale", "sqlalchemy.dialects.postgresql.psycopg"):
-        importlib.import_module(module)
+    from ..clients import redis  # noqa: F401
+    from . import store_timescale  # noqa: F401
+    import sqlalchemy.dialects.postgresql.psycopg  # noqa: F401
 
 
 def has_record_table(conn: sqlite3.Connection) -> bool:

@@ -5,8 +5,8 @@ import sqlite3
 import pytest
 
 from backbone.contract import Contract
-from backbone.tier.follow import bootstrap_fence, contract_for
-from backbone.tier.record import ActiveTier, RecordReader, TierMoved, TierUnreachable, read_active, write_active
+from backbone.data.follow import bootstrap_fence, contract_for
+from backbone.data.active_tier import ActiveTier, RecordReader, TierMoved, TierUnreachable, read_active, write_active
 
 SCHEMA = "CREATE TABLE tier_state (name TEXT PRIMARY KEY, value TEXT NOT NULL, updated_at TEXT NOT NULL)"
 
