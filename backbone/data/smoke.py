@@ -6,7 +6,6 @@ the log never see it)."""
 from __future__ import annotations
 
 import json
-import math
 import sqlite3
 import time
 import uuid
@@ -53,10 +52,9 @@ def _store_round_trip(contract: Contract, row: dict, timeout_s: float) -> str:
             conn.execute("INSERT INTO backbone_smoke VALUES (?, ?)", (row["id"], payload))
             found = conn.execute("SELECT payload FROM backbone_smoke WHERE id = ?", (row["id"],)).fetchone()
     else:
-        import psycopg
+        from ..clients import timescale as timescale_client
         # a temporary table: the round trip leaves nothing behind in the database
-        with psycopg.connect(contract.timescale.dsn(), connect_timeout=max(2, math.ceil(timeout_s)),
-                             options=f"-c statement_timeout={int(timeout_s * 1000)}") as conn:
+        with timescale_client.connect(contract.timescale, timeout_s) as conn:
             conn.execute("CREATE TEMP TABLE backbone_smoke (id text PRIMARY KEY, payload text NOT NULL) "
                          "ON COMMIT DROP")
             conn.execute("INSERT INTO backbone_smoke VALUES (%s, %s)", (row["id"], payload))

@@ -61,10 +61,6 @@ class RestoreVerdict:
 
 @dataclass
 class BackupDrill(RestoreVerdict):
-    @property
-    def exit_code(self) -> int:
-        return 0 if self.passed else 1
-
     dump_path: Path
     dump_age_s: float
     restore_s: float
@@ -128,11 +124,6 @@ class BackupDrill(RestoreVerdict):
 def backup_restore_drill(contract: Contract, work_dir: Path, dump: Path | None = None,
                          timeout_s: float = 600.0) -> BackupDrill:
     if contract.timescale is None:
-def run(contract: Contract, options) -> BackupDrill:
-    """The registry's signature (drills/backups.py)."""
-    return backup_restore_drill(contract, options.work_dir, dump=options.given, timeout_s=options.timeout_s)
-
-
         raise BackupDrillError("the backup drill needs a timescale section in the contract (institutional tier)")
     redactor = Redactor(contract.secrets())
     conn_params, password = _connection(contract)

@@ -5,7 +5,6 @@ acknowledged records survived. Each client follows failover its own way: libpq's
 multi-host URL with target_session_attrs=read-write, redis-py's Sentinel, Kafka natively."""
 from __future__ import annotations
 
-import math
 import os
 import socket
 import threading
@@ -18,6 +17,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from ..contract import Contract
+from ..clients import timescale as timescale_client
 from ..clients.kafka import ensure_topic, kafka_client_config
 from ..clients.redis import redis_client
 from .faults import FaultError
@@ -153,8 +153,7 @@ class TimescaleWorkload:
                          "at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (run_id, seq))")
 
     def _connect(self) -> psycopg.Connection:
-        return psycopg.connect(self.ep.dsn(), autocommit=True, connect_timeout=max(1, math.ceil(self.timeout_s)),
-                               options=f"-c statement_timeout={int(self.timeout_s * 1000)}")
+        return timescale_client.connect(self.ep, self.timeout_s, autocommit=True)
 
     def write(self, seq: int) -> int:
         """Insert one record; the port of the server that committed it."""

@@ -12,7 +12,6 @@ once Kafka has acknowledged it.
 """
 from __future__ import annotations
 
-import math
 import select
 import threading
 import time
@@ -22,6 +21,7 @@ from typing import Callable
 import psycopg
 from confluent_kafka import KafkaError, Producer
 
+from ..clients import timescale as timescale_client
 from ..clients.kafka import kafka_client_config
 from ..contract import Contract
 from ..data.store_timescale import OUTBOX_CHANNEL
@@ -78,8 +78,9 @@ class Relay:
                               "(the bootstrap tier's outbox is its event log: nothing to relay)")
         self.topic = events_topic(contract)
         self.batch, self.timeout_s, self.keep_published_s = batch, timeout_s, keep_published_s
-        self.conn = psycopg.connect(contract.timescale.dsn(), autocommit=True,
-                                    connect_timeout=max(2, math.ceil(timeout_s)))
+        # a LISTEN session: its statements are bounded by the loop, not a statement timeout
+        self.conn = timescale_client.connect(contract.timescale, timeout_s, autocommit=True,
+                                             statement_timeout=False)
         self._woken = threading.Event()
         self.conn.add_notify_handler(lambda _: self._woken.set())  # fires whenever a query reads one
         self.conn.execute(f'LISTEN "{OUTBOX_CHANNEL}"')

@@ -20,9 +20,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-import psycopg
 
 from .. import serviceconfig as sc
+from ..clients import timescale as timescale_client
 from .binaries import Binaries
 from .processes import tail
 from .services import LocalError, _alive, _wait, free_port, pg_user
@@ -138,12 +138,11 @@ def ready(state: dict[str, Any], names: list[str], timeout_s: float) -> float:
     def database_ready() -> bool:
         leader = _leader(cluster(state))
         port = services[leader]["port"]
-        with psycopg.connect(host="127.0.0.1", port=port, user=SUPERUSER, password=password, dbname="postgres",
-                             connect_timeout=2, autocommit=True) as conn:
+        with timescale_client.superuser("127.0.0.1", port, SUPERUSER, password, "postgres", 2,
+                                        autocommit=True) as conn:
             if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)).fetchone() is None:
                 conn.execute(f"CREATE DATABASE {DATABASE}")  # a constant name, never config text
-        with psycopg.connect(host="127.0.0.1", port=port, user=SUPERUSER, password=password, dbname=DATABASE,
-                             connect_timeout=2) as conn:
+        with timescale_client.superuser("127.0.0.1", port, SUPERUSER, password, DATABASE, 2) as conn:
             conn.execute("SELECT 1").fetchone()
         return True
 
@@ -182,8 +181,8 @@ def _settled(view: dict[str, Any], state: dict[str, Any], names: list[str] | tup
 
 def _streaming(port: int, password: str) -> set[str]:
     """Members (Patroni's application_name) streaming from the leader at `port`."""
-    with psycopg.connect(host="127.0.0.1", port=port, user=SUPERUSER, password=password, dbname="postgres",
-                         connect_timeout=2, autocommit=True) as conn:
+    with timescale_client.superuser("127.0.0.1", port, SUPERUSER, password, "postgres", 2,
+                                    autocommit=True) as conn:
         rows = conn.execute("SELECT application_name FROM pg_stat_replication WHERE state = 'streaming'").fetchall()
     return {r[0] for r in rows}
 

@@ -16,12 +16,12 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import redis
 from confluent_kafka.admin import AdminClient
 
 from .. import serviceconfig as sc
 from ..errors import BackboneError
+from ..clients import timescale as timescale_client
 from ..clients.kafka import QUIET_LOGGER
 from .binaries import Binaries
 from .processes import is_ours, run_as, tail
@@ -130,8 +130,8 @@ def prepare_timescale(state_dir: Path, bins: Binaries, password: str) -> dict[st
 
 def timescale_ready(svc: dict[str, Any], password: str, timeout_s: float) -> float:
     def ready() -> bool:
-        with psycopg.connect(host="127.0.0.1", port=svc["port"], user="backbone", password=password,
-                             dbname="postgres", connect_timeout=2, autocommit=True) as conn:
+        with timescale_client.superuser("127.0.0.1", svc["port"], "backbone", password, "postgres", 2,
+                                        autocommit=True) as conn:
             if conn.execute("SELECT 1 FROM pg_database WHERE datname = 'backbone'").fetchone() is None:
                 conn.execute("CREATE DATABASE backbone")
         return True

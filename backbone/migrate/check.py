@@ -7,7 +7,6 @@ difference exactly as `migrate check` does.
 """
 from __future__ import annotations
 
-import math
 import sqlite3
 import sys
 import time
@@ -64,10 +63,10 @@ def fast_state(contract: Contract, timeout_s: float) -> State | None:
                                        "AND name = 'alembic_version'").fetchone()[0]
             current = _one(conn.execute("SELECT version_num FROM alembic_version")) if has_version else None
             return _at_head(conn, "sqlite", current, want)
-    import psycopg
+    from ..clients import timescale as timescale_client
     # one short-lived connection: server-side prepared statements would buy nothing
-    with psycopg.connect(contract.timescale.dsn(), connect_timeout=max(2, math.ceil(timeout_s)),
-                         autocommit=True, prepare_threshold=None) as conn:
+    with timescale_client.connect(contract.timescale, timeout_s, autocommit=True, prepare=False,
+                                  statement_timeout=False) as conn:
         def scalar(sql: str, params: dict):
             return _one(conn.execute(sql, params))
         has_version = scalar("SELECT to_regclass('alembic_version') IS NOT NULL", {})

@@ -14,7 +14,6 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import psycopg
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
@@ -24,6 +23,7 @@ from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import NullPool
 
+from ..clients import timescale as timescale_client
 from ..contract import Contract, TablePolicy
 from .policies import CANDLES, HYPERTABLES, endpoint_diffs, policy_diffs, timescale_status
 from .schema import metadata
@@ -40,11 +40,8 @@ def engine_for(contract: Contract, timeout_s: float = 10) -> Engine:
         store = Path(contract.bootstrap.store)
         store.parent.mkdir(parents=True, exist_ok=True)
         return create_engine(f"sqlite:///{store}", poolclass=NullPool)
-    dsn = contract.timescale.dsn()
-    # libpq parses the URL itself: SQLAlchemy's URL parser cannot read a multi-host one
-    # (host1:p1,host2:p2, the leader-following form Patroni clusters use)
-    return create_engine("postgresql+psycopg://", poolclass=NullPool,
-                         creator=lambda: psycopg.connect(dsn, connect_timeout=max(2, int(timeout_s))))
+    # one connection per use: a migration runs once
+    return timescale_client.engine(contract.timescale, timeout_s, pooled=False)
 
 
 def alembic_config() -> Config:

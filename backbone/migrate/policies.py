@@ -2,7 +2,7 @@
 retention, compression) against what the database has.
 
 Queries go through `scalar(sql, params)` with the driver's own `%(name)s` parameters, so
-the same code serves the plain psycopg connection of the readiness check and the
+the same code serves the plain psycopg session of the readiness check and the
 SQLAlchemy connection of `migrate apply`. Table names come only from `HYPERTABLES`
 (config keys are validated against it) and every value is bound, never spliced.
 """

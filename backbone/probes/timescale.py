@@ -3,31 +3,19 @@ version, timescaledb extension version and background-job health, role, replicat
 declared replicas, connection headroom."""
 from __future__ import annotations
 
-import math
 import time
 
 import psycopg
 
 from ..checks import DOWN, CheckResult, judged
+from ..clients import timescale as timescale_client
 from ..contract import TimescaleEndpoint
 
 REPLICA_LAG_DEGRADED_S = 10.0
 HEADROOM_DEGRADED = 0.10  # less than 10 % of max_connections free
 
 
-def classify_pg_error(exc: Exception) -> tuple[str, str]:
-    text = str(exc).lower()
-    if "password authentication failed" in text or "authentication failed" in text:
-        return "auth_failed", "authentication failed"
-    if "timeout expired" in text or "timed out" in text:
-        return "timeout", "no answer in time"
-    if "connection refused" in text:
-        return "unreachable", "connection refused"
-    if "does not exist" in text:
-        return "not_found", "database or role does not exist"
-    if "ssl" in text:
-        return "tls_failed", "TLS negotiation failed"
-    return "unreachable", "cannot connect"
+classify_pg_error = timescale_client.classify  # the name tests and callers know
 
 
 def probe_timescale(ep: TimescaleEndpoint, timeout_s: float) -> CheckResult:
@@ -35,10 +23,7 @@ def probe_timescale(ep: TimescaleEndpoint, timeout_s: float) -> CheckResult:
     where = f"{target['host']}:{target['port']}/{target['database']}"
     started = time.perf_counter()
     try:
-        # libpq's connect_timeout is whole seconds (minimum 2); the runner's deadline covers the rest.
-        with psycopg.connect(ep.dsn(), connect_timeout=max(2, math.ceil(timeout_s)), autocommit=True,
-                             application_name="backbone-probe",
-                             options=f"-c statement_timeout={int(timeout_s * 1000)}") as conn:
+        with timescale_client.connect(ep, timeout_s, autocommit=True, application_name="backbone-probe") as conn:
             connected = time.perf_counter()
             t0 = time.perf_counter()
             conn.execute("SELECT 1").fetchone()

@@ -23,6 +23,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from ..clients import timescale as timescale_client
 from .tables import TABLES, MovedTable
 from .tracking import APPLY_SETTING
 
@@ -54,7 +55,7 @@ def sqlite_ts(value) -> str:
 def open_target(dsn: str, timeout_s: float = 10.0) -> psycopg.Connection:
     """The switch's session on the target: its writes are never tracked as the reverse
     stream's (they are the switch's own)."""
-    pg = psycopg.connect(dsn, connect_timeout=max(2, int(timeout_s)))
+    pg = timescale_client.connect_dsn(dsn, timeout_s, statement_timeout=False)
     pg.execute(f"SET {APPLY_SETTING} = 'on'")
     pg.commit()
     return pg

@@ -10,7 +10,6 @@ their drivers only when they run: a bootstrap validate touches nothing but sqlit
 from __future__ import annotations
 
 import datetime as dt
-import math
 import sqlite3
 import threading
 import time
@@ -198,10 +197,9 @@ def _sqlite(contract: Contract, timeout_s: float) -> sqlite3.Connection:
 
 
 def _postgres(contract: Contract, timeout_s: float):
-    import psycopg
-    return psycopg.connect(contract.timescale.dsn(), connect_timeout=max(2, math.ceil(timeout_s)), autocommit=True,
-                           prepare_threshold=None, application_name="backbone-validate",
-                           options=f"-c statement_timeout={int(timeout_s * 1000)}")
+    from ...clients import timescale as timescale_client
+    return timescale_client.connect(contract.timescale, timeout_s, autocommit=True, prepare=False,
+                                    application_name="backbone-validate")
 
 
 def _database_errors(contract: Contract) -> tuple[type[BaseException], ...]:
