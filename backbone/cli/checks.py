@@ -42,7 +42,7 @@ def plan_checks(contract, command: str, timeout_s: float) -> dict:
     from ..probes import plan_probes
     checks = plan_probes(contract, timeout_s)
     if command == "validate":
-        from ..data.smoke import smoke_check
+        from ..probes.smoke import smoke_check
         from ..migrate.check import migrations_check
         checks["migrations"] = lambda: migrations_check(contract, timeout_s)
         if contract.tier == "institutional":

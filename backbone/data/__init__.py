@@ -5,8 +5,8 @@ outbox in its own transaction (`backbone.events`).
 - `rows`: typed rows and their validation; `api`: `open_backbone(contract)` (ingest,
   upsert, windowed reads, latest bars, candles, all reads through the query cache);
 - `store_timescale` / `store_sqlite`: the two stores; `reads`: the read SQL; `cache`: the
-  query cache (Redis or in-process); `files` / `generate`: ingest sources;
-- `smoke`: the store -> cache -> stream round trip, the data path's readiness check.
+  query cache (Redis or in-process) and its policy; `files` / `generate`: ingest sources;
+- `active_tier` / `follow`: the active-tier record and how clients follow it through a write fence.
 """
 from .api import Backbone, IngestRejected, IngestResult, QueryResult, open_backbone
 

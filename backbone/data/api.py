@@ -24,13 +24,13 @@ from operator import attrgetter
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
-from ..contract import CachePolicy, Contract
+from ..contract import Contract
 from ..errors import Interrupted, StoppedOnRequest
 from ..events.model import ingest_events
 from .follow import bootstrap_fence, contract_for, institutional_fence
 from .active_tier import ActiveTier, RecordReader, TierMoved, TierUnreachable
 from . import reads
-from .cache import LocalBackend, QueryCache, RedisBackend
+from .cache import LocalBackend, QueryCache, RedisBackend, cache_policy
 from .files import FileFormatError
 from .rows import FAST_CHECKS, Dimension, RowError, SeriesChanges, dimension, merge_changes, to_row
 from .signals import SignalsHeld
@@ -102,15 +102,13 @@ class Backbone:
             self.store = TimescaleStore(contract, self.timeout_s)
             if self._record is not None:
                 self.store.fence = institutional_fence(self._record)
-            policy = contract.redis.cache_policy if contract.redis else CachePolicy()
             backend = RedisBackend(redis_client(contract.redis, 0.5)) if contract.redis else LocalBackend()
         else:
             from .store_sqlite import SqliteStore
             self.store = SqliteStore(contract.bootstrap.store, self.timeout_s)
             self.store.fence = bootstrap_fence
-            policy = contract.redis.cache_policy if contract.redis else CachePolicy(ttl_seconds=1800, max_keys=256)
             backend = LocalBackend()
-        self.cache = QueryCache(policy, backend, warn=self.warn)
+        self.cache = QueryCache(cache_policy(contract), backend, warn=self.warn)
 
     def follow(self, active: ActiveTier | None = None) -> bool:
         """Re-open on the active tier if a cut-over happened since; whether it did."""

@@ -29,7 +29,19 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ..contract import CachePolicy
+from ..contract import CachePolicy, Contract
+
+BOOTSTRAP_CACHE = CachePolicy(ttl_seconds=1800, max_keys=256)  # the in-process cache without a redis section
+
+
+def cache_policy(contract: Contract) -> CachePolicy:
+    """The query cache's policy for a contract, the one the data API runs with (and the
+    probes, the smoke round trip and `validate` judge): the redis section's; without one,
+    the bootstrap tier's in-process cache (`BOOTSTRAP_CACHE`), or the defaults on an
+    institutional tier."""
+    if contract.redis:
+        return contract.redis.cache_policy
+    return BOOTSTRAP_CACHE if contract.tier == "bootstrap" else CachePolicy()
 
 # The namespace's shared counters: a hash `{namespace}:stats` (fields in STATS_FIELDS), so
 # `validate` judges the cache as all its readers see it. No TTL: totals since the namespace

@@ -10,12 +10,6 @@ from pathlib import Path
 from ..checks import DOWN, OK, Check, CheckResult
 from ..contract import CachePolicy, Contract
 
-BOOTSTRAP_CACHE = CachePolicy(ttl_seconds=1800, max_keys=256)  # what the data API uses without a redis section
-
-
-def cache_policy(contract: Contract) -> CachePolicy:
-    return contract.redis.cache_policy if contract.redis else BOOTSTRAP_CACHE
-
 
 def connect(path: str | Path, timeout_s: float) -> sqlite3.Connection:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -23,6 +17,7 @@ def connect(path: str | Path, timeout_s: float) -> sqlite3.Connection:
 
 
 def bootstrap_checks(contract: Contract, timeout_s: float) -> dict[str, Check]:
+    from ..data.cache import cache_policy
     path = Path(contract.bootstrap.store)
     return {
         "store": lambda: probe_store(path, timeout_s),

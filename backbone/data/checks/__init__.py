@@ -132,7 +132,7 @@ def _transient(exc: BaseException) -> bool:
 
 
 def cache_check(contract: Contract, timeout_s: float) -> CheckResult:
-    from ...probes.bootstrap import cache_policy
+    from ..cache import cache_policy
     policy = cache_policy(contract)  # the data API's (Backbone.__init__); institutional needs the redis section
     started = time.perf_counter()
     if contract.tier == "bootstrap":

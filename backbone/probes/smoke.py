@@ -12,7 +12,7 @@ import uuid
 
 from ..checks import DOWN, OK, CheckResult
 from ..contract import Contract
-from ..probes.bootstrap import cache_policy, connect
+from .bootstrap import connect
 
 
 def smoke_check(contract: Contract, timeout_s: float) -> CheckResult:
@@ -68,7 +68,7 @@ def _store_round_trip(contract: Contract, row: dict, timeout_s: float) -> str:
 def _cache_round_trip(contract: Contract, payload: str, timeout_s: float) -> str:
     key = "smoke:" + json.loads(payload)["id"]
     if contract.tier == "bootstrap":
-        from .cache import LocalBackend, QueryCache
+        from ..data.cache import LocalBackend, QueryCache, cache_policy
         cache = QueryCache(cache_policy(contract), LocalBackend())
         cache.get_or_load("smoke", {"key": key}, [], lambda: payload)
         found = cache.get_or_load("smoke", {"key": key}, [], lambda: None)
@@ -108,7 +108,7 @@ def _stream_round_trip(contract: Contract, payload: str, deadline: float) -> Non
     from confluent_kafka.admin import AdminClient
 
     from ..clients.kafka import kafka_client_config
-    from ..probes.kafka import run_canary
+    from .kafka import run_canary
     ep = contract.kafka
     admin = AdminClient(kafka_client_config(ep, max(0.5, deadline - time.monotonic())))
     brokers = len(admin.list_topics(timeout=max(0.5, deadline - time.monotonic())).brokers)
