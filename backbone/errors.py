@@ -1,5 +1,6 @@
-"""The one error root. The CLI turns a `BackboneError` into its message and exit code;
-anything else is a bug and keeps its traceback."""
+"""The one error root. Every error meant for the operator derives from `BackboneError`
+(a failed operation, exit 1) or `ConfigError` (bad input, exit 2); `cli.main` prints it once,
+redacted, and exits with its code. Anything else is a bug and keeps its traceback."""
 from __future__ import annotations
 
 
@@ -7,6 +8,7 @@ class BackboneError(Exception):
     """An error whose message is meant for the operator and carries no secret."""
 
     exit_code = 1  # a check or an operation failed
+    context = ""  # what failed, printed before the message ("drill failed"); empty: the message says it
 
 
 class ConfigError(BackboneError, ValueError):

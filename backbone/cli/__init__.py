@@ -29,14 +29,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from ..errors import BackboneError
-    from .common import err
+    from .common import err, forget_secrets, scrub
 
     args = build_parser().parse_args(argv)
+    forget_secrets()  # a previous call's contract (tests call main in one process) is not this one's
     try:
         return args.func(args)
-    except BackboneError as exc:
+    except BackboneError as exc:  # printed here once, for every command; the contracts' secrets masked
         prefix = "backbone: error: " if exc.exit_code == 2 else "backbone: "
-        err.print(f"{prefix}{exc}", markup=False)
+        context = f"{exc.context}: " if exc.context and exc.exit_code != 2 else ""
+        err.print(scrub(f"{prefix}{context}{exc}"), markup=False)
         return exc.exit_code
     except KeyboardInterrupt:
         err.print("backbone: interrupted")

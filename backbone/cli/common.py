@@ -60,8 +60,26 @@ def positive(raw: str) -> float:
 
 def contract_from(args) -> Contract:
     from ..contract import Sources, load_contract
-    return load_contract(Sources(outputs=args.outputs, stack=args.stack, env_file=args.env_file,
-                                 extras=tuple(args.extra)))
+    return remember(load_contract(Sources(outputs=args.outputs, stack=args.stack, env_file=args.env_file,
+                                          extras=tuple(args.extra))))
+
+
+_SECRETS: list[str] = []  # of every contract this command loaded: `main` masks them in an error's message
+
+
+def remember(contract: Contract) -> Contract:
+    """Note the contract's secrets, so an error that reaches `main` is printed without them."""
+    _SECRETS.extend(contract.secrets())
+    return contract
+
+
+def forget_secrets() -> None:
+    _SECRETS.clear()
+
+
+def scrub(text: str) -> str:
+    from ..report.redact import Redactor
+    return Redactor(_SECRETS).scrub(text)
 
 
 def require(contract: Contract, command: str, *sections: str) -> None:

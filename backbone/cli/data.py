@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from ..errors import BackboneError, ConfigError
-from ..report import EXIT_BAD_INPUT, EXIT_READY, Redactor
+from ..report import EXIT_READY, Redactor
 from .common import contract_from, emit, err, report_args, require, sources_args
 
 DIMENSIONS = ("bars", "trades", "macro")
@@ -99,11 +99,10 @@ def cmd_ingest(args) -> int:
         with _signals_interrupt(), bb, _progress(args.generate) as progress:
             result = bb.ingest(args.dimension, records, source=source, skip_invalid=args.skip_invalid,
                                progress=progress, numbered=numbered)
-    except IngestRejected as exc:
+    except IngestRejected as exc:  # every bad row listed, then the one line cli.main prints (exit 2)
         _print_bad_rows(exc.result, redactor)
-        err.print(f"backbone: error: {args.file or 'input'}: {exc.result.rejected} bad row(s) of "
-                  f"{exc.result.received}; nothing written (--skip-invalid loads the valid rows)", markup=False)
-        return EXIT_BAD_INPUT
+        raise ConfigError(f"{args.file or 'input'}: {exc.result.rejected} bad row(s) of {exc.result.received}; "
+                          "nothing written (--skip-invalid loads the valid rows)") from None
     except FileFormatError as exc:  # journaled as rejected; the message names the file and the reason
         raise ConfigError(f"{exc}; nothing written") from None
     except KeyboardInterrupt as exc:

@@ -8,11 +8,12 @@ import time
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..report import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_READY, Redactor
+from ..report import EXIT_READY, Redactor
 from .common import contract_from, emit, err, folder, positive, require, sources_args
 
-SERVICES = ("timescale", "redis", "kafka")
-TARGETS = ("primary", "leader", "controller", "replica")
+# the choices come from the drills' registries (light modules: strings and a Protocol)
+from ..drills.backups import BACKUP_DRILLS
+from ..drills.faults import FAULTS, SERVICES, TARGETS
 
 
 def register(sub) -> None:
@@ -24,7 +25,7 @@ def register(sub) -> None:
                                       "With --simulate, replays recorded ingest results instead (no service).")
     sources_args(run)
     run.add_argument("--service", choices=SERVICES)
-    run.add_argument("--fault", choices=("kill", "stop", "pause", "partition"), default="kill")
+    run.add_argument("--fault", choices=FAULTS, default="kill")
     run.add_argument("--target", choices=TARGETS, default="primary",
                      help="which member: the primary / leader (default), Kafka's controller, or a replica")
     run.add_argument("--state-dir", type=Path, default=None,
@@ -49,7 +50,7 @@ def register(sub) -> None:
     backup = dsub.add_parser("backup", help="backup / restore drill: back up, restore into a scratch copy, compare, "
                                             "time the restore against the RTO and the backup's age against the RPO")
     sources_args(backup)
-    backup.add_argument("--service", choices=SERVICES, default="timescale",
+    backup.add_argument("--service", choices=tuple(BACKUP_DRILLS), default="timescale",
                         help="timescale: pg_dump -> scratch database (default); redis: BGSAVE snapshot -> scratch "
                              "redis-server; kafka: topic configs, group offsets and records -> scratch cluster")
     backup.add_argument("--dump", type=Path, metavar="FILE",
@@ -107,16 +108,9 @@ def local_state_dir(args) -> Path:
 
 
 def _backend(contract, args, progress):
-    if contract.platform == "local":
-        from ..drills.faults_local import LocalFaults
-        return LocalFaults(local_state_dir(args), progress=progress)
-    if contract.platform == "docker":
-        from ..drills.faults_docker import DockerFaults
-        return DockerFaults(network=args.network)
-    if contract.platform == "kubernetes":
-        from ..drills.faults_kubernetes import KubernetesFaults
-        return KubernetesFaults(namespace=args.namespace)
-    raise ConfigError(f"platform {contract.platform!r} has no services to drill; use --simulate")
+    from ..drills.faults import BackendOptions, backend_for
+    return backend_for(contract, BackendOptions(local_state_dir(args), namespace=args.namespace,
+                                                network=args.network, progress=progress))
 
 
 def cmd_run(args) -> int:
@@ -131,7 +125,6 @@ def cmd_run(args) -> int:
     if contract.tier != "institutional":
         raise ConfigError("a live drill needs the institutional tier; the bootstrap tier has only --simulate")
     require(contract, f"drill run --service {args.service}", args.service)
-    from ..drills.faults import FaultError
     from ..drills.render import timeline_png, to_markdown
     from ..drills.session import live_drill
 
@@ -140,12 +133,8 @@ def cmd_run(args) -> int:
     def progress(message: str) -> None:
         err.print(redactor.scrub(f"[dim]{time.strftime('%H:%M:%S')}[/] {message}"))
 
-    try:
-        result = live_drill(contract, _backend(contract, args, progress), args.service, args.fault, args.target,
-                            warmup_s=args.warmup, max_outage_s=args.max_outage, progress=progress)
-    except FaultError as exc:
-        err.print(redactor.scrub(f"backbone: drill failed: {exc}"), markup=False)
-        return EXIT_FAILED
+    result = live_drill(contract, _backend(contract, args, progress), args.service, args.fault, args.target,
+                        warmup_s=args.warmup, max_outage_s=args.max_outage, progress=progress)
     stem = f"drill-{args.service}-{args.fault}-{time.strftime('%Y%m%dT%H%M%S')}"
     out = args.output_dir
     png = timeline_png(result, out / f"{stem}.png")
@@ -155,7 +144,7 @@ def cmd_run(args) -> int:
     (out / f"{stem}.md").write_text(redactor.scrub(markdown))
     err.print(f"timeline: {png}")
     emit(redactor.scrub(json.dumps(data, indent=2) + "\n" if args.format == "json" else markdown), None, "drill")
-    return EXIT_READY if result.passed else EXIT_FAILED
+    return result.exit_code
 
 
 def cmd_run_plan(args) -> int:
@@ -182,25 +171,21 @@ def cmd_run_plan(args) -> int:
     (args.output_dir / f"{stem}.json").write_text(redactor.scrub(data))
     err.print(f"figure: {png}")
     emit(redactor.scrub(data if args.format == "json" else markdown), None, "drill rotation")
-    return EXIT_READY if all(o.passed for o in outcomes) else EXIT_FAILED
+    return outcomes.exit_code
 
 
 def cmd_simulate(args) -> int:
-    from ..drills.simulate import SimulationInputError, load_results, simulate_failover
+    from ..drills.simulate import load_results, simulate_failover
     if args.results is None:
         raise ConfigError("--simulate needs --results FILE (recorded ingest results, JSON)")
-    try:
-        results = load_results(args.results)
-        drill = simulate_failover(results, args.fail_dimension or None)
-    except SimulationInputError as exc:
-        raise ConfigError(str(exc)) from None
+    drill = simulate_failover(load_results(args.results), args.fail_dimension or None)
     text = json.dumps(drill.to_dict(), indent=2) + "\n" if args.format == "json" else drill.to_markdown()
     emit(text, None, "simulated drill")
-    return EXIT_READY if drill.to_dict().get("decision") else EXIT_BAD_INPUT
+    return drill.exit_code
 
 
 def cmd_backup(args) -> int:
-    from ..drills.backup import BackupDrillError
+    from ..drills.backups import BackupOptions, run_backup
     contract = contract_from(args)
     if contract.tier != "institutional":
         raise ConfigError(f"the backup drill needs the institutional tier (a {args.service} service)")
@@ -216,25 +201,10 @@ def cmd_backup(args) -> int:
     given = args.dump or args.backup
     err.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {args.service} backup / restore drill: "
               + (f"restoring {given}" if given else "taking a backup, then restoring it"))
-    try:
-        if args.service == "redis":
-            from ..drills.backup_redis import redis_backup_drill, to_markdown
-            drill = redis_backup_drill(contract, args.work_dir, dump=args.dump, timeout_s=args.timeout)
-            markdown = to_markdown(drill)
-        elif args.service == "kafka":
-            from ..drills.backup_kafka import kafka_backup_drill, to_markdown
-            drill = kafka_backup_drill(contract, args.work_dir, backup=args.backup, topics=args.topic or None,
-                                       timeout_s=args.timeout,
-                                       progress=lambda m: err.print(redactor.scrub(m), markup=False))
-            markdown = to_markdown(drill)
-        else:
-            from ..drills.backup import backup_restore_drill
-            drill = backup_restore_drill(contract, args.work_dir, dump=args.dump, timeout_s=args.timeout)
-            markdown = drill.to_markdown()
-    except BackupDrillError as exc:
-        err.print(redactor.scrub(f"backbone: backup drill failed: {exc}"), markup=False)
-        return EXIT_FAILED
-    text = json.dumps(drill.to_dict(), indent=2) + "\n" if args.format == "json" else markdown
+    drill = run_backup(args.service, contract, BackupOptions(
+        args.work_dir, given=given, topics=tuple(args.topic) or None, timeout_s=args.timeout,
+        progress=lambda m: err.print(redactor.scrub(m), markup=False)))
+    text = json.dumps(drill.to_dict(), indent=2) + "\n" if args.format == "json" else drill.to_markdown()
     emit(redactor.scrub(text), args.output, f"{args.service} backup drill")
-    return EXIT_READY if drill.passed else EXIT_FAILED
+    return drill.exit_code
 

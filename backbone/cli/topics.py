@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import ConfigError
-from ..report import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_READY, Redactor
+from ..report import EXIT_FAILED, EXIT_READY, Redactor
 from .common import contract_from, emit, err, positive, report_args, sources_args
 
 ACTIONS = (
@@ -39,30 +39,23 @@ def register(subparsers) -> None:
 
 
 def cmd_topics(args: argparse.Namespace) -> int:
-    from ..topics.admin import CountingAdmin, TopicsError, apply_plan, plan_cluster
+    from ..topics.admin import CountingAdmin, apply_plan, plan_cluster
     from ..topics.model import validate_declared
     from ..topics.render import apply_summary, check_problems, plan_summary, render_apply, render_check, render_plan
 
-    contract = contract_from(args)  # bad sources raise ConfigError: cli.main prints it, exit 2
+    # bad sources or declarations raise ConfigError (exit 2), Kafka's failures TopicsError (exit 1):
+    # cli.main prints either once, redacted
+    contract = contract_from(args)
     redactor = Redactor(contract.secrets())
     action = args.topics_command
-    try:
-        kafka = contract.kafka
-        if kafka is None:
-            raise ConfigError(f"topics {action}: this environment ({contract.tier} tier) has no Kafka; "
-                              "nothing to manage")
-        validate_declared(kafka.topics, kafka.expected_brokers)  # before the broker is contacted
-    except ConfigError as exc:
-        err.print(redactor.scrub(f"backbone: error: {exc}"), markup=False)
-        return EXIT_BAD_INPUT
+    kafka = contract.kafka
+    if kafka is None:
+        raise ConfigError(f"topics {action}: this environment ({contract.tier} tier) has no Kafka; nothing to manage")
+    validate_declared(kafka.topics, kafka.expected_brokers)  # before the broker is contacted
     header = {"environment": contract.environment, "bootstrap_servers": kafka.bootstrap_servers}
-    try:
-        admin = CountingAdmin(kafka, args.timeout)
-        plan = plan_cluster(admin, kafka.topics, allow_delete=getattr(args, "allow_delete", False))
-        outcome = apply_plan(admin, plan) if action == "apply" else None
-    except TopicsError as exc:
-        err.print(redactor.scrub(f"backbone: topics {action}: {exc}"), markup=False)
-        return EXIT_FAILED
+    admin = CountingAdmin(kafka, args.timeout)
+    plan = plan_cluster(admin, kafka.topics, allow_delete=getattr(args, "allow_delete", False))
+    outcome = apply_plan(admin, plan) if action == "apply" else None
 
     if action == "plan":
         text, summary = render_plan(plan, args.format, header), plan_summary(plan)

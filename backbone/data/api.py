@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from ..contract import Contract
-from ..errors import Interrupted, StoppedOnRequest
+from ..errors import ConfigError, Interrupted, StoppedOnRequest
 from ..events.model import ingest_events
 from .follow import bootstrap_fence, contract_for, institutional_fence
 from .active_tier import ActiveTier, RecordReader, TierMoved, TierUnreachable
@@ -73,8 +73,9 @@ class QueryResult:
         return len(self.rows)
 
 
-class IngestRejected(ValueError):
-    """A file with bad rows, loaded all or nothing: nothing was written."""
+class IngestRejected(ConfigError):
+    """A file with bad rows, loaded all or nothing: nothing was written (bad input, exit 2; a
+    ValueError too). `result` carries every bad row."""
 
     def __init__(self, result: IngestResult):
         first = "; ".join(str(e) for e in result.errors[:3])

@@ -21,6 +21,7 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from ..errors import ConfigError
 from .rows import Dimension, dimension as lookup
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -33,8 +34,9 @@ VENDOR_BARS = {"date": "ts", "open": "open", "high": "high", "low": "low", "clos
 _BARE_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
-class FileFormatError(ValueError):
-    """The whole file cannot be read; the message names the file and the problem."""
+class FileFormatError(ConfigError):
+    """The whole file cannot be read; the message names the file and the problem (bad input, exit 2;
+    a ValueError too)."""
 
 
 def read_records(path: Path | str, dimension: str, symbol: str | None = None) -> Iterator[tuple[int, dict]]:

@@ -25,6 +25,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from ..clients import timescale as timescale_client
 from ..contract import Contract
+from ..errors import BackboneError
 from ..local.binaries import SETUP_HINT, find_binaries
 from ..report import Redactor
 from ..migrate.schema import metadata
@@ -38,8 +39,10 @@ _INTERNAL_SCHEMAS = ("pg_catalog", "information_schema", "_timescaledb_catalog",
 _TOC_TABLE = re.compile(r"^\d+; \d+ \d+ TABLE (\S+) (\S+) ")
 
 
-class BackupDrillError(RuntimeError):
-    """The drill could not run; the message is for the operator and carries no secret."""
+class BackupDrillError(BackboneError, RuntimeError):
+    """The drill could not run; the message is for the operator and carries no secret (exit 1)."""
+
+    context = "backup drill failed"
 
 
 class RestoreVerdict:
@@ -57,6 +60,10 @@ class RestoreVerdict:
     @property
     def passed(self) -> bool:
         return self.ok and self.rto_met and self.rpo_met
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.passed else 1
 
 
 @dataclass
@@ -119,6 +126,11 @@ class BackupDrill(RestoreVerdict):
         if self.notes:
             lines += ["", *[f"- {n}" for n in self.notes]]
         return "\n".join(lines) + "\n"
+
+
+def run(contract: Contract, options) -> BackupDrill:
+    """The registry's signature (drills/backups.py)."""
+    return backup_restore_drill(contract, options.work_dir, dump=options.given, timeout_s=options.timeout_s)
 
 
 def backup_restore_drill(contract: Contract, work_dir: Path, dump: Path | None = None,

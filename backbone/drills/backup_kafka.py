@@ -126,6 +126,13 @@ class KafkaBackupDrill(RestoreVerdict):
         return to_markdown(self)
 
 
+def run(contract: Contract, options) -> KafkaBackupDrill:
+    """The registry's signature (drills/backups.py)."""
+    return kafka_backup_drill(contract, options.work_dir, backup=options.given,
+                              topics=list(options.topics) if options.topics else None,
+                              timeout_s=options.timeout_s, progress=options.progress)
+
+
 def kafka_backup_drill(contract: Contract, work_dir: Path, backup: Path | None = None,
                        topics: list[str] | None = None, timeout_s: float = 600.0,
                        progress: Callable[[str], None] | None = None) -> KafkaBackupDrill:

@@ -108,6 +108,11 @@ def to_markdown(result: RedisBackupDrill) -> str:
     return "\n".join(lines) + "\n"
 
 
+def run(contract: Contract, options) -> RedisBackupDrill:
+    """The registry's signature (drills/backups.py)."""
+    return redis_backup_drill(contract, options.work_dir, dump=options.given, timeout_s=options.timeout_s)
+
+
 def redis_backup_drill(contract: Contract, work_dir: Path, dump: Path | None = None,
                        timeout_s: float = 600.0) -> RedisBackupDrill:
     if contract.redis is None:

@@ -51,6 +51,10 @@ class LocalFaults:
         self.env = LocalEnvironment(state_dir, progress=progress)
         self.partition_proof: dict[str, Any] | None = None  # the last partition's cut ports and probes
 
+    @classmethod
+    def create(cls, options) -> LocalFaults:
+        return cls(options.state_dir, progress=options.progress)
+
     def _state(self) -> dict[str, Any]:
         return self.env._require()
 
@@ -195,6 +199,9 @@ class LocalFaults:
             return all(v == views[0] for v in views) and all(
                 me in isr for replicas, _, isr in views[0].values() if me in replicas)
         return True
+
+    def failover_probe(self, service: str, workload):
+        return lambda member: self.failed_over(service, member, workload)
 
     def failed_over(self, service: str, member: str, workload) -> bool:
         """Whether another member took over from the partitioned one (the drill keeps the

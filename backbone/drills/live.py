@@ -140,6 +140,10 @@ class DrillResult:
     def passed(self) -> bool:
         return self.rto_met and self.rpo_met and self.promise_kept
 
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.passed else 1
+
     def to_dict(self) -> dict[str, Any]:
         m = self.measurement
         return {"service": self.service, "fault": self.fault, "target": self.target, "member": self.member,

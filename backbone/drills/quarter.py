@@ -18,6 +18,18 @@ from .faults import FaultError
 from .rotation import QuarterPlan, Scenario
 
 
+class Rotation(list):
+    """The outcomes of a quarter's drills, in plan order; passed only when every one passed."""
+
+    @property
+    def passed(self) -> bool:
+        return all(o.passed for o in self)
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.passed else 1
+
+
 @dataclass
 class Outcome:
     scenario: Scenario
@@ -43,9 +55,9 @@ class Outcome:
 
 def run_plan(plan: QuarterPlan, contract: Contract, backend, work_dir: Path, *, warmup_s: float = 2.0,
              max_outage_s: float = 60.0, timeout_s: float = 600.0,
-             progress: Callable[[str], None] = lambda m: None) -> list[Outcome]:
+             progress: Callable[[str], None] = lambda m: None) -> Rotation:
     from .session import live_drill
-    outcomes = []
+    outcomes = Rotation()
     for i, s in enumerate(plan.scenarios, 1):
         progress(f"[{i}/{len(plan.scenarios)}] {s.service}: {s.kind}" + (f" ({s.fault} {s.target})" if s.fault else ""))
         outcome = Outcome(s)
@@ -65,14 +77,8 @@ def run_plan(plan: QuarterPlan, contract: Contract, backend, work_dir: Path, *, 
 
 
 def _backup(contract: Contract, service: str, work_dir: Path, timeout_s: float):
-    if service == "redis":
-        from .backup_redis import redis_backup_drill
-        return redis_backup_drill(contract, work_dir, timeout_s=timeout_s)
-    if service == "kafka":
-        from .backup_kafka import kafka_backup_drill
-        return kafka_backup_drill(contract, work_dir, timeout_s=timeout_s)
-    from .backup import backup_restore_drill
-    return backup_restore_drill(contract, work_dir, timeout_s=timeout_s)
+    from .backups import BackupOptions, run_backup
+    return run_backup(service, contract, BackupOptions(work_dir, timeout_s=timeout_s))
 
 
 def to_markdown(plan: QuarterPlan, outcomes: list[Outcome], png: Path | None) -> str:

@@ -15,10 +15,10 @@ from pathlib import Path
 
 from ..contract import Objectives
 from ..errors import ConfigError
+from .faults import FAULTS, SERVICES
 
-SERVICES = ("timescale", "redis", "kafka")
 KINDS = ("failover", "partition", "backup")
-FAULTS = ("kill", "stop", "pause")
+FAILOVER_FAULTS = tuple(f for f in FAULTS if f != "partition")  # kill, stop, pause: a kind of their own
 TARGET = {"timescale": "primary", "redis": "primary", "kafka": "leader"}
 MEMBER = {"timescale": "the Patroni primary", "redis": "the Redis master", "kafka": "the partition leader"}
 
@@ -97,8 +97,8 @@ def plan_for(day: dt.date, objectives: Objectives | None = None, source: str = "
     for i, service in enumerate(SERVICES):
         kind = KINDS[(q - 1 + i) % len(KINDS)]
         objective = getattr(objectives, service)
-        fault = FAULTS[(year + q + i) % len(FAULTS)] if kind == "failover" else "partition" if kind == "partition" \
-            else None
+        fault = FAILOVER_FAULTS[(year + q + i) % len(FAILOVER_FAULTS)] if kind == "failover" \
+            else "partition" if kind == "partition" else None
         target = TARGET[service] if fault else None
         if kind == "backup":
             command = f"backbone drill backup --service {service} {source}"

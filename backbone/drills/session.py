@@ -7,20 +7,19 @@ from typing import Callable
 
 from ..contract import Contract
 from ..errors import ConfigError
-from .faults import FaultError
+from .faults import FaultBackend, FaultError
 from .live import DrillResult, isolated_acks, run_drill
 
 
-def live_drill(contract: Contract, backend, service: str, fault: str, target: str, *, warmup_s: float = 2.0,
+def live_drill(contract: Contract, backend: FaultBackend, service: str, fault: str, target: str, *, warmup_s: float = 2.0,
                max_outage_s: float = 60.0, progress: Callable[[str], None] = lambda m: None) -> DrillResult:
     """Raises ConfigError when the drill cannot start (nothing was touched), FaultError when
     it failed part-way."""
     from .workloads import WORKLOADS
     try:
-        if hasattr(backend, "preflight"):
-            backend.preflight(fault)
+        backend.preflight(fault)
         workload = WORKLOADS[service](contract)
-        member = backend.resolve(service, target, contract, workload) if hasattr(backend, "resolve") else target
+        member = backend.resolve(service, target, contract, workload)
     except FaultError as exc:
         raise ConfigError(str(exc)) from None
 
@@ -29,19 +28,18 @@ def live_drill(contract: Contract, backend, service: str, fault: str, target: st
         return member
 
     objectives = getattr(contract.objectives, service).model_dump()
-    bounded = service == "redis" and fault == "partition" and hasattr(backend, "redis_bound")
     previous = backend.redis_bound(contract.redis.min_replicas_to_write, contract.redis.min_replicas_max_lag_s) \
-        if bounded else None
+        if service == "redis" and fault == "partition" else None
+    bounded = previous is not None
     try:
         result = run_drill(workload, inject, lambda m: backend.heal(m, fault), service=service, fault=fault,
                            target=target, platform=contract.platform, objectives=objectives, warmup_s=warmup_s,
                            max_outage_s=max_outage_s, progress=progress,
-                           failed_over=(lambda m: backend.failed_over(service, m, workload))
-                           if fault == "partition" and hasattr(backend, "failed_over") else None)
+                           failed_over=backend.failover_probe(service, workload) if fault == "partition" else None)
     finally:
         if previous is not None:
             backend.redis_bound(*previous)
-    proof = getattr(backend, "partition_proof", None) if fault == "partition" else None
+    proof = backend.partition_proof if fault == "partition" else None
     if proof is not None:
         m = result.measurement
         result.partition = proof | {"isolated_acks": isolated_acks(

@@ -15,11 +15,13 @@ from typing import Any, Iterable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
+from ..errors import ConfigError
+
 FALLBACK = "fall back to the bootstrap tier"
 STAY = "stay on institutional"
 
 
-class SimulationInputError(ValueError):
+class SimulationInputError(ConfigError):
     """Recorded results or drill options that cannot be replayed; the message names the
     item and field."""
 
@@ -103,6 +105,10 @@ class SimulatedDrill:
     @property
     def decision(self) -> str:
         return FALLBACK if self.fallback else STAY
+
+    @property
+    def exit_code(self) -> int:
+        return 0  # a replay always reaches a decision; bad recordings raise SimulationInputError (exit 2)
 
     @property
     def warnings(self) -> list[str]:

@@ -47,6 +47,10 @@ class DrillReport:
         return not self.lost and self.pause_s is not None and self.pause_s <= self.budget_s \
             and self.verification in ("equal", "not run")
 
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.passed else 1
+
     def to_dict(self) -> dict:
         data = asdict(self)
         data["passed"] = self.passed

@@ -38,6 +38,10 @@ class Plan:
         found = [f"{p['check']}: {p['summary']}" for p in self.preflight if p["status"] == "down"]
         return found + ([f"target: {self.target_error}"] if self.target_error else [])
 
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.blockers else 0
+
     def to_dict(self) -> dict:
         return {**self.__dict__, "blockers": self.blockers, "total_rows": sum(self.rows.values())}
 

@@ -18,13 +18,17 @@ from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, 
                                    NewTopic, ResourceType)
 
 from ..contract import KafkaEndpoint, TopicSpec
-from ..clients.kafka import kafka_client_config, kafka_text
+from ..errors import BackboneError
+from ..clients import kafka as kafka_client
+from ..clients.kafka import kafka_text
 from .model import (Action, ActionResult, AlterConfig, ApplyOutcome, CreateTopic, DeleteTopic, IncreasePartitions,
                      ObservedTopic, TopicPlan, plan_topics)
 
 
-class TopicsError(Exception):
+class TopicsError(BackboneError):
     """Kafka could not be observed or changed (exit 1). `code` is for machines."""
+
+    context = "topics"
 
     def __init__(self, message: str, code: str = "kafka_error"):
         super().__init__(message)
@@ -38,7 +42,7 @@ class CountingAdmin:
     def __init__(self, endpoint: KafkaEndpoint, timeout_s: float, admin: AdminClient | None = None):
         self.endpoint = endpoint
         self.timeout_s = timeout_s
-        self.admin = admin or AdminClient(kafka_client_config(endpoint, timeout_s))
+        self.admin = admin or kafka_client.admin(endpoint, timeout_s)
         self.calls: Counter[str] = Counter()
         self.started = time.perf_counter()  # apply reports its time from here, observation included
 
