@@ -23,7 +23,6 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from types import SimpleNamespace
 
 import psycopg
 
@@ -36,6 +35,7 @@ from backbone.data import open_backbone  # noqa: E402
 from backbone.data.rows import Bar, Trade  # noqa: E402
 from backbone.tier import copy as mover  # noqa: E402
 from backbone.tier.drill_run import drilled  # noqa: E402
+from backbone.tier.ends import source_of  # noqa: E402
 from backbone.tier.plan import make_plan  # noqa: E402
 from backbone.tier.rollback import rollback  # noqa: E402
 from backbone.tier.switch import Options, Switch  # noqa: E402
@@ -115,7 +115,7 @@ def main(argv=None) -> int:
 def run(args, inst_file: Path, store: Path) -> int:
     import subprocess
     target = load_contract(Sources(outputs=inst_file, environ={}))
-    source = Contract(tier="bootstrap", bootstrap=target.bootstrap, data=target.data)
+    source = source_of(target)
     subprocess.run(h.backbone_cmd() + ["migrate", "apply", "--extra", f"BACKBONE_BOOTSTRAP_STORE={store}"],
                    check=True, capture_output=True)
     say(f"filling {args.rows:,} bars + {args.rows:,} trades into the bootstrap store ...")
@@ -124,7 +124,6 @@ def run(args, inst_file: Path, store: Path) -> int:
     say("raw copy (sqlite3 -> psycopg binary COPY) ...")
     raw = raw_copy(store, target.timescale.dsn())
     plan = make_plan(source, target, 0)
-    ns = SimpleNamespace(drill_report=args.report / "switch", cutover_timeout=3.0)
     switch = Switch(source, target, {"outputs": str(inst_file.resolve())}, Options(), say)
     outcomes = {}
 
@@ -132,15 +131,16 @@ def run(args, inst_file: Path, store: Path) -> int:
         outcomes["switch"] = switch.run()
         return outcomes["switch"]
     say("switch (drill) ...")
-    switched = drilled("switch", run_switch, source, target, {"outputs": str(inst_file.resolve())}, ns, say)
+    switched = drilled("switch", run_switch, source, target, {"outputs": str(inst_file.resolve())},
+                       report_dir=args.report / "switch", budget_s=3.0, say=say).exit_code
     switch.close()
-    ns_back = SimpleNamespace(drill_report=args.report / "rollback", cutover_timeout=3.0)
 
     def run_back():
         outcomes["rollback"] = rollback(source, target, Options(), False, say)
         return outcomes["rollback"]
     say("rollback (drill) ...")
-    rolled = drilled("rollback", run_back, source, target, {"outputs": str(inst_file.resolve())}, ns_back, say)
+    rolled = drilled("rollback", run_back, source, target, {"outputs": str(inst_file.resolve())},
+                     report_dir=args.report / "rollback", budget_s=3.0, say=say).exit_code
     s, r = outcomes["switch"], outcomes["rollback"]
     copied = sum(s.copied.values())
     copy_rate = copied / s.phases["copy"]

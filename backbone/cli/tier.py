@@ -6,13 +6,12 @@ ends, the services and the bootstrap store the deployment came from (`bootstrap.
 """
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 from ..errors import BackboneError, ConfigError
 from ..report import EXIT_READY, Redactor
-from .common import contract_from, err, folder, positive, sources_args
+from .common import contract_from, err, folder, positive, remember, sources_args
 
 
 def register(sub) -> None:
@@ -77,24 +76,18 @@ DRILL_HELP = ("run a writer and reader through the library in another process me
 
 
 def _ends(args):
-    """(source contract, target contract, what clients load the target from)."""
-    from ..contract import Contract
-    contract = contract_from(args)
-    if contract.tier != "institutional" or contract.missing("timescale"):
-        raise ConfigError("tier commands take the institutional contract (with its timescale section): "
-                          "set backbone:tier to institutional, `pulumi up`, and pass its outputs")
-    if contract.bootstrap is None:
-        raise ConfigError("the institutional contract names no bootstrap store (bootstrap.store): export "
-                          "backbone:bootstrap_store from the stack (docs/tiers.md)")
-    if not Path(contract.bootstrap.store).exists():
-        raise ConfigError(f"the bootstrap store {contract.bootstrap.store} does not exist")
-    ref = {"outputs": str(Path(args.outputs).resolve())} if args.outputs else {"stack": args.stack} \
-        if args.stack else None
-    if ref is None:
-        raise ConfigError("name the institutional contract with --outputs FILE or --stack NAME: clients that "
-                          "follow the switch load it from there")
-    source = Contract(tier="bootstrap", bootstrap=contract.bootstrap, data=contract.data)
-    return source, contract, ref
+    """(source contract, target contract, what clients load the target from): tier/ends.py."""
+    from ..tier.ends import ends
+    source, target, ref = ends(contract_from(args), args.outputs, args.stack)
+    return remember(source), target, ref
+
+
+def _drilled(operation: str, run, source, target, ref, args, say) -> int:
+    from ..tier.drill_run import drilled
+    done = drilled(operation, run, source, target, ref, report_dir=args.drill_report,
+                   budget_s=args.cutover_timeout, say=say)
+    sys.stdout.write(done.markdown)
+    return done.exit_code
 
 
 def cmd_switch(args) -> int:
@@ -111,8 +104,7 @@ def cmd_switch(args) -> int:
                                                  stop_after=args.stop_after), say)
     try:
         if args.drill:
-            from ..tier.drill_run import drilled
-            return drilled("switch", switch.run, source, target, ref, args, say)
+            return _drilled("switch", switch.run, source, target, ref, args, say)
         outcome = switch.run()
     except SwitchError as exc:
         say(f"backbone: tier switch: {exc}")
@@ -127,76 +119,30 @@ def cmd_switch(args) -> int:
         return 1
     finally:
         switch.close()
-    if args.format == "json":
-        sys.stdout.write(json.dumps(outcome.__dict__, default=lambda o: o.__dict__) + "\n")
-    elif outcome.already:
-        sys.stdout.write(f"already switched: the institutional tier is active (cut-over {outcome.active.epoch}, "
-                         f"{outcome.active.since}); nothing to do\n")
-    elif args.stop_after:
-        sys.stdout.write(f"stopped after {args.stop_after}; rerun `backbone tier switch` to go on\n")
-    else:
-        fence = f"{outcome.fence_ms[-1]:.0f} ms" if outcome.fence_ms else "-"
-        sys.stdout.write(f"switched: the institutional tier is active (write fence {fence}, "
-                         f"{sum(outcome.copied.values()):,} rows copied, {outcome.caught_up:,} changes caught up, "
-                         f"{outcome.replayed:,} events replayed); the reverse stream runs until `tier complete`\n")
+    from ..tier.render import switch_text
+    sys.stdout.write(switch_text(outcome, args.format, args.stop_after))
     return EXIT_READY
 
 
 def cmd_status(args) -> int:
+    from ..tier.render import status_text
     from ..tier.status import status
     source, target, _ref = _ends(args)
-    report = status(source, target)
-    if args.format == "json":
-        sys.stdout.write(json.dumps(report) + "\n")
-        return EXIT_READY
-    for key, value in report.items():
-        sys.stdout.write(f"{key}: {json.dumps(value) if isinstance(value, (dict, list)) else value}\n")
+    sys.stdout.write(status_text(status(source, target), args.format))
     return EXIT_READY
 
 
 def cmd_plan(args) -> int:
+    from ..tier.ends import preflight
     from ..tier.plan import make_plan
+    from ..tier.render import plan_text
+    from .checks import plan_checks
     source, target, _ref = _ends(args)
     plan = make_plan(source, target, target.redis.cache_policy.max_keys if target.redis else 0)
-    plan.preflight = _preflight(target)
-    data = plan.to_dict()
-    if args.format == "json":
-        sys.stdout.write(json.dumps(data) + "\n")
-    else:
-        out = [f"active tier: {plan.active}", "", "| table | rows to move | on the target now |", "|---|---:|---:|"]
-        out += [f"| {t} | {n:,} | {'-' if plan.on_target.get(t) is None else f'{plan.on_target[t]:,}'} |"
-                for t, n in plan.rows.items()]
-        out += ["", f"events to replay into Kafka: {plan.events:,}; cache keys to warm: {plan.cache_keys:,}"]
-        if plan.estimate_s is not None:
-            out.append(f"estimated copy: {plan.estimate_s:.1f} s (sample: {plan.sample_rows_per_s:,.0f} rows/s)")
-        held = [t for t, n in plan.on_target.items() if n]
-        if held:
-            out.append(f"the target already holds rows in {', '.join(held)}: the switch keeps them and verifies "
-                       "them against the bootstrap store; a difference stops it before the cut-over")
-        out += ["", "preflight:"] + [f"- {p['check']}: {p['status']} ({p['summary']})" for p in plan.preflight]
-        out.append("blockers: " + ("; ".join(plan.blockers) if plan.blockers else "none"))
-        sys.stdout.write(Redactor(target.secrets()).scrub("\n".join(out)) + "\n")
-    return 1 if plan.blockers else EXIT_READY
-
-
-def _preflight(target) -> list[dict]:
-    """The target's service probes and topics must be ok; migrations behind head are fine
-    (the switch's first phase migrates the target) and are reported as such."""
-    from ..checks.runner import run_concurrently
-    from ..migrate.check import migrations_check
-    from ..topics.check import topics_check
-    from .checks import plan_checks
-    checks = plan_checks(target, "probe", 5.0)
-    checks["migrations"] = lambda: migrations_check(target, 5.0)
-    if target.kafka is not None:
-        checks["topics"] = lambda: topics_check(target, 5.0)
-    found = []
-    for r in run_concurrently(checks, 20.0):
-        status, summary = r.status, r.message
-        if r.name == "migrations" and r.status != "ok" and r.code not in ("unreachable", "timeout", "auth_failed"):
-            status, summary = "ok", f"{r.message} (the switch migrates the target first)"
-        found.append({"check": r.name, "status": status, "summary": summary})
-    return found
+    plan.preflight = preflight(target, plan_checks(target, "probe", 5.0))
+    text = plan_text(plan, args.format)
+    sys.stdout.write(text if args.format == "json" else Redactor(target.secrets()).scrub(text))
+    return plan.exit_code
 
 
 def cmd_rollback(args) -> int:
@@ -215,20 +161,13 @@ def cmd_rollback(args) -> int:
 
     try:
         if args.drill:
-            from ..tier.drill_run import drilled
-            return drilled("rollback", run, source, target, ref, args, say)
+            return _drilled("rollback", run, source, target, ref, args, say)
         outcome = run()
     except SwitchError as exc:
         say(f"backbone: tier rollback: {exc}")
         return 1
-    if args.format == "json":
-        sys.stdout.write(json.dumps(outcome.__dict__) + "\n")
-    else:
-        sys.stdout.write(f"rolled back: the bootstrap tier is active (cut-over {outcome.epoch}, write fence "
-                         f"{outcome.fence_ms[-1] if outcome.fence_ms else 0:.0f} ms, {outcome.mirrored:,} change(s) "
-                         "mirrored)\n" if not outcome.forced else
-                         f"forced rollback: the bootstrap tier is active; NOT on the bootstrap side: "
-                         f"{outcome.not_on_bootstrap['missing']}\n")
+    from ..tier.render import rollback_text
+    sys.stdout.write(rollback_text(outcome, args.format))
     return EXIT_READY
 
 

@@ -1,11 +1,12 @@
 """Running a switch or a rollback as a drill (`--drill`): the writer process around the
-operation, the read-back, the report (Markdown + JSON) and the timeline PNG."""
+operation, the read-back, the report (Markdown + JSON) and the timeline PNG. Takes plain
+values and returns the result; the CLI prints its Markdown and exits with its code."""
 from __future__ import annotations
 
 import json
-import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -18,10 +19,23 @@ BEFORE_S = 1.0  # the writer's lead on the old tier
 AFTER_S = 1.5  # the writer keeps going this long on the new tier
 
 
-def drilled(operation: str, run: Callable[[], object], source: Contract, target: Contract, ref: dict,
-            args, say: Callable[[str], None]) -> int:
+@dataclass
+class DrillRun:
+    report: DrillReport
+    markdown: str   # also written, with the JSON and the PNG, into `folder`
+    folder: Path
+
+    @property
+    def exit_code(self) -> int:
+        return self.report.exit_code
+
+
+def drilled(operation: str, run: Callable[[], object], source: Contract, target: Contract, ref: dict, *,
+            report_dir: Path | None, budget_s: float, say: Callable[[str], None]) -> DrillRun:
+    """`run` (the switch or the rollback) with a writer around it; `budget_s`: the longest write
+    pause that passes (the cut-over timeout); `report_dir`: default a new temporary folder."""
     before, after = ("bootstrap", "institutional") if operation == "switch" else ("institutional", "bootstrap")
-    out_dir = Path(args.drill_report or tempfile.mkdtemp(prefix=f"tier-{operation}-drill-"))
+    out_dir = Path(report_dir or tempfile.mkdtemp(prefix=f"tier-{operation}-drill-"))
     out_dir.mkdir(parents=True, exist_ok=True)
     opens = {"contract": source.model_dump(mode="json")} if before == "bootstrap" else ref
     writer = Writer(opens, out_dir)
@@ -40,14 +54,13 @@ def drilled(operation: str, run: Callable[[], object], source: Contract, target:
     found = read_back(contract_for(target, active), writer.symbol)
     verification = _verification(outcome)
     spans = getattr(outcome, "fence_spans", [])
-    report = analyse(operation, entries, found, before, after, started, ended, args.cutover_timeout,
+    report = analyse(operation, entries, found, before, after, started, ended, budget_s,
                      verification, spans[-1] if spans else None)
     png = timeline_png(report, out_dir / f"tier-{operation}-timeline.png")
     (out_dir / f"tier-{operation}-drill.json").write_text(json.dumps(report.to_dict(), indent=2))
     text = to_markdown(report, png)
     (out_dir / f"tier-{operation}-drill.md").write_text(text)
-    sys.stdout.write(text)
-    return 0 if report.passed else 1
+    return DrillRun(report, text, out_dir)
 
 
 def _verification(outcome) -> str:
