@@ -99,7 +99,7 @@ FROM g ORDER BY i
 
 
 def fill_outbox(conn: psycopg.Connection, n: int, tag: str) -> int:
-    """n unpublished ingest events in the shape `events.model` makes (500 symbols, runs of
+    """n unpublished ingest events in the shape `data.outbox` makes (500 symbols, runs of
     500 events sharing run_id/committed_at); returns the highest seq before them."""
     before = conn.execute("SELECT coalesce(max(seq), 0) FROM outbox").fetchone()[0]
     with conn.transaction():
@@ -204,4 +204,4 @@ def header(contract, events: int) -> None:
     print(f"## bench/events.py: {contract.environment} environment ({contract.platform}), {brokers} Kafka brokers "
           f"(KRaft), topics 6 partitions RF 3 min.insync.replicas 2, PostgreSQL {pg}, {os.cpu_count()} cores, "
           f"confluent-kafka {confluent_kafka.version()[0]} / librdkafka {confluent_kafka.libversion()[0]}\n")
-    print(f"PRODUCER_SETTINGS: {settings}; payload shape of events.model, {events:,} events per run")
+    print(f"PRODUCER_SETTINGS: {settings}; payload shape of data.outbox, {events:,} events per run")

@@ -9,7 +9,7 @@ takes it down afterwards. With --outputs, use an environment nothing else writes
 the relay publishes every unpublished outbox row, and the bench deletes the rows it published.
 Its Kafka topics are its own (6 partitions, RF 3, min.insync.replicas 2), deleted at the end.
 
-- throughput: N outbox events (the shape `events.model` makes, ~350 bytes, keys bars:SYMnnn
+- throughput: N outbox events (the shape `data.outbox` makes, ~350 bytes, keys bars:SYMnnn
   over 500 symbols) published by `Relay.drain()` (acknowledged and marked published) against
   a raw Producer with the same client config and PRODUCER_SETTINGS sending the same (key,
   payload, headers) from memory and flushing; the order alternates by round; then the

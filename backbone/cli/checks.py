@@ -49,13 +49,21 @@ def plan_checks(contract, command: str, timeout_s: float) -> dict:
             from ..topics.check import topics_check
             checks["topics"] = lambda: topics_check(contract, timeout_s)
         checks["smoke"] = lambda: smoke_check(contract, timeout_s)
-        from ..data.checks import data_checks
         checks.update(data_checks(active_contract(contract, timeout_s), timeout_s))
     for name in checks:
         missing = contract.missing(*NEEDS.get(name, ()))
         if missing:
             checks[name] = _not_configured(name, missing)
     return checks
+
+
+def data_checks(contract, timeout_s: float) -> dict:
+    """validate's checks of the data path, in report order: ingest freshness per dimension
+    (data), the outbox backlog and the consumer lag (events), the cache ratios (data)."""
+    from ..data.checks import cache_check, freshness_checks
+    from ..events.checks import event_checks
+    return {**freshness_checks(contract, timeout_s), **event_checks(contract, timeout_s),
+            "cache_ratios": lambda: cache_check(contract, timeout_s)}
 
 
 def active_contract(contract, timeout_s: float):

@@ -9,7 +9,7 @@
 Institutional: TimescaleDB (one pool from the contract) and the Redis query cache.
 Bootstrap: the embedded SQLite store and an in-process cache.
 
-Every committed ingest writes its events (one per changed series, `backbone.events.model`) to
+Every committed ingest writes its events (one per changed series, `backbone.data.outbox`) to
 the outbox in the same transaction as its rows: a rolled-back ingest announces nothing, and a
 committed one is announced even if the process dies before the relay publishes it.
 """
@@ -26,12 +26,12 @@ from typing import Callable, Iterable
 
 from ..contract import Contract
 from ..errors import ConfigError, Interrupted, StoppedOnRequest
-from ..events.model import ingest_events
 from .follow import bootstrap_fence, contract_for, institutional_fence
 from .active_tier import ActiveTier, RecordReader, TierMoved, TierUnreachable
 from . import reads
 from .cache import LocalBackend, QueryCache, RedisBackend, cache_policy
 from .files import FileFormatError
+from .outbox import ingest_events
 from .rows import FAST_CHECKS, Dimension, RowError, SeriesChanges, dimension, merge_changes, to_row
 from .signals import SignalsHeld
 

@@ -22,7 +22,7 @@ from collections import OrderedDict
 from typing import Callable
 
 from ..contract import Contract
-from .model import Event
+from ..data.outbox import Event
 
 Handler = Callable[[Event], None]
 LOG_TOPIC = "log"  # how the bootstrap event log names its single stream

@@ -1,9 +1,10 @@
 """The data path's readiness checks for `backbone validate`, judged against the contract's
 `data` section: ingest freshness per dimension (`freshness.bars`, `freshness.trades`,
-`freshness.macro`), the outbox backlog (`outbox`), the bridge's consumer lag
-(`consumer_lag`) and the query cache's hit and eviction ratios (`cache_ratios`).
+`freshness.macro`) and the query cache's hit and eviction ratios (`cache_ratios`). The
+outbox backlog and the consumer lag are the events' (`backbone.events.checks`, which reads
+the stores through the plumbing here); `cli/checks.py: data_checks` puts them in report order.
 
-The verdicts are pure functions of what was read (`verdicts`), tested without services.
+The verdicts are pure functions of what was read (`verdicts`, the events' too), tested without services.
 The readers here are thin, one per tier, each bounded by the check's timeout, and load
 their drivers only when they run: a bootstrap validate touches nothing but sqlite3.
 """
@@ -22,22 +23,16 @@ from ...contract import Contract
 from .verdicts import (Runs, cache_unreadable, clip, judge_cache, judge_event_log, judge_freshness, judge_lag,
                        judge_outbox)
 
-__all__ = ["DIMENSIONS", "Runs", "cache_check", "cache_unreadable", "clip", "consumer_lag_check", "data_checks",
-           "freshness_check", "judge_cache", "judge_event_log", "judge_freshness", "judge_lag", "judge_outbox",
-           "outbox_check", "read_journal"]
+__all__ = ["DIMENSIONS", "Runs", "cache_check", "cache_unreadable", "clip", "freshness_check", "freshness_checks",
+           "judge_cache", "judge_event_log", "judge_freshness", "judge_lag", "judge_outbox", "read_journal"]
 
 DIMENSIONS = ("bars", "trades", "macro")
 
 
-def data_checks(contract: Contract, timeout_s: float) -> dict[str, Check]:
+def freshness_checks(contract: Contract, timeout_s: float) -> dict[str, Check]:
     """name -> check, in report order. The three freshness checks share one journal read."""
     journal = _Once(lambda: read_journal(contract, timeout_s), _database_errors(contract))
-    checks: dict[str, Check] = {f"freshness.{d}": (lambda d=d: freshness_check(contract, d, journal))
-                                for d in DIMENSIONS}
-    checks["outbox"] = lambda: outbox_check(contract, timeout_s)
-    checks["consumer_lag"] = lambda: consumer_lag_check(contract, timeout_s)
-    checks["cache_ratios"] = lambda: cache_check(contract, timeout_s)
-    return checks
+    return {f"freshness.{d}": (lambda d=d: freshness_check(contract, d, journal)) for d in DIMENSIONS}
 
 
 # Per dimension, the newest run of any status and the newest successful one, in one scan
@@ -73,62 +68,6 @@ def freshness_check(contract: Contract, dimension: str, journal: "_Once") -> Che
     now, runs = read
     return judge_freshness(dimension, contract.data.freshness_slo_s.get(dimension), runs.get(dimension, Runs()), now,
                            ms)
-
-
-def outbox_check(contract: Contract, timeout_s: float) -> CheckResult:
-    started = time.perf_counter()
-    try:
-        if contract.tier == "bootstrap":
-            with closing(_sqlite(contract, timeout_s)) as conn:
-                events = conn.execute("SELECT count(*) FROM outbox").fetchone()[0]
-            return judge_event_log(events, _ms(started))
-        from ...events.relay import backlog
-        with _postgres(contract, timeout_s) as conn:
-            found = backlog(conn)
-    except _database_errors(contract) as exc:
-        return _unreadable("outbox", "The outbox", exc, _ms(started))
-    return judge_outbox(found.events, found.oldest_age_s, contract.data.outbox_max_age_s, _ms(started))
-
-
-def consumer_lag_check(contract: Contract, timeout_s: float) -> CheckResult:
-    group, bound = contract.data.consumer_group, contract.data.consumer_lag_max
-    started = time.perf_counter()
-    if contract.tier == "bootstrap":
-        from ...events.bridge import LOG_TOPIC, log_lag
-        try:
-            with closing(_sqlite(contract, timeout_s)) as conn:
-                stored = conn.execute("SELECT position FROM consumer_positions WHERE group_id = ?", (group,)).fetchone()
-                lag = log_lag(_Queries(conn), stored[0] if stored else 0)
-        except _database_errors(contract) as exc:
-            return _unreadable("consumer_lag", "The event log", exc, _ms(started))
-        return judge_lag(group, LOG_TOPIC, {f"{LOG_TOPIC}[0]": lag}, stored is not None, bound, _ms(started))
-    from confluent_kafka import KafkaException
-
-    from ...clients.kafka import kafka_text
-    from ...errors import ConfigError
-    from ...events.bridge import group_lag
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            lag, committed = group_lag(contract, group, max(0.5, deadline - time.monotonic()))
-            break
-        except ConfigError as exc:
-            return CheckResult("consumer_lag", DOWN, "topic_not_declared", f"{exc}.", _ms(started))
-        except KafkaException as exc:
-            # a cluster just started is still placing its group coordinators: ask again
-            if _transient(exc) and time.monotonic() + 0.25 < deadline:
-                time.sleep(0.25)
-                continue
-            return CheckResult("consumer_lag", DOWN, "unreachable", f"The lag of group {group!r} could not be read "
-                               "from Kafka.", _ms(started), error=kafka_text(exc))
-    return judge_lag(group, contract.data.events_topic, lag, committed, bound, _ms(started))
-
-
-def _transient(exc: BaseException) -> bool:
-    from confluent_kafka import KafkaError
-    err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
-    return err is not None and (err.retriable() or err.code() in (
-        KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS, KafkaError.COORDINATOR_NOT_AVAILABLE))
 
 
 def cache_check(contract: Contract, timeout_s: float) -> CheckResult:
@@ -178,16 +117,6 @@ class _Once:
                 except self.errors as exc:
                     self.result = ((None, _ms(started)), exc)
         return self.result
-
-
-class _Queries:
-    """`store.query(statement, params)` over a plain sqlite3 connection, for `log_lag`."""
-
-    def __init__(self, conn: sqlite3.Connection):
-        self.conn = conn
-
-    def query(self, statement: str, params: dict) -> list[tuple]:
-        return self.conn.execute(statement, params).fetchall()
 
 
 def _sqlite(contract: Contract, timeout_s: float) -> sqlite3.Connection:

@@ -23,7 +23,8 @@ from junitparser import JUnitXml
 from backbone.contract import Contract, merge_outputs
 from backbone.data import open_backbone
 from backbone.data.cache import QueryCache, RedisBackend, redis_shared_stats
-from backbone.data.checks import cache_check, consumer_lag_check
+from backbone.data.checks import cache_check
+from backbone.events.checks import consumer_lag_check
 
 from ..conftest import run_backbone
 

@@ -8,11 +8,11 @@ import time
 import pytest
 
 from backbone.checks import DEGRADED, DOWN, OK
-from backbone.cli.checks import plan_checks
+from backbone.cli.checks import data_checks, plan_checks
 from backbone.contract import CachePolicy, Contract, DataPolicy
 from backbone.data.cache import LocalBackend, QueryCache
-from backbone.data.checks import (Runs, _Once, cache_unreadable, clip, data_checks, judge_cache, judge_event_log,
-                                  judge_freshness, judge_lag, judge_outbox)
+from backbone.data.checks import (Runs, _Once, cache_unreadable, clip, judge_cache, judge_event_log, judge_freshness,
+                                  judge_lag, judge_outbox)
 from backbone.report import Redactor, Report, render
 
 NOW = dt.datetime(2024, 5, 6, 12, 0, tzinfo=dt.timezone.utc)
@@ -156,7 +156,7 @@ def test_a_group_that_never_committed_counts_every_retained_event():
 def test_a_coordinator_still_being_placed_is_asked_again_and_a_timeout_is_not():
     from confluent_kafka import KafkaError, KafkaException
 
-    from backbone.data.checks import _transient
+    from backbone.events.checks import _transient
     for code in (KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
                  KafkaError.COORDINATOR_NOT_AVAILABLE):
         assert _transient(KafkaException(KafkaError(code, "Failed to get committed offsets")))
