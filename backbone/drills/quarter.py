@@ -111,9 +111,7 @@ def to_json(plan: QuarterPlan, outcomes: list[Outcome]) -> str:
 def figure(plan: QuarterPlan, outcomes: list[Outcome], path: Path) -> Path:
     """One panel per drill: a live drill's writes over time (acknowledged, failed, lost) with
     the fault and recovery marked; a backup drill's restore time and age against RTO and RPO."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from ..report.figure import plt
     fig, axes = plt.subplots(len(outcomes), 1, figsize=(10, 2.6 * len(outcomes)), dpi=100, squeeze=False)
     for ax, o in zip(axes[:, 0], outcomes):
         s = o.scenario

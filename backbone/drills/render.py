@@ -4,12 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only; no display on CI machines
-import matplotlib.pyplot as plt  # noqa: E402
-
-from .live import DrillResult, mark  # noqa: E402
+from ..report.figure import finish, plt
+from .live import DrillResult, mark
 
 
 def _fmt(v: float | None, unit: str = " s") -> str:
@@ -97,14 +93,3 @@ def timeline_png(r: DrillResult, path: Path) -> Path:
     lost = f", {m.acked_lost} acknowledged write(s) lost" if m.acked_lost else ", no acknowledged write lost"
     ax.set_title(f"{r.service}: {r.fault} {r.target} ({r.member}){lost}", fontsize=10)
     return finish(fig, ax, path)
-
-
-def finish(fig, ax, path: Path) -> Path:
-    """The timelines' common ending: legend beside the plot, a time grid, the file written."""
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
-    ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path

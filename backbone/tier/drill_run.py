@@ -87,7 +87,7 @@ def to_markdown(r: DrillReport, png: Path) -> str:
 
 
 def timeline_png(r: DrillReport, path: Path) -> Path:
-    from ..drills.render import finish, plt
+    from ..report.figure import finish, plt
     fig, ax = plt.subplots(figsize=(10, 3.2), dpi=110)
     rows = {"bootstrap": 1, "institutional": 0}
     for tier, y in rows.items():
