@@ -120,3 +120,18 @@ def test_the_walk_finds_every_kind_of_import_that_closes_a_cycle(tmp_path):
         assert describe(edges, ["a", "b"]) == "a -> b (a/x.py); b -> a (b/y.py)"
     longer = package_edges(tree({**base, "b/y.py": "from .. import c\n", "c.py": "from .a import x\n"}))
     assert cycles(longer) == [["a", "b", "c"]]  # a three-package cycle, through a top-level module
+
+
+def test_the_map_in_docs_architecture_shows_the_real_edges():
+    """docs/architecture.md's diagram lists, per package, what it imports (the shared base
+    and the contract aside, which any package may use): exactly the edges the code has."""
+    text = (ROOT.parent / "docs" / "architecture.md").read_text()
+    block = text.split("## Dependency direction", 1)[1].split("```", 2)[1]
+    base = {"errors", "checks", "progress", "serviceconfig", "contract"}
+    drawn = {line.split("──►")[0].strip(): {n.strip() for n in line.split("──►")[1].split(",")} - base
+             for line in block.splitlines() if "──►" in line and not line.startswith(("cli", "infra"))}
+    real: dict[str, set[str]] = defaultdict(set)
+    for a, b in package_edges(ROOT):
+        if a not in ("cli", "__main__") and b not in base:
+            real[a].add(b)
+    assert {k: v for k, v in drawn.items() if v} == dict(real)
