@@ -1,11 +1,13 @@
 """Kafka clients made from the contract: one librdkafka configuration for every client
-backbone makes, the broker's own error sentence, and topics backbone owns."""
+backbone makes, the broker's own error sentence, and topics backbone owns. Every Producer,
+Consumer and AdminClient is made here; `node_admin` is the one made from a raw address (the
+local platform's brokers, one broker of a drill's cluster) rather than from the contract."""
 from __future__ import annotations
 
 import concurrent.futures
 import logging
 
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from ..contract import KafkaEndpoint
@@ -32,6 +34,31 @@ def kafka_client_config(ep: KafkaEndpoint, timeout_s: float) -> dict:
     if ep.sasl_password:
         conf["sasl.password"] = ep.sasl_password.get_secret_value()
     return conf
+
+
+def admin(ep: KafkaEndpoint, timeout_s: float, settings: dict | None = None) -> AdminClient:
+    """An admin client of the contract's cluster; `settings` add to or override the shared ones."""
+    return AdminClient(kafka_client_config(ep, timeout_s) | (settings or {}))
+
+
+def producer(ep: KafkaEndpoint, timeout_s: float, settings: dict | None = None) -> Producer:
+    """A producer to the contract's cluster; `settings` add to or override the shared ones."""
+    return Producer(kafka_client_config(ep, timeout_s) | (settings or {}))
+
+
+def consumer(ep: KafkaEndpoint, timeout_s: float, settings: dict) -> Consumer:
+    """A consumer of the contract's cluster; `settings` name its group at least."""
+    return Consumer(kafka_client_config(ep, timeout_s) | settings)
+
+
+def node_admin(bootstrap: str, timeout_s: float = 2, *, quiet: bool = True) -> AdminClient:
+    """An admin client of brokers by address (host:port,...), without the contract's
+    credentials: the local platform's own brokers, or one broker a partition drill asks.
+    `quiet=False` leaves librdkafka's connection errors on stderr."""
+    conf: dict = {"bootstrap.servers": bootstrap, "socket.timeout.ms": int(timeout_s * 1000)}
+    if quiet:
+        conf["logger"] = QUIET_LOGGER
+    return AdminClient(conf)
 
 
 def kafka_text(exc: BaseException) -> str:

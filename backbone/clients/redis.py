@@ -1,8 +1,12 @@
-"""Redis clients made from the contract: the current master, through Sentinel when the
-deployment has one."""
+"""Redis clients: the contract's current master (through Sentinel when the deployment has
+one), and, asked for explicitly, one server or Sentinel by address (a Sentinel the probe
+questions, the local platform's own servers, a backup drill's scratch server). Every
+redis-py client backbone makes is made here."""
 from __future__ import annotations
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from redis.sentinel import Sentinel
 
 from ..contract import RedisEndpoint
@@ -18,3 +22,36 @@ def redis_client(ep: RedisEndpoint, timeout_s: float) -> redis.Redis:
                                    username=ep.username, db=ep.db, ssl=ep.tls)
     return redis.Redis.from_url(ep.connection_url(), socket_timeout=timeout_s,
                                 socket_connect_timeout=timeout_s, retry_on_timeout=False)
+
+
+def node_client(host: str, port: int, timeout_s: float, *, password: str | None = None, db: int = 0,
+                connect_timeout_s: float | None = None, retry: bool = True) -> redis.Redis:
+    """A client of the one server or Sentinel at host:port rather than the contract's master.
+    The connect timeout is `timeout_s` unless given; `retry=False` turns redis-py's own
+    retries off for a caller that polls by itself."""
+    extra = {} if retry else {"retry": Retry(NoBackoff(), 0)}
+    return redis.Redis(host=host, port=port, password=password, db=db, socket_timeout=timeout_s,
+                       socket_connect_timeout=timeout_s if connect_timeout_s is None else connect_timeout_s,
+                       **extra)
+
+
+def classify(exc: BaseException, timeout_s: float) -> tuple[str, str] | None:
+    """A failure's code and the one sentence that explains it, or None for an error that is
+    no failure to reach or use the server (a bug to raise). Fixed words only: the driver's
+    text is never repeated."""
+    if isinstance(exc, redis.AuthenticationError):
+        return "auth_failed", "authentication failed"
+    if isinstance(exc, redis.ResponseError):
+        code = "auth_failed" if "NOAUTH" in str(exc) or "WRONGPASS" in str(exc) else "error"
+        return code, "the server refused the probe"
+    if isinstance(exc, redis.TimeoutError):
+        return "timeout", f"no answer within {timeout_s:g} s"
+    if isinstance(exc, (redis.ConnectionError, OSError)):
+        return "unreachable", "cannot connect"
+    return None
+
+
+def describe(exc: BaseException, timeout_s: float) -> str:
+    """The one sentence explaining a failure (an unexpected error: its type's name)."""
+    found = classify(exc, timeout_s)
+    return found[1] if found else f"unexpected {type(exc).__name__}"

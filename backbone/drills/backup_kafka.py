@@ -19,10 +19,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic, ResourceType
 
-from ..clients.kafka import kafka_client_config, kafka_text
+from ..clients import kafka as kafka_client
+from ..clients.kafka import kafka_text
 from ..contract import Contract, KafkaEndpoint
 from ..local.binaries import SETUP_HINT, find_binaries
 from ..local.processes import is_ours, spawn, stop
@@ -230,7 +231,7 @@ def _restore_and_compare(drill: KafkaBackupDrill, manifest: dict, meta: dict, gr
         say("starting a scratch single-node Kafka")
         ep = timed("cluster_start", lambda: scratch.start(deadline))
         say(f"scratch Kafka ready on {ep.bootstrap_servers} after {phases['cluster_start']:.1f} s")
-        admin = AdminClient(kafka_client_config(ep, deadline.client_s))
+        admin = kafka_client.admin(ep, deadline.client_s)
         timed("topics", lambda: _create_topics(admin, meta, deadline, drill.notes))
         expected = timed("replay", lambda: _replay(admin, ep, manifest, meta, groups, drill, deadline, say))
         timed("offsets", lambda: _restore_offsets(admin, expected, deadline))
@@ -274,8 +275,7 @@ def _replay(admin: AdminClient, ep: KafkaEndpoint, manifest: dict, meta: dict, g
     """Replay every partition file; return group -> (topic, partition) -> (source offset,
     restored offset, metadata)."""
     largest = max([int(m["config"].get("max.message.bytes", 0)) for m in meta.values()] + [1_000_000])
-    producer = Producer(kafka_client_config(ep, deadline.client_s) | PRODUCER_SETTINGS
-                        | {"message.max.bytes": largest + 65_536})
+    producer = kafka_client.producer(ep, deadline.client_s, PRODUCER_SETTINGS | {"message.max.bytes": largest + 65_536})
     failures: list[str] = []
     expected: dict[str, dict[tuple[str, int], tuple[int, int, str]]] = {}
     for name, m in meta.items():
@@ -319,8 +319,8 @@ def _compare(admin: AdminClient, ep: KafkaEndpoint, meta: dict, expected: dict, 
              deadline: Deadline) -> None:
     cluster = admin.list_topics(timeout=deadline.left())
     restored_configs = topic_configs(admin, [n for n in meta if n in cluster.topics], deadline)
-    consumer = Consumer(kafka_client_config(ep, deadline.client_s) | CONSUMER_SETTINGS
-                        | {"group.id": "backbone-verify"})  # assigned, never joined
+    consumer = kafka_client.consumer(ep, deadline.client_s,
+                                     CONSUMER_SETTINGS | {"group.id": "backbone-verify"})  # assigned, never joined
     try:
         for name, m in meta.items():
             parts = len(cluster.topics[name].partitions) if name in cluster.topics else None

@@ -35,7 +35,8 @@ from confluent_kafka import (TIMESTAMP_CREATE_TIME, Consumer, ConsumerGroupTopic
                              Producer, TopicPartition)
 from confluent_kafka.admin import AdminClient, ConfigResource, ConfigSource, ResourceType
 
-from ..clients.kafka import kafka_client_config, kafka_text
+from ..clients import kafka as kafka_client
+from ..clients.kafka import kafka_text
 from ..contract import KafkaEndpoint
 from .backup import BackupDrillError
 
@@ -301,7 +302,7 @@ def export_backup(ep: KafkaEndpoint, work_dir: Path, names: list[str], deadline:
     os.chmod(out, 0o700)
     consumer = None
     try:
-        admin = AdminClient(kafka_client_config(ep, deadline.client_s))
+        admin = kafka_client.admin(ep, deadline.client_s)
         cluster = admin.list_topics(timeout=deadline.left())
         present = [n for n in names if n in cluster.topics and cluster.topics[n].partitions]
         configs = topic_configs(admin, present, deadline)
@@ -311,8 +312,8 @@ def export_backup(ep: KafkaEndpoint, work_dir: Path, names: list[str], deadline:
         # Offsets before records: a committed offset is then never past the watermarks read after.
         groups = group_offsets(admin, set(present), deadline)
         progress(f"exported {len(topics)} topic configuration(s) and {len(groups)} consumer group(s)")
-        consumer = Consumer(kafka_client_config(ep, deadline.client_s) | CONSUMER_SETTINGS
-                            | {"group.id": f"backbone-backup-{secrets.token_hex(4)}"})  # assigned, never joined
+        consumer = kafka_client.consumer(ep, deadline.client_s, CONSUMER_SETTINGS
+                                         | {"group.id": f"backbone-backup-{secrets.token_hex(4)}"})  # assigned, never joined
         records = {}
         for name in present:
             progress(f"exporting the records of {name} ({topics[name]['partitions']} partition(s))")

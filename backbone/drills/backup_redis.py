@@ -23,10 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
-from ..clients.redis import redis_client
+from ..clients.redis import node_client, redis_client
 from ..contract import Contract, RedisEndpoint
 from ..local.binaries import SETUP_HINT, find_binaries
 from ..local.processes import is_ours, spawn, stop, tail
@@ -249,8 +247,8 @@ def _restore(server: Path, snapshot: Path, work_dir: Path, db: int, password: st
                     f'dbfilename dump.rdb\nappendonly no\nsave ""\nsanitize-dump-payload yes\n'
                     f'requirepass {password}\n')
         proc = spawn([str(server), str(conf)], scratch / "redis.log", cwd=scratch)
-        client = redis.Redis(host="127.0.0.1", port=port, password=password, db=db, socket_connect_timeout=2,
-                             socket_timeout=min(timeout_s, 30), retry=Retry(NoBackoff(), 0))  # we poll ourselves
+        client = node_client("127.0.0.1", port, min(timeout_s, 30), password=password, db=db, connect_timeout_s=2,
+                             retry=False)  # we poll ourselves
 
         def loaded() -> bool:
             if not is_ours(proc.pid, proc.start_ticks):

@@ -9,11 +9,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka.admin import AdminClient
 
 from ..local.environment import LocalEnvironment, topology
 from ..local.processes import is_ours
-from ..clients.kafka import kafka_client_config
+from ..clients import kafka as kafka_client
 from ..local import partition
 from .faults import FaultError
 
@@ -28,8 +27,7 @@ def broker_views(ports: list[int], topic: str | None = None, want: set[int] | No
     want = set(ports if want is None else want)
     views: dict[int, dict] = {}
     for attempt in range(attempts):
-        admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{ports[attempt % len(ports)]}",
-                             "socket.timeout.ms": 2000})
+        admin = kafka_client.node_admin(f"127.0.0.1:{ports[attempt % len(ports)]}", 2, quiet=False)
         md = admin.list_topics(topic, timeout=2)
         by = int(md.orig_broker_name.split("/")[0].rsplit(":", 1)[1])  # host:port/id or host:port/bootstrap
         views.setdefault(by, {(t.topic, p.id): (tuple(p.replicas), p.leader, tuple(sorted(p.isrs)))
@@ -275,7 +273,7 @@ class LocalFaults:
             if target in ("leader", "primary"):
                 broker = workload.leader()
             elif target == "controller":
-                admin = AdminClient(kafka_client_config(contract.kafka, 5))
+                admin = kafka_client.admin(contract.kafka, 5)
                 broker = admin.describe_cluster(request_timeout=5).result(timeout=10).controller.id
             else:
                 leader = workload.leader()

@@ -13,12 +13,13 @@ import uuid
 
 import psycopg
 import redis
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import NewTopic
 
 from ..contract import Contract
 from ..clients import timescale as timescale_client
-from ..clients.kafka import ensure_topic, kafka_client_config
+from ..clients import kafka as kafka_client
+from ..clients.kafka import ensure_topic
 from ..clients.redis import redis_client
 from .faults import FaultError
 
@@ -31,21 +32,21 @@ class KafkaWorkload:
     def __init__(self, contract: Contract, timeout_s: float = 10):
         self.ep = contract.kafka
         self.run_id = uuid.uuid4().hex[:12]
-        conf = kafka_client_config(self.ep, timeout_s)
-        admin = AdminClient(conf)
+        admin = kafka_client.admin(self.ep, timeout_s)
         brokers = len(admin.list_topics(timeout=timeout_s).brokers)
         rf = min(3, brokers)
         ensure_topic(admin, NewTopic(DRILL_TOPIC, 1, rf, config={"min.insync.replicas": str(min(2, rf))}),
                      timeout_s)
         self.admin = admin
         # idempotent, acks=all: an acknowledged record is on every in-sync replica
-        self.producer = Producer(conf | {"acks": "all", "enable.idempotence": True, "linger.ms": 0,
-                                         "message.timeout.ms": int(timeout_s * 1000)})
+        self.producer = kafka_client.producer(self.ep, timeout_s, {"acks": "all", "enable.idempotence": True,
+                                                                   "linger.ms": 0,
+                                                                   "message.timeout.ms": int(timeout_s * 1000)})
         self.timeout_s = timeout_s
         self.start_offset = self._end_offset()
 
     def _end_offset(self) -> int:
-        consumer = Consumer(kafka_client_config(self.ep, self.timeout_s) | {"group.id": "backbone-drill"})
+        consumer = kafka_client.consumer(self.ep, self.timeout_s, {"group.id": "backbone-drill"})
         try:
             # a topic created a moment ago may have no leader yet: ask again until it has one
             deadline = time.monotonic() + self.timeout_s
@@ -75,8 +76,8 @@ class KafkaWorkload:
             raise KafkaException(result["err"])
 
     def read_back(self, seqs: list[int]) -> set[int]:
-        consumer = Consumer(kafka_client_config(self.ep, self.timeout_s) | {"group.id": "backbone-drill",
-                                                                            "enable.auto.commit": False})
+        consumer = kafka_client.consumer(self.ep, self.timeout_s, {"group.id": "backbone-drill",
+                                                                   "enable.auto.commit": False})
         found: set[int] = set()
         try:
             end = consumer.get_watermark_offsets(TopicPartition(DRILL_TOPIC, 0), timeout=self.timeout_s)[1]

@@ -80,14 +80,14 @@ class _Bridge:
 class KafkaBridge(_Bridge):
     def __init__(self, contract: Contract, group: str, from_beginning: bool, timeout_s: float, commit: bool = True):
         super().__init__()
-        from confluent_kafka import OFFSET_BEGINNING, Consumer
+        from confluent_kafka import OFFSET_BEGINNING
 
-        from ..clients.kafka import kafka_client_config
+        from ..clients import kafka as kafka_client
         from .relay import events_topic
         self.topic, self.group, self.timeout_s, self.commit = events_topic(contract), group, timeout_s, commit
-        self.consumer = Consumer({**kafka_client_config(contract.kafka, timeout_s), "group.id": group,
-                                  "enable.auto.commit": False, "auto.offset.reset": "earliest",
-                                  "fetch.wait.max.ms": 100})
+        self.consumer = kafka_client.consumer(contract.kafka, timeout_s, {
+            "group.id": group, "enable.auto.commit": False, "auto.offset.reset": "earliest",
+            "fetch.wait.max.ms": 100})
         if not commit:
             self._look(OFFSET_BEGINNING if from_beginning else None)
             return
@@ -165,13 +165,13 @@ def _event(msg) -> Event:
 def group_lag(contract: Contract, group: str | None = None, timeout_s: float = 5.0) -> tuple[dict[str, int], bool]:
     """({"topic[partition]": lag}, whether the group has committed anything) for the
     contract's events topic, read without joining the group."""
-    from confluent_kafka import Consumer, TopicPartition
+    from confluent_kafka import TopicPartition
 
-    from ..clients.kafka import kafka_client_config
+    from ..clients import kafka as kafka_client
     from .relay import events_topic
     topic = events_topic(contract)
-    consumer = Consumer({**kafka_client_config(contract.kafka, timeout_s),
-                         "group.id": group or contract.data.consumer_group, "enable.auto.commit": False})
+    consumer = kafka_client.consumer(contract.kafka, timeout_s, {
+        "group.id": group or contract.data.consumer_group, "enable.auto.commit": False})
     try:
         partitions = consumer.list_topics(topic, timeout=timeout_s).topics[topic].partitions
         committed = consumer.committed([TopicPartition(topic, p) for p in sorted(partitions)], timeout=timeout_s)

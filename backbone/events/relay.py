@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from typing import Callable
 
 import psycopg
-from confluent_kafka import KafkaError, Producer
+from confluent_kafka import KafkaError
 
 from ..clients import timescale as timescale_client
-from ..clients.kafka import kafka_client_config
+from ..clients import kafka as kafka_client
 from ..contract import Contract
 from ..data.store_timescale import OUTBOX_CHANNEL
 from ..errors import BackboneError, ConfigError
@@ -84,8 +84,7 @@ class Relay:
         self._woken = threading.Event()
         self.conn.add_notify_handler(lambda _: self._woken.set())  # fires whenever a query reads one
         self.conn.execute(f'LISTEN "{OUTBOX_CHANNEL}"')
-        self.producer = Producer({**kafka_client_config(contract.kafka, timeout_s), **PRODUCER_SETTINGS,
-                                  **(settings or {})})
+        self.producer = kafka_client.producer(contract.kafka, timeout_s, {**PRODUCER_SETTINGS, **(settings or {})})
         self.active = False
         self.published = 0
         self._pruned_at = 0.0

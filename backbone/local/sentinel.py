@@ -15,6 +15,7 @@ from typing import Any
 import redis
 
 from .. import serviceconfig as sc
+from ..clients.redis import node_client
 from .binaries import Binaries
 from .services import LocalError, _alive, _wait, free_port
 
@@ -68,8 +69,7 @@ def prepare(state_dir: Path, bins: Binaries, passwords: dict[str, str]) -> dict[
 
 
 def _client(port: int, password: str | None = None, timeout_s: float = 2) -> redis.Redis:
-    return redis.Redis(host="127.0.0.1", port=port, password=password, socket_timeout=timeout_s,
-                       socket_connect_timeout=timeout_s)
+    return node_client("127.0.0.1", port, timeout_s, password=password)
 
 
 def _info(port: int, password: str) -> dict[str, Any]:

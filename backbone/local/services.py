@@ -16,13 +16,12 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import redis
-from confluent_kafka.admin import AdminClient
 
 from .. import serviceconfig as sc
 from ..errors import BackboneError
 from ..clients import timescale as timescale_client
-from ..clients.kafka import QUIET_LOGGER
+from ..clients.kafka import node_admin
+from ..clients.redis import node_client
 from .binaries import Binaries
 from .processes import is_ours, run_as, tail
 
@@ -157,7 +156,7 @@ def prepare_redis(state_dir: Path, bins: Binaries, password: str) -> dict[str, A
 
 def redis_ready(svc: dict[str, Any], password: str, timeout_s: float) -> float:
     def ready() -> bool:
-        client = redis.Redis(host="127.0.0.1", port=svc["port"], password=password, socket_timeout=2)
+        client = node_client("127.0.0.1", svc["port"], 2, password=password)
         try:
             return bool(client.ping())
         finally:
@@ -219,7 +218,7 @@ def _log4j2(path: Path) -> str:
 def kafka_ready(nodes: list[dict[str, Any]], timeout_s: float) -> float:
     bootstrap = ",".join(f"127.0.0.1:{n['port']}" for n in nodes)
     expected, log = len(nodes), Path(nodes[0]["log"])
-    admin = AdminClient({"bootstrap.servers": bootstrap, "logger": QUIET_LOGGER, "socket.timeout.ms": 2000})
+    admin = node_admin(bootstrap, 2)
 
     def ready() -> bool:
         return len(admin.list_topics(timeout=2).brokers) >= expected

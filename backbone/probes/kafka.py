@@ -6,11 +6,12 @@ from __future__ import annotations
 import time
 import uuid
 
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from ..checks import DEGRADED, DOWN, CheckResult, judged
-from ..clients.kafka import ensure_topic, kafka_client_config, kafka_text
+from ..clients import kafka as kafka_client
+from ..clients.kafka import ensure_topic, kafka_text
 from ..contract import KafkaEndpoint
 
 CANARY_TOPIC = "backbone.canary"
@@ -19,7 +20,7 @@ CANARY_TOPIC = "backbone.canary"
 def probe_kafka(ep: KafkaEndpoint, timeout_s: float, canary: bool = True) -> CheckResult:
     started = time.perf_counter()
     deadline = time.monotonic() + timeout_s
-    admin = AdminClient(kafka_client_config(ep, timeout_s))
+    admin = kafka_client.admin(ep, timeout_s)
     try:
         metadata = admin.list_topics(timeout=timeout_s)
         metadata_ms = (time.perf_counter() - started) * 1000
@@ -63,10 +64,10 @@ def run_canary(ep: KafkaEndpoint, admin: AdminClient, brokers: int, deadline: fl
     """Produce one record (acks=all) to the canary topic and consume it back."""
     try:
         ensure_topic(admin, NewTopic(CANARY_TOPIC, 1, min(3, brokers)), max(0.5, deadline - time.monotonic()))
-        conf = kafka_client_config(ep, max(0.5, deadline - time.monotonic()))
+        client_s = max(0.5, deadline - time.monotonic())
         key = uuid.uuid4().hex.encode()
         delivered: dict = {}
-        producer = Producer(conf | {"acks": "all", "linger.ms": 0, "enable.idempotence": False,
+        producer = kafka_client.producer(ep, client_s, {"acks": "all", "linger.ms": 0, "enable.idempotence": False,
                                     "message.timeout.ms": max(500, int((deadline - time.monotonic()) * 1000))})
         sent = time.perf_counter()
         producer.produce(CANARY_TOPIC, key=key, value=value,
@@ -76,7 +77,7 @@ def run_canary(ep: KafkaEndpoint, admin: AdminClient, brokers: int, deadline: fl
             reason = delivered.get("error")
             return {"ok": False, "error": reason.str() if reason else "not acknowledged in time"}
         acked_ms = (time.perf_counter() - sent) * 1000
-        consumer = Consumer(conf | {"group.id": "backbone-canary", "enable.auto.commit": False})
+        consumer = kafka_client.consumer(ep, client_s, {"group.id": "backbone-canary", "enable.auto.commit": False})
         try:
             consumer.assign([TopicPartition(CANARY_TOPIC, 0, delivered["offset"])])
             while time.monotonic() < deadline:

@@ -8,7 +8,8 @@ import time
 import redis
 
 from ..checks import DOWN, CheckResult, judged
-from ..clients.redis import redis_client
+from ..clients.redis import classify as redis_failure
+from ..clients.redis import node_client, redis_client
 from ..contract import RedisEndpoint
 
 MEMORY_DEGRADED = 0.90  # used_memory above 90 % of maxmemory
@@ -18,7 +19,7 @@ def ask_sentinels(ep: RedisEndpoint, timeout_s: float) -> list[dict]:
     """What each declared Sentinel says about the master (Sentinels hold no password here)."""
     answers = []
     for s in ep.sentinels:
-        client = redis.Redis(host=s.host, port=s.port, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+        client = node_client(s.host, s.port, timeout_s)
         try:
             addr = client.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", ep.master_name)
             try:
@@ -49,15 +50,11 @@ def probe_redis(ep: RedisEndpoint, timeout_s: float) -> CheckResult:
         client.ping()
         ping_ms = (time.perf_counter() - t0) * 1000
         info = client.info()
-    except redis.AuthenticationError as exc:
-        return _down(where, "auth_failed", "authentication failed", started, exc)
-    except redis.ResponseError as exc:
-        code = "auth_failed" if "NOAUTH" in str(exc) or "WRONGPASS" in str(exc) else "error"
-        return _down(where, code, "the server refused the probe", started, exc)
-    except redis.TimeoutError as exc:
-        return _down(where, "timeout", f"no answer within {timeout_s:g} s", started, exc)
-    except (redis.ConnectionError, OSError) as exc:
-        return _down(where, "unreachable", "cannot connect", started, exc)
+    except (redis.RedisError, OSError) as exc:
+        failure = redis_failure(exc, timeout_s)
+        if failure is None:
+            raise
+        return _down(where, *failure, started, exc)
     finally:
         if client is not None:
             client.close()

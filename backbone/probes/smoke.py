@@ -105,12 +105,10 @@ def _stream_round_trip(contract: Contract, payload: str, deadline: float) -> Non
         if found is None or found[0] != payload:
             raise RuntimeError("the event log returned a different event")
         return
-    from confluent_kafka.admin import AdminClient
-
-    from ..clients.kafka import kafka_client_config
+    from ..clients import kafka as kafka_client
     from .kafka import run_canary
     ep = contract.kafka
-    admin = AdminClient(kafka_client_config(ep, max(0.5, deadline - time.monotonic())))
+    admin = kafka_client.admin(ep, max(0.5, deadline - time.monotonic()))
     brokers = len(admin.list_topics(timeout=max(0.5, deadline - time.monotonic())).brokers)
     result = run_canary(ep, admin, brokers, deadline, value=payload.encode())
     if not result["ok"]:
