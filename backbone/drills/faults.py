@@ -71,6 +71,26 @@ class FaultBackend(Protocol):
         when the platform cannot tell (the partition then counts as in effect at once)."""
 
 
+class ApiFaults:
+    """What a platform that injects faults through its own API (docker, kubernetes) shares:
+    members are named as the platform names them, the deployment carries the Redis bound,
+    and neither the cut nor the members' election is observed from here."""
+
+    partition_proof = None
+
+    def preflight(self, fault: str) -> None:
+        pass  # inject itself refuses a fault this platform cannot make, before any request
+
+    def resolve(self, service: str, target: str, contract: Contract, workload: Any) -> str:
+        return target
+
+    def redis_bound(self, min_replicas: int, max_lag_s: int) -> None:
+        return None  # the stack's redis.conf carries the contract's bound; nothing to change
+
+    def failover_probe(self, service: str, workload: Any) -> None:
+        return None
+
+
 def backend_for(contract: Contract, options: BackendOptions) -> FaultBackend:
     """The contract's platform's backend, from `BACKENDS`."""
     if contract.platform not in BACKENDS:

@@ -9,30 +9,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from .faults import FAULTS, FaultError
+from .faults import FAULTS, ApiFaults, FaultError
 
 STOP_TIMEOUT_S = 10  # what `docker stop` waits before it escalates to SIGKILL
 
 
-class DockerFaults:
+class DockerFaults(ApiFaults):
     platform = "docker"
-    partition_proof = None  # a cut this platform makes is not probed from here
 
     @classmethod
     def create(cls, options) -> DockerFaults:
         return cls(network=options.network)
-
-    def preflight(self, fault: str) -> None:
-        pass  # inject itself refuses a fault this platform cannot make, before any request
-
-    def resolve(self, service: str, target: str, contract, workload) -> str:
-        return target  # the member is named as the platform names it (container, pod)
-
-    def redis_bound(self, min_replicas: int, max_lag_s: int) -> None:
-        return None  # the stack's redis.conf carries the contract's bound; nothing to change
-
-    def failover_probe(self, service: str, workload) -> None:
-        return None  # no view of the members' own election from here
 
     def __init__(self, network: str | None = None, client: Any = None):
         """`client` is a docker.DockerClient (built from the environment when not given);

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .faults import FAULTS, FaultError
+from .faults import FAULTS, ApiFaults, FaultError
 
 POD_NAME_LABEL = "statefulset.kubernetes.io/pod-name"
 POLICY_PREFIX = "backbone-drill-partition-"
@@ -24,25 +24,12 @@ def partition_policy_name(pod: str) -> str:
     return (POLICY_PREFIX + pod)[:253]
 
 
-class KubernetesFaults:
+class KubernetesFaults(ApiFaults):
     platform = "kubernetes"
-    partition_proof = None  # a cut this platform makes is not probed from here
 
     @classmethod
     def create(cls, options) -> KubernetesFaults:
         return cls(namespace=options.namespace)
-
-    def preflight(self, fault: str) -> None:
-        pass  # inject itself refuses a fault this platform cannot make, before any request
-
-    def resolve(self, service: str, target: str, contract, workload) -> str:
-        return target  # the member is named as the platform names it (container, pod)
-
-    def redis_bound(self, min_replicas: int, max_lag_s: int) -> None:
-        return None  # the stack's redis.conf carries the contract's bound; nothing to change
-
-    def failover_probe(self, service: str, workload) -> None:
-        return None  # no view of the members' own election from here
 
     def __init__(self, namespace: str, api_client: Any = None):
         """`api_client` is a kubernetes.client.ApiClient; without one, the in-cluster
