@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import ConfigError
-from ..report import EXIT_FAILED, EXIT_READY, Redactor
+from ..report import EXIT_READY, Redactor
 from .common import contract_from, emit, err, positive, report_args, sources_args
 
 ACTIONS = (
@@ -59,12 +59,12 @@ def cmd_topics(args: argparse.Namespace) -> int:
 
     if action == "plan":
         text, summary = render_plan(plan, args.format, header), plan_summary(plan)
-        code = EXIT_FAILED if plan.blocking else EXIT_READY
+        code = plan.exit_code
     elif action == "check":
         problems = check_problems(plan)
         text = render_check(plan, args.format, header)
         summary = f"drift: {len(problems)} difference(s)" if problems else "in sync"
-        code = EXIT_FAILED if problems else EXIT_READY
+        code = plan.drift_exit_code
     else:
         text, summary, code = render_apply(outcome, args.format, header), apply_summary(outcome), outcome.exit_code
     emit(redactor.scrub(text), args.output, redactor.scrub(f"topics {action}: {summary}"))

@@ -259,6 +259,14 @@ class TopicPlan:
         return self.of(UndeclaredTopic, DeleteTopic)
 
     @property
+    def exit_code(self) -> int:  # `topics plan`: 1 when something blocks applying it
+        return 1 if self.blocking else 0
+
+    @property
+    def drift_exit_code(self) -> int:  # `topics check`: 1 when the cluster differs from the declaration
+        return 1 if self.drift else 0
+
+    @property
     def status(self) -> str:
         if self.blocking:
             return "blocked"

@@ -95,6 +95,7 @@ def test_partition_decrease_is_refused_and_blocks_the_whole_plan():
     refused = plan.of(RefusedDecrease)
     assert [(a.topic, a.observed, a.declared) for a in refused] == [("ingest.events", 6, 3)]
     assert plan.blocking == refused and plan.status == "blocked"
+    assert (plan.exit_code, plan.drift_exit_code) == (1, 1)  # the plan owns the exit codes of plan and check
     assert plan.of(AlterConfig)  # the other change is still planned, so the report shows it
     assert "cannot remove partitions" in refused[0].detail()
 
@@ -103,6 +104,7 @@ def test_undeclared_topics_are_kept_and_are_not_drift():
     plan = plan_topics([spec()], [seen(), seen("legacy.orders", partitions=2)], brokers=3)
     assert kinds(plan) == [("legacy.orders", "undeclared")]
     assert plan.drift == [] and plan.writes == [] and plan.status == "in_sync"
+    assert (plan.exit_code, plan.drift_exit_code) == (0, 0)
 
 
 def test_allow_delete_deletes_undeclared_but_never_internal_topics():
