@@ -20,7 +20,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from backbone.clients.kafka import ensure_topic, kafka_client_config
 from backbone.contract import Contract
 from backbone.contract.model import TopicSpec
-from backbone.events.relay import PRODUCER_SETTINGS, backlog
+from backbone.events.relay import _SELECT, PRODUCER_SETTINGS
 
 TOPIC_CONFIG = {"min.insync.replicas": "2", "retention.ms": "3600000"}
 SYMBOLS = 500  # keys bars:SYM000..SYM499
@@ -108,20 +108,14 @@ def fill_outbox(conn: psycopg.Connection, n: int, tag: str) -> int:
 
 
 def pending(conn: psycopg.Connection, after: int) -> list[tuple[str, str, list]]:
-    """(key, payload, headers) of the events after `after`, exactly as the relay reads and
-    sends them (in (xid, seq) order)."""
-    rows = conn.execute("SELECT id, aggregateid, type, payload::text FROM outbox WHERE seq > %s ORDER BY xid, seq",
-                        (after,)).fetchall()
-    return [(key, payload, [("id", event_id), ("type", kind)]) for event_id, key, kind, payload in rows]
+    """(key, payload, headers) of the unpublished events after `after`, exactly as the relay
+    reads and sends them."""
+    rows = conn.execute(_SELECT.replace("FOR UPDATE", "").replace("WHERE", "WHERE seq > %s AND"),
+                        (after, 10 ** 9)).fetchall()
+    return [(key, payload, [("id", event_id), ("type", kind)]) for _seq, event_id, key, kind, payload in rows]
 
 
 def unpublished(conn: psycopg.Connection) -> int:
-    """Rows above the relay's published position."""
-    return backlog(conn).events
-
-
-def unmarked(conn: psycopg.Connection) -> int:
-    """Rows without published_at (what the pre-0005 prototypes mark)."""
     return conn.execute("SELECT count(*) FROM outbox WHERE published_at IS NULL").fetchone()[0]
 
 

@@ -9,14 +9,7 @@ from collections import defaultdict
 import psycopg
 from confluent_kafka import KafkaError
 
-from backbone.events.relay import Relay, RelayError
-
-# the relay before revision 0005: lock unpublished rows, then mark each one published. Kept so
-# the prototypes measure what the issue measured (these variants still write published_at per
-# row, and read the outbox by seq; with no outbox_pending index any more they are slower than
-# they were, and the shipped relay does not work this way)
-_SELECT = ("SELECT seq, id, aggregateid, type, payload::text FROM outbox WHERE published_at IS NULL "
-           "ORDER BY published_at, seq LIMIT %s FOR UPDATE")
+from backbone.events.relay import _SELECT, Relay, RelayError
 
 
 # --- the relay, with timers, and the alternatives ---------------------------------------
@@ -73,12 +66,6 @@ class TimedRelay(Relay):
         self.select_sql = SELECT_BY_PENDING if tuned else _SELECT
         self.timers: dict[str, float] = defaultdict(float)
         self.batches = 0
-
-    def drain(self) -> int:  # the relay before 0005: one batch after another
-        total = 0
-        while n := self.publish_batch():
-            total += n
-        return total
 
     def _mark(self, seqs: list[int]) -> None:
         params = {"seqs": seqs, "lo": min(seqs), "hi": max(seqs)}

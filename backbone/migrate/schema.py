@@ -1,6 +1,6 @@
 """The backbone schema: market data (daily bars, intraday trades, macro events), the
 ingest journal, the event outbox with what it needs (0003), and tier switching's record and change
-log (0004), the relay's published position (0005). SQLAlchemy Core metadata, used by the drift check; the versioned
+log (0004). SQLAlchemy Core metadata, used by the drift check; the versioned
 migrations under `revisions/versions` create exactly this.
 
 Primary keys suit idempotent upserts (`INSERT ... ON CONFLICT DO UPDATE`) and include the
@@ -84,24 +84,9 @@ outbox = Table(
     Column("type", String(64), nullable=False),
     Column("payload", Json, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-    Column("published_at", DateTime(timezone=True)),        # set in bulk once below the relay's position
-    # 0005: the inserting transaction's id (PostgreSQL: a column default, pg_current_xact_id());
-    # the relay publishes in (xid, seq) order up to the oldest running transaction (docs/events.md)
-    Column("xid", BigInteger),
+    Column("published_at", DateTime(timezone=True)),        # set by the relay once Kafka acknowledged
     UniqueConstraint("id", name="outbox_id_key"),
-    Index("outbox_relay", "xid", "seq"),
-)
-
-# 0005: the relay's published position: every outbox row at or below (xid, seq) is in Kafka;
-# rows at or below (settled_xid, settled_seq) also carry published_at
-outbox_position = Table(
-    "outbox_position", metadata,
-    Column("name", String(64), primary_key=True),
-    Column("xid", BigInteger, nullable=False),
-    Column("seq", BigInteger, nullable=False),
-    Column("published_at", DateTime(timezone=True)),
-    Column("settled_xid", BigInteger, nullable=False),
-    Column("settled_seq", BigInteger, nullable=False),
+    Index("outbox_pending", "published_at", "seq"),
 )
 
 # where each consumer group of the bootstrap event log has got to (the next seq it reads)

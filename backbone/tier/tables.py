@@ -22,7 +22,7 @@ TIME_COLUMN = {"daily_bars": "ts", "intraday_trades": "ts", "macro_events": "ts"
 @dataclass(frozen=True)
 class MovedTable:
     name: str
-    columns: tuple[str, ...]       # in schema order; the outbox's `seq` and `xid` left out
+    columns: tuple[str, ...]       # in schema order; the outbox's `seq` left out
     kinds: tuple[str, ...]         # per column: ts | float | int | json | text
     key: tuple[str, ...]           # what identifies a row on both sides
     time: str                      # the column verification chunks by
@@ -50,8 +50,7 @@ def _kind(sa_type) -> str:
 
 def _moved(name: str) -> MovedTable:
     table = schema.metadata.tables[name]
-    # the outbox's seq and xid are the target's own (its sequence; its inserting transaction)
-    columns = [c for c in table.columns if not (name == "outbox" and c.name in ("seq", "xid"))]
+    columns = [c for c in table.columns if not (name == "outbox" and c.name == "seq")]
     key = ("id",) if name == "outbox" else tuple(c.name for c in table.primary_key.columns)
     return MovedTable(name, tuple(c.name for c in columns), tuple(_kind(c.type) for c in columns), key,
                       TIME_COLUMN[name], tuple(bool(c.nullable) for c in columns))
