@@ -272,9 +272,10 @@ def bench(args: argparse.Namespace, outputs: Path, work: Path) -> int:
         for tool in TOOLS:
             b.measure(tool, dim, warm, 10_000)
     results: dict[tuple[str, str, int, str], list[tuple[float, float]]] = {}
-    plan = [(r, c) for r in range(args.rounds) for c in cases]
-    if big:
-        plan += [(r, ("bars", "plain", args.big, big)) for r in range(args.big_rounds)]
+    plan = []  # each round's files, then (while --big-rounds lasts) the big file
+    for r in range(max(args.rounds, args.big_rounds if big else 0)):
+        plan += [(r, c) for c in cases] if r < args.rounds else []
+        plan += [(r, ("bars", "plain", args.big, big))] if big and r < args.big_rounds else []
     for step, (r, (dim, fmt, n, path)) in enumerate(plan):
         order = TOOLS[step % 4:] + TOOLS[:step % 4]
         for tool in order:
