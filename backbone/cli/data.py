@@ -77,7 +77,7 @@ def _open(args):
 
 def cmd_ingest(args) -> int:
     from ..data import IngestRejected
-    from ..data.files import FileFormatError, layout_of, read_records
+    from ..data.files import FileFormatError, layout_of
     if args.symbol and (args.generate or args.dimension != "bars"):
         raise ConfigError("--symbol names the symbol of a vendor daily-bar file (--dimension bars --file ...)")
     if args.file is not None:
@@ -88,11 +88,12 @@ def cmd_ingest(args) -> int:
             raise ConfigError(f"--file {args.file}: file not found")
         if args.symbol:
             _vendor_only(args.file, args.symbol, layout_of)
-        records, numbered, source = (lambda: read_records(args.file, args.dimension, args.symbol)), True, str(args.file)
+        from ..data.columnar import FileBatches  # validated columns in bounded batches, no object per row
+        records, numbered, source = (lambda: FileBatches(args.file, args.dimension, args.symbol)), True, str(args.file)
     else:
-        from ..data.generate import generate
+        from ..data.columnar import GeneratedBatches  # the same columnar store path as a file
         symbols, seed = args.symbols or 10, 1 if args.seed is None else args.seed
-        records, numbered = (lambda: generate(args.dimension, args.generate, symbols, seed)), False
+        records, numbered = (lambda: GeneratedBatches(args.dimension, args.generate, symbols, seed)), False
         source = f"generated: {args.generate} rows, {symbols} symbols, seed {seed}"
     bb, redactor = _open(args)
     try:

@@ -16,6 +16,7 @@ committed one is announced even if the process dies before the relay publishes i
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import threading
 import time
 import uuid
@@ -210,15 +211,10 @@ class Backbone:
             entered = time.perf_counter()
             with self.store.transaction() as tx:
                 result.store_seconds += time.perf_counter() - entered
-                source_iter, start = iter(records), 1
-                while chunk := list(islice(source_iter, BATCH)):
-                    result.received += len(chunk)
-                    rows = self._checked(dim, chunk, numbered, start, result)
-                    start += len(chunk)
+                for rows in self._batches(dim, records, numbered, result):
                     if result.rejected and not skip_invalid:
                         continue  # keep reading to report the first bad rows; nothing is written
-                    self._flush(tx, dim, rows, result, series, changes)
-                    newest = _newest(newest, rows)
+                    newest = self._flush(tx, dim, rows, result, series, changes, newest)
                     if progress:
                         progress(result.received)
                 if result.rejected and not skip_invalid:
@@ -273,6 +269,21 @@ class Backbone:
                 held.release()  # a signal that waited is raised here, after the journal entry
         return result
 
+    def _batches(self, dim: Dimension, records: Iterable, numbered: bool, result: IngestResult) -> Iterable:
+        """Valid rows in bounded batches: lists of rows, or tables of validated columns from a
+        `columnar.FileBatches` (a file read without a Python object per row)."""
+        if hasattr(records, "dim"):
+            for batch in records:
+                result.received, result.rejected = result.received + batch.received, result.rejected + len(batch.errors)
+                result.errors.extend(batch.errors[:max(0, MAX_ERRORS - len(result.errors))])
+                yield batch.table
+            return
+        source_iter, start = iter(records), 1
+        while chunk := list(islice(source_iter, BATCH)):
+            result.received += len(chunk)
+            yield self._checked(dim, chunk, numbered, start, result)
+            start += len(chunk)
+
     @staticmethod
     def _checked(dim: Dimension, chunk: list, numbered: bool, start: int, result: IngestResult) -> list:
         """The valid rows of a chunk (of records numbered from `start`, or of (position,
@@ -293,18 +304,27 @@ class Backbone:
                     result.errors.append(exc)
         return rows
 
-    def _flush(self, tx, dim: Dimension, rows: list, result: IngestResult, series: set[str],
-               changes: SeriesChanges) -> None:
-        if not rows:
-            return
-        writing = time.perf_counter()
-        changed = self.store.upsert(dim, rows, tx)  # duplicate keys: the last one wins
+    def _flush(self, tx, dim: Dimension, rows, result: IngestResult, series: set[str], changes: SeriesChanges,
+               newest: dt.datetime | None) -> dt.datetime | None:
+        """Write a batch (a list of rows or a table of columns); the newest ts so far."""
+        table = not isinstance(rows, list)
+        if not (rows.num_rows if table else rows):
+            return newest
+        writing = time.perf_counter()  # duplicate keys: the last one wins
+        changed = self.store.upsert_table(dim, rows, tx) if table else self.store.upsert(dim, rows, tx)
         result.store_seconds += time.perf_counter() - writing
         for inserted, updated, _, _ in changed.values():
             result.inserted += inserted
             result.updated += updated
         merge_changes(changes, changed)
-        series.update(map(attrgetter(dim.key[0]), rows))
+        if table:
+            from . import columnar
+            series.update(columnar.series_of(dim, rows))
+            last = columnar.newest(rows)
+        else:
+            series.update(map(attrgetter(dim.key[0]), rows))
+            last = max(map(attrgetter("ts"), rows))
+        return last if newest is None or last > newest else newest
 
     def _journal(self, result: IngestResult, source: str, series: list[str], started_at: dt.datetime,
                  error: str | None) -> None:
@@ -362,6 +382,7 @@ class Backbone:
         return QueryResult(list(found.value), found.hit, found.source, (time.perf_counter() - started) * 1000)
 
 
+@functools.cache  # one per dimension: a cache hit builds no converter
 def _typed(dim: Dimension):
     ts_at = dim.columns.index("ts")
 
@@ -370,13 +391,6 @@ def _typed(dim: Dimension):
         values[ts_at] = dt.datetime.fromisoformat(values[ts_at])
         return dim.row(*values)
     return row
-
-
-def _newest(current: dt.datetime | None, rows: list) -> dt.datetime | None:
-    if not rows:
-        return current
-    newest = max(map(attrgetter("ts"), rows))
-    return newest if current is None or newest > current else current
 
 
 def open_backbone(contract: Contract, warn: Callable[[str], None] | None = None) -> Backbone:

@@ -68,6 +68,23 @@ class SqliteStore:
         rows = list(dict(zip(map(dim.key_of, rows), rows)).values())  # the last of duplicate keys wins
         values = [tuple(to_text(v) if i == ts_at else v for i, v in enumerate(row))
                   for row in map(attrgetter(*cols), rows)]
+        return self._merge(dim, values, conn)
+
+    def upsert_table(self, dim: Dimension, table, conn: sqlite3.Connection) -> SeriesChanges:
+        """`upsert` of a batch of validated columns (a pyarrow table in `dim.columns` order,
+        from `columnar`): executemany straight from the columns, no row object."""
+        import pyarrow.compute as pc
+        from . import columnar
+        if not table.num_rows:
+            return {}
+        table = columnar.last_per_key(dim, table)
+        columns = [pc.strftime(table[c], "%Y-%m-%d %H:%M:%S").to_pylist() if c == "ts" else table[c].to_pylist()
+                   for c in dim.columns]
+        return self._merge(dim, zip(*columns), conn)
+
+    def _merge(self, dim: Dimension, values, conn: sqlite3.Connection) -> SeriesChanges:
+        """Stage the batch's value tuples (keys unique, ts as text), count, merge."""
+        cols = dim.columns
         stage = f"backbone_stage_{dim.table}"
         col_list = ", ".join(cols)
         conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS {stage} AS SELECT {col_list} FROM {dim.table} WHERE 0")

@@ -89,12 +89,53 @@ class TimescaleStore:
         return {series: [inserted, updated, first, last]
                 for series, inserted, updated, first, last in pg.execute(_merge_sql(dim, stage))}
 
+    def upsert_table(self, dim: Dimension, table, pg: psycopg.Connection) -> SeriesChanges:
+        """`upsert` of a batch of validated columns (a pyarrow table in `dim.columns` order,
+        from `columnar`): COPY ... (FORMAT csv) fed by pyarrow's CSV writer, no Python row."""
+        from . import columnar
+        if not table.num_rows:
+            return {}
+        cols = dim.columns
+        changes = columnar.table_changes(dim, table)
+        start, end = min(c[2] for c in changes.values()), max(c[3] for c in changes.values())
+        if not self._probe(pg, dim, sorted(changes), start, end):
+            try:
+                with pg.transaction():  # a savepoint, as in `upsert`
+                    self._copy_csv(pg, sql.Identifier(dim.table), cols, table)
+                return changes
+            except errors.UniqueViolation:
+                pass
+        table = columnar.last_per_key(dim, table)
+        stage = sql.Identifier(f"backbone_stage_{dim.table}")
+        pg.execute(sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {}) ON COMMIT DELETE ROWS")
+                   .format(stage, sql.Identifier(dim.table)))
+        pg.execute(sql.SQL("TRUNCATE {}").format(stage))
+        self._copy_csv(pg, stage, cols, table)
+        return {series: [inserted, updated, first, last]
+                for series, inserted, updated, first, last in pg.execute(_merge_sql(dim, stage))}
+
+    @staticmethod
+    def _copy_csv(pg: psycopg.Connection, table: sql.Composable, cols: tuple[str, ...], batch) -> None:
+        import pyarrow as pa
+        import pyarrow.csv as pcsv
+        sink = pa.BufferOutputStream()
+        # nulls are unquoted empty cells (NULL to COPY); text is quoted where needed, so an
+        # empty text would be "" — validated rows have none
+        pcsv.write_csv(batch, sink, pcsv.WriteOptions(include_header=False, batch_size=8192))
+        statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
+            table, sql.SQL(", ").join(map(sql.Identifier, cols)))
+        with pg.cursor().copy(statement) as copy:
+            copy.write(memoryview(sink.getvalue()))
+
     def _may_conflict(self, pg: psycopg.Connection, dim: Dimension, rows: list) -> bool:
         """Could any stored row share a key with this batch? A probe over the batch's series
         and time span."""
         first, ts = dim.key[0], list(map(attrgetter("ts"), rows))
-        groups = sorted(set(map(attrgetter(first), rows)))
-        start, end = min(ts), max(ts)
+        return self._probe(pg, dim, sorted(set(map(attrgetter(first), rows))), min(ts), max(ts))
+
+    @staticmethod
+    def _probe(pg: psycopg.Connection, dim: Dimension, groups: list, start, end) -> bool:
+        first = dim.key[0]
         # one primary-key probe per series and chunk (a plain `= ANY(...)` lets the planner
         # scan the whole time index of a large table instead)
         query = sql.SQL("SELECT EXISTS (SELECT 1 FROM unnest(%s::text[]) s(v) CROSS JOIN LATERAL "
