@@ -213,6 +213,8 @@ def _bar(v: Mapping) -> Bar:
     volume = _number(v, "volume")
     if volume < 0 or volume != int(volume):
         raise ValueError(f"volume must be a whole number of at least 0, got {volume:g}")
+    if volume >= 2 ** 63:  # both stores keep a 64-bit integer
+        raise ValueError(f"volume {volume:g} is above the largest the stores keep (2^63 - 1)")
     return Bar(_symbol(v.get("symbol")), _ts(v.get("ts")), o, h, low, c, int(volume),
                _text(v, "source", "backbone"))
 
