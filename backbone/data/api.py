@@ -375,7 +375,8 @@ class Backbone:
 
     def _cached(self, kind: str, dim: Dimension, series: list[str], params: dict, load, typed) -> QueryResult:
         started = time.perf_counter()
-        self.follow()
+        if self._record is not None:  # (follow's own first test, without the call on every read)
+            self.follow()
         key = {"dimension": dim.name, "series": sorted(set(series)), **params}
         found = self.cache.get_or_load(f"{dim.name}.{kind}", key, [(dim.name, s) for s in series], load,
                                        lambda rows: tuple(map(typed, rows)))  # typed rows are immutable: shareable

@@ -184,8 +184,11 @@ class QueryCache:
             raw, key = self.backend.get(gens, prefix)
             if raw is not None:
                 self.stats.hit()
-                self._reads_counted()
-                return Lookup(self._decode(key, raw, convert), True, "cache")
+                if time.monotonic() >= self._flush_after:
+                    self._reads_counted()
+                seen = self._decoded.get(key)  # the hit's usual case inline: the bytes decoded before
+                return Lookup(seen[1] if seen is not None and seen[0] == raw else self._decode(key, raw, convert),
+                              True, "cache")
             self.stats.add(misses=1)
             self._reads_counted()
             found = self._fill(key, load)
@@ -202,7 +205,7 @@ class QueryCache:
             names = self._named.get(memo) if memo is not None else None
         except TypeError:  # a scope that is no (dimension, symbol) tuple of strings: not remembered
             memo = names = None
-        if names is None:
+        if names is None:  # formatted and hashed once per query
             ns = self.policy.namespace
             gens = [f"{ns}:gen:{d}:{s}" for d, s in sorted(set(scopes))] or [f"{ns}:gen:-"]
             names = (gens, f"{ns}:q:{kind}:{cache_key(kind, params)}")
