@@ -16,6 +16,18 @@ CHECKS = {"timescale", "redis", "kafka", "migrations", "topics", "smoke", "fresh
           "freshness.macro", "outbox", "consumer_lag", "cache_ratios"}
 
 
+@pytest.fixture(scope="module", autouse=True)
+def fresh_trades(local_env):
+    """Earlier tests ingest trades into the session's database, and the trades freshness SLO is
+    15 min: on a slow machine those runs turn stale before this module runs. A fresh run (its
+    events relayed) makes freshness here independent of the order and speed of other tests."""
+    src = ("--outputs", str(local_env["outputs"]))
+    done = run_backbone("ingest", "--dimension", "trades", "--generate", "40", "--symbols", "4", *src)
+    assert done.returncode == 0, done.stderr
+    relayed = run_backbone("events", "relay", *src)
+    assert relayed.returncode == 0, relayed.stderr
+
+
 def validate(local_env, *args, timeout=60, env=None):
     return run_backbone("validate", "--outputs", str(local_env["outputs"]), *args, timeout=timeout, env=env)
 

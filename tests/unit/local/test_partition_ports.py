@@ -17,7 +17,9 @@ def test_a_process_re_parented_to_init_in_the_members_session_is_the_members():
         orphan = None
         while orphan is None and time.monotonic() < deadline:
             procs = partition_local._processes()
-            orphan = next((p for p, (ppid, sid) in procs.items() if sid == root.pid and p != root.pid), None)
+            session = {p for p, (_, sid) in procs.items() if sid == root.pid}
+            # the sleep once its parent, the subshell, has exited (picking the subshell itself raced its exit)
+            orphan = next((p for p in session if p != root.pid and procs[p][0] not in session), None)
             time.sleep(0.05)
         assert orphan is not None
         assert orphan not in partition_local.process_tree(root.pid)  # what the drill used to collect
