@@ -5,9 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Iterator
@@ -22,34 +19,16 @@ from backbone.contract import Contract
 from backbone.contract.model import TopicSpec
 from backbone.events.relay import _SELECT, PRODUCER_SETTINGS
 
+from _measure import local_environment  # noqa: E402 (a sibling: bench scripts run from bench/)
+
 TOPIC_CONFIG = {"min.insync.replicas": "2", "retention.ms": "3600000"}
 SYMBOLS = 500  # keys bars:SYM000..SYM499
 PER_RUN = 500  # events per simulated ingest run (one per symbol), sharing run_id and committed_at
 
 
-def backbone_cmd() -> list[str]:
-    exe = Path(sys.executable).with_name("backbone")
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "backbone"]
-
-
-@contextlib.contextmanager
 def environment(outputs: Path | None, brokers: int = 3) -> Iterator[Path]:
-    """The given outputs contract, or a fresh `backbone local up --kafka-brokers N` in a
-    temp dir, always taken down afterwards."""
-    if outputs is not None:
-        yield outputs
-        return
-    with tempfile.TemporaryDirectory(prefix="bench-events-") as tmp:
-        state = ["--state-dir", tmp]
-        print(f"starting a local environment ({brokers} brokers) in {tmp} ...", file=sys.stderr, flush=True)
-        up = subprocess.run(backbone_cmd() + ["local", "up", "--kafka-brokers", str(brokers), *state],
-                            capture_output=True, text=True)
-        try:
-            if up.returncode != 0:
-                raise SystemExit(f"backbone local up failed ({up.returncode}):\n{up.stdout}{up.stderr}")
-            yield Path(tmp) / "outputs.json"
-        finally:
-            subprocess.run(backbone_cmd() + ["local", "down", *state], capture_output=True)
+    """The given outputs contract, or a fresh `backbone local up --kafka-brokers N`."""
+    return local_environment(outputs, "--kafka-brokers", str(brokers))
 
 
 def with_topic(contract: Contract, topic: str, partitions: int = 6, rf: int = 3) -> Contract:

@@ -32,7 +32,6 @@ rev-parse --short HEAD > /tmp/base/COMMIT; PYTHONPATH=/tmp/base .venv/bin/python
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import datetime as dt
 import os
@@ -54,6 +53,9 @@ from backbone.contract import Sources, load_contract
 from backbone.data.generate import generate
 from backbone.data.rows import dimension
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _measure import backbone_cmd, local_environment  # noqa: E402
+
 REPO = Path(__file__).resolve().parent.parent
 TIME = os.access("/usr/bin/time", os.X_OK)
 UTC = dt.timezone.utc
@@ -62,30 +64,6 @@ FLOORS = {"backbone institutional": ("psql \\copy", 0.7), "backbone bootstrap": 
 # bars: 1,000 symbols from 2000 (5M bars end in 2019); trades: 100 symbols from 6 days ago,
 # inside the hypertable's 90-day retention and its 7-day compression
 BARS = {"symbols": 1000, "start": dt.datetime(2000, 1, 3, tzinfo=UTC)}
-
-
-def backbone_cmd() -> list[str]:
-    exe = Path(sys.executable).with_name("backbone")
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "backbone"]
-
-
-@contextlib.contextmanager
-def environment(outputs: Path | None) -> Iterator[Path]:
-    """The given outputs contract, or a fresh single-node `backbone local up` in a temp dir,
-    taken down afterwards."""
-    if outputs is not None:
-        yield outputs
-        return
-    with tempfile.TemporaryDirectory(prefix="bench-ingest-env-") as tmp:
-        state = ["--state-dir", tmp]
-        print(f"starting a local environment in {tmp} ...", file=sys.stderr, flush=True)
-        up = subprocess.run(backbone_cmd() + ["local", "up", *state], capture_output=True, text=True)
-        try:
-            if up.returncode != 0:
-                raise SystemExit(f"backbone local up failed ({up.returncode}):\n{up.stdout}{up.stderr}")
-            yield Path(tmp) / "outputs.json"
-        finally:
-            subprocess.run(backbone_cmd() + ["local", "down", *state], capture_output=True)
 
 
 def trades_start() -> dt.datetime:
@@ -340,7 +318,7 @@ def main() -> None:
     if missing:
         raise SystemExit("cannot compare against the raw tools; missing: " + ", ".join(missing))
     with tempfile.TemporaryDirectory(prefix="bench-ingest-", dir=args.work) as tmp, \
-            environment(args.outputs) as outputs:
+            local_environment(args.outputs) as outputs:
         code = bench(args, outputs, Path(tmp))
     sys.exit(code)
 
