@@ -77,7 +77,7 @@ def _open(args):
 
 def cmd_ingest(args) -> int:
     from ..data import IngestRejected
-    from ..data.files import FileFormatError, layout_of
+    from ..data.files import FileFormatError
     if args.symbol and (args.generate or args.dimension != "bars"):
         raise ConfigError("--symbol names the symbol of a vendor daily-bar file (--dimension bars --file ...)")
     if args.file is not None:
@@ -87,7 +87,7 @@ def cmd_ingest(args) -> int:
         if not args.file.is_file():
             raise ConfigError(f"--file {args.file}: file not found")
         if args.symbol:
-            _vendor_only(args.file, args.symbol, layout_of)
+            _vendor_only(args.file, args.symbol)
         from ..data.columnar import FileBatches  # validated columns in bounded batches, no object per row
         records, numbered, source = (lambda: FileBatches(args.file, args.dimension, args.symbol)), True, str(args.file)
     else:
@@ -136,10 +136,10 @@ def cmd_ingest(args) -> int:
     return EXIT_READY
 
 
-def _vendor_only(path: Path, symbol: str, layout_of) -> None:
+def _vendor_only(path: Path, symbol: str) -> None:
     """--symbol fills the symbol a vendor daily-bar file lacks; on any other file it would be
     ignored (or fill only some rows), so it is refused."""
-    from ..data.files import FileFormatError
+    from ..data.files import FileFormatError, layout_of
     try:
         layout = layout_of(path, "bars")
     except FileFormatError:
