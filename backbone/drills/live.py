@@ -147,7 +147,7 @@ class DrillResult:
     def to_dict(self) -> dict[str, Any]:
         m = self.measurement
         return {"service": self.service, "fault": self.fault, "target": self.target, "member": self.member,
-                "platform": self.platform, "started_at": self.started_at, "fault_at_s": round(self.fault_at_s, 3),
+                "platform": self.platform, "started_at": self.started_at, "fault_at_s": self.fault_at_s,
                 "detection_s": rounded(m.detection_s), "rto_s": rounded(m.rto_s), "acked_writes": m.acked_writes,
                 "acked_lost": m.acked_lost, "lost_seqs": m.lost_seqs[:100], "loss_window_s": round(m.loss_window_s, 3),
                 "failed_writes": m.failed_writes, "duration_s": round(self.duration_s, 3),

@@ -1,5 +1,5 @@
 """The drill's figures from a writer's history (pure)."""
-from backbone.drills.live import Attempt, DrillResult, measure
+from backbone.drills.live import Attempt, DrillResult, isolated_acks, measure
 from backbone.drills.render import to_markdown
 
 
@@ -65,3 +65,14 @@ def test_a_lost_write_fails_a_drill_of_a_service_that_promises_none_whatever_the
 def test_redis_promises_no_such_thing_so_its_loss_is_judged_by_the_rpo():
     r = _result("redis", lost=[1])
     assert r.promise is None and r.promise_kept and r.passed and r.measurement.acked_lost == 1
+
+
+def test_the_report_keeps_the_fault_time_the_timeline_is_judged_by():
+    # a write answered 0.2 ms before the fault: rounded to the millisecond, the reported fault
+    # time fell before it, and a reader of the JSON counted one isolated ack the drill did not
+    attempts = [Attempt(0, 1.2340, 1.2342, True, server=5432), Attempt(1, 1.2346, 1.2348, True, server=5432)]
+    r = DrillResult("timescale", "partition", "primary", "pg-1", "local", "2026-12-07T00:00:00Z", 1.2344, 2.0, 3.0,
+                    measure(attempts, 1.2344, {0, 1}), {"rto_s": 900.0, "rpo_s": 86400.0}, [], attempts)
+    d = r.to_dict()
+    after = [a["seq"] for a in d["timeline"] if a["finished"] >= d["fault_at_s"]]
+    assert after == isolated_acks(attempts, r.fault_at_s, [], {5432})["seqs"] == [1]
