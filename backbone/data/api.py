@@ -30,6 +30,7 @@ from ..errors import ConfigError, Interrupted, StoppedOnRequest
 from .follow import bootstrap_fence, contract_for, institutional_fence
 from .active_tier import ActiveTier, RecordReader, TierMoved, TierUnreachable
 from . import reads
+from .ahead import ahead
 from .cache import LocalBackend, QueryCache, RedisBackend, cache_policy
 from .files import FileFormatError
 from .outbox import ingest_events
@@ -273,7 +274,7 @@ class Backbone:
         """Valid rows in bounded batches: lists of rows, or tables of validated columns from a
         `columnar.FileBatches` (a file read without a Python object per row)."""
         if hasattr(records, "dim"):
-            for batch in records:
+            for batch in ahead(records):  # the next batch is read while this one is written
                 result.received, result.rejected = result.received + batch.received, result.rejected + len(batch.errors)
                 result.errors.extend(batch.errors[:max(0, MAX_ERRORS - len(result.errors))])
                 yield batch.table
