@@ -92,7 +92,8 @@ def last_per_key(dim: Dimension, table: pa.Table) -> pa.Table:
     """The table with the last row of each key only (the row path's `dict(zip(keys, rows))`)."""
     at = table.append_column("__at", pa.array(np.arange(table.num_rows)))
     keep = at.group_by(list(dim.key), use_threads=False).aggregate([("__at", "max")])["__at_max"]
-    return table if len(keep) == table.num_rows else table.take(pc.sort_indices(keep))
+    # the rows to keep are the positions themselves, in file order (not the order that sorts them)
+    return table if len(keep) == table.num_rows else table.take(np.sort(keep.to_numpy()))
 
 
 def _utc(value: dt.datetime) -> dt.datetime:

@@ -1,7 +1,8 @@
 """The bootstrap store: the embedded SQLite file, in WAL mode, one transaction per batch.
 
 Timestamps are stored as UTC text `YYYY-MM-DD HH:MM:SS.ffffff` (what SQLAlchemy writes for
-this schema, and ordered as text). An upsert stages the batch in a temp table, counts per
+this schema, and ordered as text). A batch of columns whose series' spans hold no stored row
+goes straight into the table. Otherwise an upsert stages the batch in a temp table, counts per
 series the keys that are new and the stored rows that will change (one writer at a time, so
 the counts hold), and merges with INSERT ... ON CONFLICT DO UPDATE that leaves unchanged rows
 alone. The outbox here is the bootstrap tier's event log.
@@ -72,15 +73,38 @@ class SqliteStore:
 
     def upsert_table(self, dim: Dimension, table, conn: sqlite3.Connection) -> SeriesChanges:
         """`upsert` of a batch of validated columns (a pyarrow table in `dim.columns` order,
-        from `columnar`): executemany straight from the columns, no row object."""
+        from `columnar`): executemany straight from the columns, no row object. Where no
+        stored row lies in any of the batch's series' spans (a new file, or the next batch of
+        one in time order), the batch goes straight into the table, under a savepoint: a key
+        twice in the batch falls back to the merge."""
         import pyarrow.compute as pc
         from . import columnar
         if not table.num_rows:
             return {}
-        table = columnar.last_per_key(dim, table)
-        columns = [pc.strftime(table[c], "%Y-%m-%d %H:%M:%S").to_pylist() if c == "ts" else table[c].to_pylist()
-                   for c in dim.columns]
-        return self._merge(dim, zip(*columns), conn)
+        texts = lambda t: [pc.strftime(t[c], "%Y-%m-%d %H:%M:%S").to_pylist() if c == "ts"  # noqa: E731
+                           else t[c].to_pylist() for c in dim.columns]
+        changes = columnar.table_changes(dim, table)
+        if not self._probe(dim, changes, conn):
+            conn.execute("SAVEPOINT backbone_direct")
+            try:
+                conn.executemany(f"INSERT INTO {dim.table} ({', '.join(dim.columns)}) "
+                                 f"VALUES ({', '.join('?' * len(dim.columns))})", zip(*texts(table)))
+            except sqlite3.IntegrityError:
+                conn.execute("ROLLBACK TO backbone_direct")
+            else:
+                conn.execute("RELEASE backbone_direct")
+                return changes
+            conn.execute("RELEASE backbone_direct")
+        return self._merge(dim, zip(*texts(columnar.last_per_key(dim, table))), conn)
+
+    @staticmethod
+    def _probe(dim: Dimension, changes: SeriesChanges, conn: sqlite3.Connection) -> bool:
+        """Whether a stored row lies in one of the batch's series' own spans (`changes`)."""
+        spans = json.dumps([[series, to_text(lo), to_text(hi)] for series, (_, _, lo, hi) in changes.items()])
+        first = dim.key[0]
+        return bool(conn.execute(
+            f"SELECT EXISTS (SELECT 1 FROM json_each(?) j JOIN {dim.table} t ON t.{first} = j.value ->> 0 "
+            "AND t.ts >= j.value ->> 1 AND t.ts <= j.value ->> 2)", (spans,)).fetchone()[0])
 
     def _merge(self, dim: Dimension, values, conn: sqlite3.Connection) -> SeriesChanges:
         """Stage the batch's value tuples (keys unique, ts as text), count, merge."""

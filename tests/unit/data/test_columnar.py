@@ -196,3 +196,15 @@ def test_a_file_named_gz_that_is_not_gzip_and_a_truncated_gzip_match_the_row_pat
     cut = tmp_path / "c.csv.gz"
     cut.write_bytes(gzip.compress(body.encode())[:-40])
     same(cut, "bars")
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["A", "B", "C"]), st.integers(0, 3), st.floats(0, 9)), max_size=30))
+def test_last_per_key_keeps_the_last_row_of_each_key_as_the_row_path_does(cells):
+    import datetime as dt
+    dim = DIMENSIONS["bars"]
+    rows = [dim.row(s, dt.datetime(2024, 1, 1 + d, tzinfo=dt.timezone.utc), v, v, v, v, 1, "t") for s, d, v in cells]
+    expected = list(dict(zip(map(dim.key_of, rows), rows)).values())
+    got = columnar.last_per_key(dim, rows_to_table(dim, rows)).to_pylist()
+    key = lambda r: (r["symbol"], r["ts"])  # noqa: E731
+    assert sorted(got, key=key) == sorted(rows_to_table(dim, expected).to_pylist(), key=key)
