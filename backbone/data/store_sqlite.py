@@ -39,6 +39,10 @@ class SqliteStore:
         self.conn = sqlite3.connect(self.path, timeout=timeout_s, isolation_level=None, check_same_thread=False)
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=NORMAL")
+        # 64 MiB of page cache (the default is 2 MiB): a batch of a file in time order inserts
+        # at one place per series in the primary key's B-tree; with too few pages cached,
+        # every batch spilled and re-read them
+        self.conn.execute("PRAGMA cache_size=-65536")
         self.lock = threading.RLock()
         # called inside every write transaction, right after the write lock is taken: the
         # data API checks there that this tier is still the active one (backbone.data.active_tier)
@@ -75,27 +79,22 @@ class SqliteStore:
         """`upsert` of a batch of validated columns (a pyarrow table in `dim.columns` order,
         from `columnar`): executemany straight from the columns, no row object. Where no
         stored row lies in any of the batch's series' spans (a new file, or the next batch of
-        one in time order), the batch goes straight into the table, under a savepoint: a key
-        twice in the batch falls back to the merge."""
+        one in time order), the batch, its keys made unique, goes straight into the table:
+        the write lock is held since the probe, so no key can conflict (no savepoint either,
+        whose journal would copy every page the batch touches)."""
         import pyarrow.compute as pc
         from . import columnar
         if not table.num_rows:
             return {}
-        texts = lambda t: [pc.strftime(t[c], "%Y-%m-%d %H:%M:%S").to_pylist() if c == "ts"  # noqa: E731
-                           else t[c].to_pylist() for c in dim.columns]
+        table = columnar.last_per_key(dim, table)
+        values = zip(*[pc.strftime(table[c], "%Y-%m-%d %H:%M:%S").to_pylist() if c == "ts" else table[c].to_pylist()
+                       for c in dim.columns])
         changes = columnar.table_changes(dim, table)
-        if not self._probe(dim, changes, conn):
-            conn.execute("SAVEPOINT backbone_direct")
-            try:
-                conn.executemany(f"INSERT INTO {dim.table} ({', '.join(dim.columns)}) "
-                                 f"VALUES ({', '.join('?' * len(dim.columns))})", zip(*texts(table)))
-            except sqlite3.IntegrityError:
-                conn.execute("ROLLBACK TO backbone_direct")
-            else:
-                conn.execute("RELEASE backbone_direct")
-                return changes
-            conn.execute("RELEASE backbone_direct")
-        return self._merge(dim, zip(*texts(columnar.last_per_key(dim, table))), conn)
+        if self._probe(dim, changes, conn):
+            return self._merge(dim, values, conn)
+        conn.executemany(f"INSERT INTO {dim.table} ({', '.join(dim.columns)}) "
+                         f"VALUES ({', '.join('?' * len(dim.columns))})", values)
+        return changes
 
     @staticmethod
     def _probe(dim: Dimension, changes: SeriesChanges, conn: sqlite3.Connection) -> bool:

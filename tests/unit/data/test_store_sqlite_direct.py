@@ -70,7 +70,7 @@ def test_a_key_twice_in_a_new_batch_is_one_row_with_the_last_value(store, tmp_pa
     path.write_text("\n".join([HEADER] + rows + [rows[0].replace(",10.5,", ",10.25,")]) + "\n")
     result = ingest(store, path, merges)
     assert (result.received, result.inserted, result.updated) == (7, 6, 0)
-    assert merges == ["bars"]  # the direct insert met the key twice and gave way to the merge
+    assert merges == []  # the key twice made one row before the direct insert
     with sqlite3.connect(store) as conn:
         assert conn.execute("SELECT close FROM daily_bars WHERE symbol = 'S0' ORDER BY ts").fetchall() == [(10.25,),
                                                                                                            (10.5,)]
