@@ -274,10 +274,14 @@ class Backbone:
         """Valid rows in bounded batches: lists of rows, or tables of validated columns from a
         `columnar.FileBatches` (a file read without a Python object per row)."""
         if hasattr(records, "dim"):
-            for batch in ahead(records):  # the next batch is read while this one is written
+            def prepare(batch):  # on the read-ahead thread: the store's work that needs no connection
+                if batch.table.num_rows and not (result.rejected and not skip_invalid):
+                    batch.prepared = self.store.prepare(dim, batch.table)
+                return batch
+            for batch in ahead(records, prepare=prepare):  # the next batch is read while this one is written
                 result.received, result.rejected = result.received + batch.received, result.rejected + len(batch.errors)
                 result.errors.extend(batch.errors[:max(0, MAX_ERRORS - len(result.errors))])
-                yield batch.table
+                yield batch
             return
         source_iter, start = iter(records), 1
         while chunk := list(islice(source_iter, BATCH)):
@@ -307,12 +311,15 @@ class Backbone:
 
     def _flush(self, tx, dim: Dimension, rows, result: IngestResult, series: set[str], changes: SeriesChanges,
                newest: dt.datetime | None) -> dt.datetime | None:
-        """Write a batch (a list of rows or a table of columns); the newest ts so far."""
+        """Write a batch (a list of rows, or a `columnar.Batch` of columns and what the store
+        prepared of them); the newest ts so far."""
         table = not isinstance(rows, list)
+        if table:
+            rows, prepared = rows.table, rows.prepared
         if not (rows.num_rows if table else rows):
             return newest
         writing = time.perf_counter()  # duplicate keys: the last one wins
-        changed = self.store.upsert_table(dim, rows, tx) if table else self.store.upsert(dim, rows, tx)
+        changed = self.store.upsert_table(dim, rows, tx, prepared) if table else self.store.upsert(dim, rows, tx)
         result.store_seconds += time.perf_counter() - writing
         for inserted, updated, _, _ in changed.values():
             result.inserted += inserted

@@ -26,7 +26,7 @@ import zlib
 from itertools import islice
 from operator import attrgetter
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -37,6 +37,7 @@ from . import files
 from .rows import Dimension, RowError, SeriesChanges, dimension as lookup, to_row
 
 BLOCK = 1 << 23  # bytes per CSV block: about 100k bars
+FIRST_BLOCK = BLOCK // 16  # the first is smaller: the store starts writing sooner (see `ahead`)
 ROWS = 100_000  # records per batch on the row reader
 LONG_LINE = 100_000  # bytes: under csv's field limit and `files.MAX_LINE`
 UTC = dt.timezone.utc
@@ -55,6 +56,7 @@ class Batch:
     received: int  # records read
     table: pa.Table  # the valid rows, typed, in `dim.columns` order and file order
     errors: list[RowError]  # every refused row of the batch, in line order
+    prepared: Any = None  # the store's work on `table` that needs no connection (`prepare`), made ahead
 
 
 def schema(dim: Dimension) -> pa.Schema:
@@ -249,10 +251,11 @@ def _blocks(path: Path) -> Iterator[bytes | None]:
             yield None
             return
         stream = gzip.GzipFile(fileobj=raw, mode="rb") if compressed else raw
-        pending = b""
+        pending, size = b"", min(FIRST_BLOCK, BLOCK)
         while True:
             try:
-                data = stream.read(BLOCK)
+                data = stream.read(size)
+                size = BLOCK
             except (EOFError, gzip.BadGzipFile, zlib.error, OSError):
                 yield None
                 return

@@ -75,21 +75,27 @@ class SqliteStore:
                   for row in map(attrgetter(*cols), rows)]
         return self._merge(dim, values, conn)
 
-    def upsert_table(self, dim: Dimension, table, conn: sqlite3.Connection) -> SeriesChanges:
-        """`upsert` of a batch of validated columns (a pyarrow table in `dim.columns` order,
-        from `columnar`): executemany straight from the columns, no row object. Where no
-        stored row lies in any of the batch's series' spans (a new file, or the next batch of
-        one in time order), the batch, its keys made unique, goes straight into the table:
-        the write lock is held since the probe, so no key can conflict (no savepoint either,
-        whose journal would copy every page the batch touches)."""
+    def prepare(self, dim: Dimension, table) -> tuple[SeriesChanges, list[tuple]]:
+        """What `upsert_table` needs of a batch of columns and can have made ahead, on the
+        read-ahead thread: the batch made key-unique (the last row of a key wins), its
+        changes per series, and its value tuples (ts as the store's text)."""
         import pyarrow.compute as pc
         from . import columnar
+        table = columnar.last_per_key(dim, table)
+        values = list(zip(*[pc.strftime(table[c], "%Y-%m-%d %H:%M:%S").to_pylist() if c == "ts"
+                            else table[c].to_pylist() for c in dim.columns]))
+        return columnar.table_changes(dim, table), values
+
+    def upsert_table(self, dim: Dimension, table, conn: sqlite3.Connection, prepared=None) -> SeriesChanges:
+        """`upsert` of a batch of validated columns (a pyarrow table in `dim.columns` order,
+        from `columnar`, and what `prepare` made of it): executemany straight from the
+        columns, no row object. Where no stored row lies in any of the batch's series' spans
+        (a new file, or the next batch of one in time order), the batch goes straight into
+        the table: the write lock is held since the probe and its keys are unique, so none
+        can conflict (no savepoint either, whose journal would copy every page it touches)."""
         if not table.num_rows:
             return {}
-        table = columnar.last_per_key(dim, table)
-        values = zip(*[pc.strftime(table[c], "%Y-%m-%d %H:%M:%S").to_pylist() if c == "ts" else table[c].to_pylist()
-                       for c in dim.columns])
-        changes = columnar.table_changes(dim, table)
+        changes, values = prepared if prepared is not None else self.prepare(dim, table)
         if self._probe(dim, changes, conn):
             return self._merge(dim, values, conn)
         conn.executemany(f"INSERT INTO {dim.table} ({', '.join(dim.columns)}) "

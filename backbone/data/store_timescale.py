@@ -89,18 +89,25 @@ class TimescaleStore:
         return {series: [inserted, updated, first, last]
                 for series, inserted, updated, first, last in pg.execute(_merge_sql(dim, stage))}
 
-    def upsert_table(self, dim: Dimension, table, pg: psycopg.Connection) -> SeriesChanges:
+    def prepare(self, dim: Dimension, table) -> tuple[SeriesChanges, list]:
+        """What `upsert_table` needs of a batch of columns and can have made ahead, on the
+        read-ahead thread: its changes per series and its binary COPY bytes (`pgcopy`)."""
+        from . import columnar, pgcopy
+        return columnar.table_changes(dim, table), list(pgcopy.parts(table))
+
+    def upsert_table(self, dim: Dimension, table, pg: psycopg.Connection, prepared=None) -> SeriesChanges:
         """`upsert` of a batch of validated columns (a pyarrow table in `dim.columns` order,
-        from `columnar`): binary COPY made from the columns (`pgcopy`), no Python row."""
-        from . import columnar
+        from `columnar`, and what `prepare` made of it): binary COPY made from the columns,
+        no Python row."""
+        from . import columnar, pgcopy
         if not table.num_rows:
             return {}
         cols = dim.columns
-        changes = columnar.table_changes(dim, table)
+        changes, parts = prepared if prepared is not None else self.prepare(dim, table)
         if not self._probe(pg, dim, changes):
             try:
                 with pg.transaction():  # a savepoint, as in `upsert`
-                    self._copy_table(pg, sql.Identifier(dim.table), cols, table)
+                    self._copy_binary(pg, sql.Identifier(dim.table), cols, parts)
                 return changes
             except errors.UniqueViolation:
                 pass
@@ -109,19 +116,18 @@ class TimescaleStore:
         pg.execute(sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {}) ON COMMIT DELETE ROWS")
                    .format(stage, sql.Identifier(dim.table)))
         pg.execute(sql.SQL("TRUNCATE {}").format(stage))
-        self._copy_table(pg, stage, cols, table)
+        self._copy_binary(pg, stage, cols, pgcopy.parts(table))
         return {series: [inserted, updated, first, last]
                 for series, inserted, updated, first, last in pg.execute(_merge_sql(dim, stage))}
 
     @staticmethod
-    def _copy_table(pg: psycopg.Connection, table: sql.Composable, cols: tuple[str, ...], batch) -> None:
-        """Binary COPY of a table of columns (`pgcopy`: made with numpy, nothing for the server
-        to parse back from text)."""
-        from . import pgcopy
+    def _copy_binary(pg: psycopg.Connection, table: sql.Composable, cols: tuple[str, ...], parts) -> None:
+        """Binary COPY of buffers `pgcopy` made from columns (nothing for the server to
+        parse back from text)."""
         statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
             table, sql.SQL(", ").join(map(sql.Identifier, cols)))
         with pg.cursor().copy(statement) as copy:
-            for part in pgcopy.parts(batch):
+            for part in parts:
                 copy.write(part)
 
     @staticmethod

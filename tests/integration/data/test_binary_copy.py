@@ -80,13 +80,13 @@ def test_a_time_ordered_file_goes_straight_into_the_hypertable(contract, tmp_pat
     path.write_text("\n".join(lines) + "\n")
     monkeypatch.setattr(columnar, "BLOCK", 1500)  # about 25 rows a batch: batches meet mid-day
     targets = []
-    copy = TimescaleStore._copy_table
+    copy = TimescaleStore._copy_binary
 
-    def recorded(pg, table, cols, batch):  # the real COPY, its target written down
+    def recorded(pg, table, cols, parts):  # the real COPY, its target written down
         targets.append(table.as_string(pg))
-        copy(pg, table, cols, batch)
+        copy(pg, table, cols, parts)
 
-    monkeypatch.setattr(TimescaleStore, "_copy_table", staticmethod(recorded))
+    monkeypatch.setattr(TimescaleStore, "_copy_binary", staticmethod(recorded))
     with open_backbone(contract) as bb:
         result = bb.ingest("bars", lambda: columnar.FileBatches(path, "bars"), source=str(path), numbered=True)
     assert (result.inserted, result.updated, result.rejected) == (210, 0, 0)
