@@ -20,9 +20,21 @@ import pulumi_kubernetes as k8s
 
 from infra.spec import AntiAffinity, Resources
 
+# The provider's annotation that makes `pulumi up` return once the API server accepted an
+# object, instead of waiting for its rollout (ready pods, Service endpoints, bound claims).
+SKIP_AWAIT = {"pulumi.com/skipAwait": "true"}
 MANAGED_BY = {"app.kubernetes.io/part-of": "backbone", "app.kubernetes.io/managed-by": "pulumi"}
 NODE = "kubernetes.io/hostname"
 ZONE = "topology.kubernetes.io/zone"
+
+
+def skip_await(args: pulumi.ResourceTransformationArgs) -> pulumi.ResourceTransformationResult | None:
+    """Adds SKIP_AWAIT to a Kubernetes object's annotations (`backbone:await_readiness: false`)."""
+    if not args.type_.startswith("kubernetes:") or "metadata" not in args.props:
+        return None
+    meta = dict(args.props["metadata"] or {})
+    meta["annotations"] = {**(meta.get("annotations") or {}), **SKIP_AWAIT}
+    return pulumi.ResourceTransformationResult({**args.props, "metadata": meta}, args.opts)
 
 
 def selector(component: str) -> dict[str, str]:
