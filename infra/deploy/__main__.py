@@ -2,6 +2,7 @@
 host is installed (CI), running the same program `pulumi up` runs.
 
     python -m infra.deploy secrets --stack staging    # generate the stack's missing secrets once
+    (from the repository's root directory)
     python -m infra.deploy up      --stack staging    # also: preview, destroy
 
 Needs a state backend (--backend or PULUMI_BACKEND_URL, e.g. file:///path) and the
@@ -28,7 +29,8 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m infra.deploy", description=__doc__.split("\n\n")[0])
     p.add_argument("operation", choices=["secrets", "up", "preview", "destroy"])
     p.add_argument("--stack", required=True, help="stack name (created on the backend when missing)")
-    p.add_argument("--project-dir", type=Path, help="directory of Pulumi.yaml and the stack files (default: the repo)")
+    p.add_argument("--project-dir", type=Path,
+                   help="directory of Pulumi.yaml, the stack files and infra/ (a link will do; default: the repo)")
     p.add_argument("--backend", help="state backend URL (default: $PULUMI_BACKEND_URL)")
     p.add_argument("--json", action="store_true", help="print the change summary as JSON on stdout")
     return p

@@ -8,6 +8,7 @@ force a replacement. Property values are never part of it.
 """
 from __future__ import annotations
 
+import re
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
@@ -90,8 +91,9 @@ def _kind(diff: Any) -> str:
 
 
 def _failed(err: Exception) -> DeployFailed:
-    text = str(getattr(err, "stderr", "") or "") + "\n" + str(getattr(err, "stdout", "") or "")
-    lines = [line.rstrip() for line in text.splitlines() if line.strip()]
+    text = str(err)  # the CLI's exit code, stdout and stderr (its display masks secrets)
+    # CommandError's text labels the CLI's streams: " stderr: error: ..."
+    lines = [re.sub(r"^\s*(stdout|stderr):\s*", "", line).rstrip() for line in text.splitlines() if line.strip()]
     # the CLI's own config-schema check, or the program's spec check (infra/program.py)
     bad_config = any("validating stack config" in line or "invalid stack config" in line for line in lines)
     wanted = [line.strip() for line in lines if line.strip().startswith(("error:", "backbone:"))]

@@ -104,6 +104,8 @@ def deployment(cluster, tmp_path_factory) -> Deployment:
     project.mkdir()
     for name in ("Pulumi.yaml", f"Pulumi.{STACK}.yaml"):
         shutil.copy(ROOT / name, project / name)
+    # the CLI checks that Pulumi.yaml's `main: infra/` exists (the inline program is imported)
+    (project / "infra").symlink_to(ROOT / "infra")
     (work / "state").mkdir()
     env = {key: value for key, value in os.environ.items()
            if not key.startswith(("PULUMI_", "BACKBONE_", "KUBECONFIG"))}

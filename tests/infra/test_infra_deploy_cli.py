@@ -37,9 +37,10 @@ def test_an_unknown_operation_is_refused_by_the_parser():
 
 
 class _CommandError(Exception):
+    """What pulumi.automation's CommandError reads like: everything in its text."""
+
     def __init__(self, stderr: str):
-        super().__init__("CommandError")
-        self.stderr, self.stdout = stderr, ""
+        super().__init__(f"\n code: 1\n stdout: Previewing update (staging):\n stderr: {stderr}")
 
 
 def test_the_engines_config_errors_are_told_apart_from_other_failures():
