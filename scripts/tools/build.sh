@@ -77,8 +77,6 @@ build_provider() (
   go build -v -trimpath \
     -ldflags "-s -w -X ${module}/pkg/version.Version=v${PULUMI_KUBERNETES_VERSION}" \
     -o "$out/bin/pulumi-resource-kubernetes" .
-  # The plugin tarball layout `pulumi plugin install --file` takes.
-  tar -C "$out/bin" -czf "$out/pulumi-resource-kubernetes-v${PULUMI_KUBERNETES_VERSION}.tar.gz" pulumi-resource-kubernetes
 )
 
 # k8s.io/kubernetes replaces each staging module (k8s.io/api, k8s.io/apiserver, ...) by a
