@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+from pathlib import Path
 
 import pytest
 
@@ -168,6 +169,13 @@ def test_backbone_reads_the_real_outputs_and_never_prints_the_secrets(deployment
     for proc in (manifest, validate):
         for secret in secrets:
             assert secret not in proc.stdout and secret not in proc.stderr
+    # at rest: the state and the stack file hold them encrypted only
+    state = Path(deployment.env["PULUMI_BACKEND_URL"].removeprefix("file://"))
+    files = [p for p in state.rglob("*") if p.is_file()] + [deployment.project / "Pulumi.staging.yaml"]
+    assert len(files) > 1
+    for path in files:
+        text = path.read_bytes()
+        assert all(secret.encode() not in text for secret in secrets), path
 
 
 def test_the_real_cli_refuses_a_value_of_the_wrong_type_by_the_project_schema(deployment):
