@@ -255,7 +255,7 @@ class StackSpec(_Strict):
     storage_class: str = ""
     bootstrap_store: str = Field(".backbone/bootstrap/backbone.db", min_length=1)
     # kubernetes: false only on an API-only cluster (no scheduler or kubelet, as in CI), where
-    # no pod ever runs and waiting for readiness could only time out (docs/stacks.md)
+    # no pod ever runs and waiting for rollouts could only time out (docs/stacks.md)
     await_readiness: bool = True
     images: Images = Images()
     ports: Ports = Ports()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pulumi
 
-from infra.kubernetes.common import skip_await
+from infra.kubernetes.common import api_only_waits
 from infra.kubernetes.kafka import Kafka
 from infra.kubernetes.namespace import Namespace
 from infra.kubernetes.redis import Redis
@@ -15,9 +15,9 @@ __all__ = ["declare", "Kafka", "Namespace", "Redis", "Timescale"]
 
 def declare(spec: StackSpec) -> dict[str, pulumi.Output[str]]:
     """Declare the services; returns their passwords by contract section."""
-    # Children inherit their component's transformations: with await_readiness off, every
-    # object the stack declares carries the provider's skip-await annotation.
-    opts = None if spec.await_readiness else pulumi.ResourceOptions(transformations=[skip_await])
+    # Children inherit their component's transformations: with await_readiness off, the
+    # StatefulSets and Services wait for what an API-only cluster can do (common.API_ONLY_WAITS).
+    opts = None if spec.await_readiness else pulumi.ResourceOptions(transformations=[api_only_waits])
     namespace = Namespace("namespace", spec.namespace, opts=opts)
     timescale = Timescale("timescale", spec, namespace.name, opts=opts)
     redis = Redis("redis", spec, namespace.name, opts=opts)

@@ -211,19 +211,25 @@ def test_objects_wait_for_their_rollout_by_default(staging_run):
     assert len(objects) > 20
     for declared in objects:
         annotations = plain(declared.inputs).get("metadata", {}).get("annotations", {})
-        assert "pulumi.com/skipAwait" not in annotations, declared.name
+        assert not {"pulumi.com/waitFor", "pulumi.com/skipAwait"} & set(annotations), declared.name
 
 
-def test_await_readiness_false_annotates_every_object_and_changes_nothing_else(staging_run):
+def test_await_readiness_false_changes_only_the_waits_of_statefulsets_and_services(staging_run):
     run = run_stack("staging", {**stack_file_config("staging"), "await_readiness": "false"})
     assert run.error is None, run.error
     assert [d.name for d in run.declared] == [d.name for d in staging_run.declared]
     waiting = {d.name: plain(d.inputs) for d in _kubernetes_objects(staging_run)}
+    expected = {"kubernetes:apps/v1:StatefulSet": "jsonpath={.status.observedGeneration}",
+                "kubernetes:core/v1:Service": "jsonpath={.spec.clusterIP}"}
+    changed = 0
     for declared in _kubernetes_objects(run):
-        inputs = plain(declared.inputs)
-        assert inputs["metadata"].pop("annotations") == {
-            **waiting[declared.name]["metadata"].pop("annotations", {}), "pulumi.com/skipAwait": "true"}
-        assert inputs == waiting[declared.name]
+        inputs, before = plain(declared.inputs), waiting[declared.name]
+        if declared.type in expected:
+            assert inputs["metadata"].pop("annotations") == {
+                **before["metadata"].pop("annotations", {}), "pulumi.com/waitFor": expected[declared.type]}
+            changed += 1
+        assert inputs == before, declared.name
+    assert changed == 4 + 9  # the StatefulSets and the Services of staging
 
 
 def test_an_unparsable_await_readiness_is_a_spec_error():
