@@ -21,15 +21,18 @@ pulumi_dir="$tools/pulumi-${PULUMI_VERSION}"
 provider_dir="$tools/pulumi-resource-kubernetes-v${PULUMI_KUBERNETES_VERSION}"
 kubernetes_dir="$tools/kubernetes-${KUBERNETES_VERSION}"
 
-if ! command -v go >/dev/null; then
-  echo "error: building the deploy tools needs Go (1.24 or newer) with access to the Go module proxy" >&2
+# pulumi/pkg v3.276.0 declares go 1.26.6, k8s.io/kubernetes v1.37.2 go 1.26.0
+if ! command -v go >/dev/null || ! go version | grep -Eq 'go1\.(2[6-9]|[3-9][0-9])'; then
+  echo "error: building the deploy tools needs Go 1.26.6 or newer with access to the Go module proxy" \
+       "(found: $(go version 2>/dev/null || echo 'no go on PATH'))" >&2
   exit 2
 fi
 
-# build_into DIR WHAT FUNCTION: run FUNCTION WORKDIR OUTDIR with progress, then publish OUTDIR as DIR
+# build_into DIR WHAT MINUTES FUNCTION: run FUNCTION WORKDIR OUTDIR with progress, then publish
+# OUTDIR as DIR. MINUTES: what a cold build took on a loaded 2-core machine (docs/ci.md).
 build_into() {
-  local dir="$1" what="$2" fn="$3" work started=$SECONDS
-  say "building ${what} into ${dir} (cold: 10-20 minutes on 2 cores)"
+  local dir="$1" what="$2" minutes="$3" fn="$4" work started=$SECONDS
+  say "building ${what} into ${dir} (cold: about ${minutes} minutes on 2 cores)"
   work=$(mktemp -d)
   rm -rf "${dir}.partial" && mkdir -p "${dir}.partial/bin"
   logged "$work/build.log" "$fn" "$work" "${dir}.partial" || failed "$work/build.log" "${what} build"
@@ -119,17 +122,17 @@ GO
 main() {
   if [ "$which_tools" = all ] || [ "$which_tools" = pulumi ]; then
     if [ ! -x "$pulumi_dir/bin/pulumi" ]; then
-      build_into "$pulumi_dir" "the Pulumi CLI ${PULUMI_VERSION}" build_pulumi
+      build_into "$pulumi_dir" "the Pulumi CLI ${PULUMI_VERSION}" 6 build_pulumi
     fi
   fi
   if [ "$which_tools" = all ] || [ "$which_tools" = provider ]; then
     if [ ! -x "$provider_dir/bin/pulumi-resource-kubernetes" ]; then
-      build_into "$provider_dir" "the Kubernetes provider v${PULUMI_KUBERNETES_VERSION}" build_provider
+      build_into "$provider_dir" "the Kubernetes provider v${PULUMI_KUBERNETES_VERSION}" 25 build_provider
     fi
   fi
   if [ "$which_tools" = all ] || [ "$which_tools" = kubernetes ]; then
     if [ ! -x "$kubernetes_dir/bin/kube-apiserver" ] || [ ! -x "$kubernetes_dir/bin/kube-controller-manager" ]; then
-      build_into "$kubernetes_dir" "kube-apiserver and kube-controller-manager ${KUBERNETES_VERSION}" build_kubernetes
+      build_into "$kubernetes_dir" "kube-apiserver and kube-controller-manager ${KUBERNETES_VERSION}" 15 build_kubernetes
     fi
   fi
 }

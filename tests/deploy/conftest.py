@@ -26,7 +26,7 @@ from backbone.serviceconfig import deploy_tool
 ROOT = Path(__file__).resolve().parents[2]
 STACK = "staging"
 NAMESPACE = "backbone-staging"
-BUILD_HINT = "build them with `bash scripts/tools/build.sh` (part of `make setup`; 30-50 minutes cold on 2 cores)"
+BUILD_HINT = "build them with `bash scripts/tools/build.sh` (part of `make setup`; about 45 minutes cold on 2 cores)"
 
 
 def _require_tools() -> None:
