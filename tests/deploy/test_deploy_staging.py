@@ -16,8 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import NAMESPACE
-
+NAMESPACE = "backbone-staging"  # Pulumi.staging.yaml's backbone:namespace
 pytestmark = pytest.mark.timeout(900)
 
 PLANTED = "plantedRedisPassword0123456789ab"  # set as the stack's redis_password: never printed
