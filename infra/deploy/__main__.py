@@ -39,7 +39,8 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        workspace = open_workspace(args.project_dir, args.backend)
+        # generating secrets runs no program: a docker stack's needs no Kubernetes plugin
+        workspace = open_workspace(args.project_dir, args.backend, plugins=args.operation != "secrets")
         select_stack(workspace, args.stack)
         created = ensure_secrets(workspace, args.stack) if args.operation in ("secrets", "up", "preview") else []
         if created:

@@ -39,8 +39,9 @@ class Workspace:
                               capture_output=True, text=True, timeout=timeout_s)
 
 
-def open_workspace(project_dir: Path | None = None, backend: str | None = None) -> Workspace:
-    """Check the prerequisites and install the Kubernetes plugin when it is missing."""
+def open_workspace(project_dir: Path | None = None, backend: str | None = None,
+                   plugins: bool = True) -> Workspace:
+    """Check the prerequisites and (`plugins`) install the Kubernetes plugin when it is missing."""
     project_dir = (project_dir or ROOT).resolve()
     if not (project_dir / "Pulumi.yaml").is_file():
         raise DeployInputError(f"{project_dir} holds no Pulumi.yaml: pass the project directory with --project-dir")
@@ -56,7 +57,8 @@ def open_workspace(project_dir: Path | None = None, backend: str | None = None) 
            "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
            "PULUMI_SKIP_UPDATE_CHECK": "true"}
     workspace = Workspace(pulumi=_pulumi(), project_dir=project_dir, env=env)
-    _ensure_kubernetes_plugin(workspace)
+    if plugins:
+        _ensure_kubernetes_plugin(workspace)
     return workspace
 
 
