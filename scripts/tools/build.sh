@@ -21,6 +21,8 @@ pulumi_dir="$tools/pulumi-${PULUMI_VERSION}"
 provider_dir="$tools/pulumi-resource-kubernetes-v${PULUMI_KUBERNETES_VERSION}"
 kubernetes_dir="$tools/kubernetes-${KUBERNETES_VERSION}"
 
+# the official Go distribution's place, for a PATH that lacks it (CI runners, sudo)
+[ -x /usr/local/go/bin/go ] && PATH="$PATH:/usr/local/go/bin"
 # pulumi/pkg v3.276.0 declares go 1.26.6, k8s.io/kubernetes v1.37.2 go 1.26.0
 if ! command -v go >/dev/null || ! go version | grep -Eq 'go1\.(2[6-9]|[3-9][0-9])'; then
   echo "error: building the deploy tools needs Go 1.26.6 or newer with access to the Go module proxy" \
