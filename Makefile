@@ -3,9 +3,9 @@ VENV := .venv
 BACKBONE := $(VENV)/bin/backbone
 PYTEST := $(VENV)/bin/pytest
 
-.PHONY: setup setup-python setup-dev demo test test-unit test-infra test-integration local-up local-down bench clean
+.PHONY: setup setup-python setup-dev demo test test-unit test-infra test-deploy test-integration local-up local-down bench clean
 
-setup:            ## install services (apt), build TimescaleDB, Kafka jars (Maven) and the virtualenv
+setup:            ## install services (apt), build TimescaleDB, Kafka jars (Maven), the deploy tools (Go) and the virtualenv
 	bash scripts/setup.sh all
 
 setup-python:     ## only the virtualenv with what running backbone needs: enough for the bootstrap tier
@@ -24,7 +24,7 @@ demo: setup-python ## the embedded bootstrap tier's full cycle: ingest, read thr
 	$(BACKBONE) serve --schedule examples/demo/schedule.toml --run-for 8 --snapshot .backbone/demo/supervision.json  # scheduled ingest + the bridge, then a clean stop: 0 tasks left
 	$(BACKBONE) validate
 
-test: setup       ## every test: unit, Pulumi mocks, and integration on real services
+test: setup       ## every test: unit, Pulumi mocks, the real engine on a real API server, and integration on real services
 	$(PYTEST) -q
 
 test-unit: setup-dev
@@ -32,6 +32,9 @@ test-unit: setup-dev
 
 test-infra: setup-dev
 	$(PYTEST) -q tests/infra
+
+test-deploy: setup ## the staging stack deployed by the real Pulumi engine to a local kube-apiserver (docs/stacks.md)
+	$(PYTEST) -q tests/deploy
 
 test-integration: setup
 	$(PYTEST) -q tests/integration

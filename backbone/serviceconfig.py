@@ -6,7 +6,9 @@ processes from them. What the stacks deploy is what CI boots.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 KAFKA_VERSION = "4.1.0"
 # The local HA environment's Patroni (scripts/patroni/requirements.txt, installed into
@@ -19,6 +21,26 @@ PATRONI_HOME = f"/opt/backbone/patroni-{PATRONI_VERSION}"
 # major (scripts/setup.sh), and the stacks pin images carrying the same pair.
 TIMESCALEDB_VERSION = "2.28.3"  # the newest release that supports PostgreSQL 15
 POSTGRES_MAJOR = 15
+# The real-engine deploy tools, built from the Go module proxy by scripts/tools/build.sh
+# (versions in scripts/tools/versions.env; a unit test keeps the two equal). The Kubernetes
+# provider reports PULUMI_KUBERNETES_VERSION, which the pulumi-kubernetes SDK is pinned to.
+PULUMI_VERSION = "v3.276.0"
+PULUMI_KUBERNETES_VERSION = "4.25.0"
+KUBERNETES_VERSION = "v1.37.2"
+
+
+def deploy_tool(name: str) -> Path:
+    """Where scripts/tools/build.sh caches a tool: `pulumi`, `pulumi-resource-kubernetes`,
+    `kube-apiserver` or `kube-controller-manager` ($BACKBONE_TOOLS, else the user's cache)."""
+    folders = {"pulumi": f"pulumi-{PULUMI_VERSION}",
+               "pulumi-resource-kubernetes": f"pulumi-resource-kubernetes-v{PULUMI_KUBERNETES_VERSION}",
+               "kube-apiserver": f"kubernetes-{KUBERNETES_VERSION}",
+               "kube-controller-manager": f"kubernetes-{KUBERNETES_VERSION}"}
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    tools = Path(os.environ.get("BACKBONE_TOOLS") or cache / "backbone" / "tools")
+    return tools / folders[name] / "bin" / name
+
+
 # timescaledb-ha tags name the PostgreSQL minor the image was built with (pgM.m-tsX.Y.Z)
 TIMESCALE_HA_POSTGRES_MINOR = 17
 

@@ -1,9 +1,32 @@
-"""What a validated spec declares: nothing for bootstrap, else the platform's components."""
+"""The Pulumi program: stack config -> validated spec -> components -> the outputs contract.
+
+`main` is the whole program. `pulumi up` runs it through `infra/__main__.py`; the Automation
+API's inline program (`python -m infra.deploy`, where no Python language host is installed)
+runs this same function in its own process.
+
+Everything that can be wrong with the config is found before the first resource is
+declared: the spec's own checks, then the contract document validated with a placeholder
+password.
+"""
 from __future__ import annotations
 
 import pulumi
 
-from infra.spec import StackSpec
+from infra.outputs import contract_halves, secrets_output
+from infra.spec import SpecError, StackSpec, build_spec
+from infra.stack_config import read_stack_config
+
+
+def main() -> None:
+    try:
+        spec = build_spec(read_stack_config(), stack=pulumi.get_stack())
+        public, secret_shape = contract_halves(spec)
+    except SpecError as err:
+        # RunError: the CLI prints the message alone, without a Python traceback.
+        raise pulumi.RunError(f"invalid stack config:\n{err}") from None
+    passwords = declare(spec)
+    pulumi.export("backbone", public)
+    pulumi.export("backbone_secrets", secrets_output(secret_shape, passwords))
 
 
 def declare(spec: StackSpec) -> dict[str, pulumi.Output[str]]:

@@ -26,7 +26,7 @@ from infra.spec_errors import SpecError, config_key, problem
 # and validated here.
 STRUCTURED_KEYS = ("images", "ports", "sizes", "topics", "objectives", "cache_policy", "data", "pool",
                    "failure_detection", "placement", "redis")
-SCALAR_KEYS = ("tier", "platform", "namespace", "storage_class", "bootstrap_store")
+SCALAR_KEYS = ("tier", "platform", "namespace", "storage_class", "bootstrap_store", "await_readiness")
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _CPU = re.compile(r"^(\d+(?:\.\d+)?)(m?)$")
@@ -254,6 +254,9 @@ class StackSpec(_Strict):
     namespace: str = "backbone"
     storage_class: str = ""
     bootstrap_store: str = Field(".backbone/bootstrap/backbone.db", min_length=1)
+    # kubernetes: false only on an API-only cluster (no scheduler or kubelet, as in CI), where
+    # no pod ever runs and waiting for rollouts could only time out (docs/stacks.md)
+    await_readiness: bool = True
     images: Images = Images()
     ports: Ports = Ports()
     sizes: Sizes = Sizes()

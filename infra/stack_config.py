@@ -12,6 +12,7 @@ from typing import Any
 import pulumi
 import pulumi.runtime.config as runtime_config
 
+from infra.generated import SECRET_KEYS
 from infra.spec import SCALAR_KEYS, STRUCTURED_KEYS
 from infra.spec_errors import PROJECT
 
@@ -23,7 +24,8 @@ def read_stack_config() -> dict[str, Any]:
     # config value, so pass the `backbone:` ones on and let the spec reject what it does not know.
     for full_key in sorted(_all_config_keys()):
         namespace, _, key = full_key.partition(":")
-        if namespace == PROJECT:
+        # the generated secrets are read where they are used (infra/generated.py), never here
+        if namespace == PROJECT and key not in SECRET_KEYS:
             values[key] = None
     for key in values:
         raw = config.get(key)

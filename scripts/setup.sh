@@ -5,6 +5,8 @@
 #   - Patroni, pinned in scripts/patroni/requirements.txt, into its own virtualenv under /opt/backbone
 #   - TimescaleDB 2.28.3 for PostgreSQL 15, built from source (see below)
 #   - the Apache Kafka broker jars, resolved with Maven into a cache outside the repo
+#   - the Pulumi CLI, its Kubernetes provider, kube-apiserver and kube-controller-manager, built
+#     with Go from the Go module proxy into a cache outside the repo (scripts/tools/build.sh)
 #   - a repo-local virtualenv (.venv) with backbone and its dev extras
 # Safe to re-run: each step is skipped when its result is already there.
 # Usage: scripts/setup.sh [all|dev|python]
@@ -18,44 +20,8 @@ cd "$(dirname "$0")/.."
 what="${1:-all}"
 case "$what" in all|dev|python) ;; *) echo "usage: $0 [all|dev|python]" >&2; exit 2 ;; esac
 
-say() { if [ -t 2 ]; then printf '\033[1m==> %s\033[0m\n' "$*" >&2; else printf '==> %s\n' "$*" >&2; fi; }
-# heartbeat LOG: every few seconds, that the step still runs and its log's last line
-heartbeat() {
-  local log="$1" every="${BACKBONE_PROGRESS_S:-15}" started=$SECONDS nap last
-  [[ "$every" =~ ^[0-9]+(\.[0-9]+)?$ ]] && [ "$every" != 0 ] || every=15
-  trap 'kill "$nap" 2>/dev/null; exit 0' TERM  # no stray sleep holding stderr open
-  while :; do
-    sleep "$every" & nap=$!
-    wait "$nap"
-    last=$(tail -n 1 "$log" 2>/dev/null | tr -d '\r' | cut -c1-160)
-    printf '    ... still running after %d s%s\n' "$((SECONDS - started))" "${last:+: $last}" >&2
-  done
-}
-# logged LOG CMD...: run CMD with its output in LOG; off a terminal, with a heartbeat
-logged() {
-  local log="$1" rc=0 beat=""; shift
-  if [ ! -t 2 ]; then heartbeat "$log" & beat=$!; fi
-  "$@" >"$log" 2>&1 || rc=$?
-  if [ -n "$beat" ]; then kill "$beat" 2>/dev/null; wait "$beat" 2>/dev/null || true; fi
-  return "$rc"
-}
-# failed LOG WHAT: the log's tail and where the rest is, then stop
-failed() { tail -40 "$1" >&2; echo "$2 failed; full log in $1" >&2; exit 1; }
-as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
-# apt_install WHY PKG...: install those of the Debian packages that are not installed yet
-apt_install() {
-  local why="$1" pkg missing=(); shift
-  for pkg in "$@"; do
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
-  done
-  [ ${#missing[@]} -eq 0 ] && return 0
-  say "installing ${why}: ${missing[*]}"
-  local log; log=$(mktemp)
-  logged "$log" as_root apt-get update || failed "$log" "apt-get update"
-  logged "$log" as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" \
-    || failed "$log" "apt-get install"
-  rm -f "$log"
-}
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 
 if [ "$what" = all ]; then
 apt_install "Debian packages" postgresql-15 redis-server redis-sentinel etcd-server etcd-client nftables python3-venv
@@ -136,6 +102,11 @@ EOT
   logged "$log" build_timescaledb || failed "$log" "TimescaleDB build"
   rm -rf "$build_dir"
 fi
+
+# The real-engine deploy tests' tools (tests/deploy): the Pulumi CLI, the Kubernetes provider
+# plugin, kube-apiserver and kube-controller-manager, built from the Go module proxy and cached
+# by version outside the repo (30-50 minutes cold on 2 cores, nothing when cached).
+bash scripts/tools/build.sh all
 fi  # all
 
 if [ ! -x .venv/bin/python ]; then
@@ -144,17 +115,19 @@ if [ ! -x .venv/bin/python ]; then
 fi
 # Each install leaves a stamp newer than pyproject.toml; the dev install holds the runtime one.
 dev_stamp=.venv/.backbone-installed runtime_stamp=.venv/.backbone-installed-runtime
-fresh() { [ -f "$1" ] && [ ! pyproject.toml -nt "$1" ]; }
+fresh() { [ -f "$1" ] && [ ! pyproject.toml -nt "$1" ] && [ ! scripts/constraints/infra.txt -nt "$1" ]; }
+constraints=()
 if [ "$what" = python ]; then
   spec=. stamp=$runtime_stamp label="backbone (what running it needs)"
   fresh "$dev_stamp" && stamp=$dev_stamp
 else
-  spec='.[dev]' stamp=$dev_stamp label="backbone with dev extras"
+  # the Pulumi SDKs and everything they import at exact versions (they must match the plugins)
+  spec='.[dev]' stamp=$dev_stamp label="backbone with dev extras" constraints=(-c scripts/constraints/infra.txt)
 fi
 if ! fresh "$stamp"; then
   say "installing ${label} into .venv"
   log=.venv/pip-install.log
-  pip_install() { .venv/bin/python -m pip install --upgrade pip && .venv/bin/python -m pip install -e "$spec"; }
+  pip_install() { .venv/bin/python -m pip install --upgrade pip && .venv/bin/python -m pip install -e "$spec" "${constraints[@]}"; }
   logged "$log" pip_install || failed "$log" "pip install"
   touch "$stamp"
 fi

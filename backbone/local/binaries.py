@@ -6,7 +6,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..serviceconfig import KAFKA_VERSION, PATRONI_HOME, PATRONI_VERSION, POSTGRES_MAJOR, TIMESCALEDB_VERSION
+from ..serviceconfig import (KAFKA_VERSION, KUBERNETES_VERSION, PATRONI_HOME, PATRONI_VERSION, POSTGRES_MAJOR,
+                             TIMESCALEDB_VERSION, deploy_tool)
 
 SETUP_HINT = ("run `make setup` (PostgreSQL, Redis, redis-sentinel and etcd from Debian packages, "
               f"Patroni {PATRONI_VERSION} with pip, TimescaleDB {TIMESCALEDB_VERSION} built from source, "
@@ -89,3 +90,27 @@ def _timescaledb(pg_bin: Path | None) -> Path | None:
 def _kafka_libs() -> Path | None:
     path = Path(os.environ.get("BACKBONE_KAFKA_LIBS") or default_kafka_libs())
     return path if any(path.glob("kafka_2.13-*.jar")) else None
+
+
+@dataclass(frozen=True)
+class KubeBinaries:
+    """The local API-only Kubernetes cluster's (local/kubernetes.py)."""
+    etcd: Path | None
+    apiserver: Path | None
+    controller_manager: Path | None
+    hint: str = (f"run `make setup` (etcd from Debian's etcd-server; kube-apiserver and kube-controller-manager "
+                 f"{KUBERNETES_VERSION} built from the Go module proxy by scripts/tools/build.sh)")
+
+    def missing(self) -> list[str]:
+        found = {"etcd (etcd-server)": self.etcd, f"kube-apiserver {KUBERNETES_VERSION}": self.apiserver,
+                 f"kube-controller-manager {KUBERNETES_VERSION}": self.controller_manager}
+        return [what for what, path in found.items() if path is None]
+
+
+def find_kube_binaries() -> KubeBinaries:
+    return KubeBinaries(etcd=_which("etcd"), apiserver=_executable(deploy_tool("kube-apiserver")),
+                        controller_manager=_executable(deploy_tool("kube-controller-manager")))
+
+
+def _executable(path: Path) -> Path | None:
+    return path if path.is_file() and os.access(path, os.X_OK) else None

@@ -28,7 +28,7 @@ class Kafka(pulumi.ComponentResource):
 
         image = common.pinned_image(f"{name}-image", spec.images.kafka, self)
         volume = common.named_volume(f"{name}-data", f"{container_name}-data", "kafka", self)
-        cluster_id = generated.kraft_cluster_id(f"{name}-cluster-id", self)
+        cluster_id = generated.secret("kafka_cluster_id")
 
         node = t.docker_kafka_node(spec)
         props = kafka_server_properties(node, [node], LOG_DIR, service_settings.kafka_cluster(spec), bind_host="0.0.0.0")

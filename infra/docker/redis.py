@@ -26,7 +26,7 @@ class Redis(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         container_name = t.docker_name(spec, "redis")
 
-        self.password = generated.password(f"{name}-password", self)
+        self.password = generated.secret("redis_password")
         image = common.pinned_image(f"{name}-image", spec.images.redis, self)
         volume = common.named_volume(f"{name}-data", f"{container_name}-data", "redis", self)
 

@@ -23,7 +23,7 @@ class Timescale(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         container_name = t.docker_name(spec, "timescale")
 
-        self.password = generated.password(f"{name}-password", self)
+        self.password = generated.secret("timescale_password")
         image = common.pinned_image(f"{name}-image", spec.images.timescale, self)
         volume = common.named_volume(f"{name}-data", f"{container_name}-data", "timescale", self)
 

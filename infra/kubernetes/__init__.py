@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pulumi
 
+from infra.kubernetes.common import api_only_waits
 from infra.kubernetes.kafka import Kafka
 from infra.kubernetes.namespace import Namespace
 from infra.kubernetes.redis import Redis
@@ -14,8 +15,11 @@ __all__ = ["declare", "Kafka", "Namespace", "Redis", "Timescale"]
 
 def declare(spec: StackSpec) -> dict[str, pulumi.Output[str]]:
     """Declare the services; returns their passwords by contract section."""
-    namespace = Namespace("namespace", spec.namespace)
-    timescale = Timescale("timescale", spec, namespace.name)
-    redis = Redis("redis", spec, namespace.name)
-    Kafka("kafka", spec, namespace.name)
+    # Children inherit their component's transformations: with await_readiness off, the
+    # StatefulSets and Services wait for what an API-only cluster can do (common.API_ONLY_WAITS).
+    opts = None if spec.await_readiness else pulumi.ResourceOptions(transformations=[api_only_waits])
+    namespace = Namespace("namespace", spec.namespace, opts=opts)
+    timescale = Timescale("timescale", spec, namespace.name, opts=opts)
+    redis = Redis("redis", spec, namespace.name, opts=opts)
+    Kafka("kafka", spec, namespace.name, opts=opts)
     return {"timescale": timescale.password, "redis": redis.password}

@@ -20,9 +20,29 @@ import pulumi_kubernetes as k8s
 
 from infra.spec import AntiAffinity, Resources
 
+# `backbone:await_readiness: false` (an API-only cluster: no pod ever runs). The provider's own
+# waits for these kinds need running pods (a StatefulSet's ready replicas, a Service's
+# endpoints); `pulumi.com/waitFor` replaces them with states the API server and the controllers
+# reach without a node. Not `pulumi.com/skipAwait`: on a StatefulSet it also skips waiting for
+# the delete, so a replacement re-created the object while the old one was still terminating.
+API_ONLY_WAITS = {
+    "kubernetes:apps/v1:StatefulSet": "jsonpath={.status.observedGeneration}",  # its controller saw it
+    "kubernetes:core/v1:Service": "jsonpath={.spec.clusterIP}",  # the API server allocated it
+}
+WAIT_FOR = "pulumi.com/waitFor"
 MANAGED_BY = {"app.kubernetes.io/part-of": "backbone", "app.kubernetes.io/managed-by": "pulumi"}
 NODE = "kubernetes.io/hostname"
 ZONE = "topology.kubernetes.io/zone"
+
+
+def api_only_waits(args: pulumi.ResourceTransformationArgs) -> pulumi.ResourceTransformationResult | None:
+    """Annotates the kinds of API_ONLY_WAITS with their wait (a resource transformation)."""
+    wait = API_ONLY_WAITS.get(args.type_)
+    if wait is None or "metadata" not in args.props:
+        return None
+    meta = dict(args.props["metadata"] or {})
+    meta["annotations"] = {**(meta.get("annotations") or {}), WAIT_FOR: wait}
+    return pulumi.ResourceTransformationResult({**args.props, "metadata": meta}, args.opts)
 
 
 def selector(component: str) -> dict[str, str]:

@@ -51,7 +51,7 @@ class Kafka(pulumi.ComponentResource):
         super().__init__("backbone:kubernetes:Kafka", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         cluster_env, per_pod_env = broker_env(spec)
-        cluster_id = generated.kraft_cluster_id(f"{name}-cluster-id", self)
+        cluster_id = generated.secret("kafka_cluster_id")
 
         config = k8s.core.v1.ConfigMap(
             f"{name}-config", metadata=common.metadata(f"{t.KAFKA}-config", namespace, COMPONENT),

@@ -70,7 +70,7 @@ class Redis(pulumi.ComponentResource):
         super().__init__("backbone:kubernetes:Redis", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         sentinels = spec.sizes.redis_sentinels
-        self.password = generated.password(f"{name}-password", self)
+        self.password = generated.secret("redis_password")
 
         files = {"redis.conf": redis_conf(service_settings.redis(spec, DATA_DIR)),
                  "start-redis.sh": start_redis_script(spec)}

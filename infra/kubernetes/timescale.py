@@ -98,9 +98,9 @@ class Timescale(pulumi.ComponentResource):
         super().__init__("backbone:kubernetes:Timescale", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         members = 1 + spec.sizes.timescale_replicas
-        self.password = generated.password(f"{name}-password", self)
-        superuser = generated.password(f"{name}-superuser-password", self)
-        replication = generated.password(f"{name}-replication-password", self)
+        self.password = generated.secret("timescale_password")
+        superuser = generated.secret("timescale_superuser_password")
+        replication = generated.secret("timescale_replication_password")
 
         credentials = k8s.core.v1.Secret(
             f"{name}-credentials", metadata=common.metadata("timescale-credentials", namespace, COMPONENT),

@@ -27,6 +27,8 @@ from pulumi.runtime import settings
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
+from infra.generated import SECRET_KEYS
+
 ROOT = Path(__file__).resolve().parents[2]
 PROGRAM = ROOT / "infra"
 PROJECT = "backbone"
@@ -59,6 +61,12 @@ def mock_password(name: str) -> str:
     return f"mock-secret-{name}"
 
 
+# What `python -m infra.deploy secrets` would have put into the stack's config.
+MOCK_CLUSTER_ID = "AAAAAAAAAAAAAAAAAAAAAA"
+MOCK_SECRETS = {key: MOCK_CLUSTER_ID if key == "kafka_cluster_id" else mock_password(key.replace("_", "-"))
+                for key in SECRET_KEYS}
+
+
 class RecordingMocks(pulumi.runtime.Mocks):
     """Records every resource and answers with its inputs plus a few computed outputs."""
 
@@ -68,11 +76,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
         self.declared.append(Declared(args.typ, args.name, args.inputs))
         state = dict(args.inputs)
-        if args.typ == "random:index/randomPassword:RandomPassword":
-            state["result"] = mock_password(args.name)
-        elif args.typ == "random:index/randomId:RandomId":
-            state["b64Url"] = "AAAAAAAAAAAAAAAAAAAAAA"
-        elif args.typ == "docker:index/remoteImage:RemoteImage":
+        if args.typ == "docker:index/remoteImage:RemoteImage":
             state["imageId"] = f"sha256:{args.name}"
         return f"{args.name}-id", state
 
@@ -120,7 +124,8 @@ def stack_file_config(stack: str) -> dict[str, Any]:
 
 
 def run_stack(stack: str, config: dict[str, Any], timeout_s: float = 45) -> StackRun:
-    """Run the program for `stack` with `config` (keys without the `backbone:` prefix).
+    """Run the program for `stack` with `config` (keys without the `backbone:` prefix), plus
+    MOCK_SECRETS for the generated secrets `config` does not set.
 
     The run has a thread of its own: its event loop then never replaces the caller's, and a
     run that hangs fails this call after `timeout_s` instead of blocking the session.
@@ -128,7 +133,7 @@ def run_stack(stack: str, config: dict[str, Any], timeout_s: float = 45) -> Stac
     mocks = RecordingMocks()
     # Structured values reach a real program as JSON strings; so they do here.
     values = {f"{PROJECT}:{key}": value if isinstance(value, str) else json.dumps(value)
-              for key, value in config.items()}
+              for key, value in {**MOCK_SECRETS, **config}.items()}
 
     def run() -> StackRun:
         loop = asyncio.new_event_loop()
@@ -160,7 +165,7 @@ def run_stack(stack: str, config: dict[str, Any], timeout_s: float = 45) -> Stac
 
 
 def _run_program(stack: str, values: dict[str, str], mocks: RecordingMocks) -> StackRun:
-    runtime_config.set_all_config(values, [])
+    runtime_config.set_all_config(values, [f"{PROJECT}:{key}" for key in SECRET_KEYS])
     settings.SETTINGS.outputs = set()
     settings.SETTINGS.lock = threading.Lock()
     settings.ROOT.set(None)

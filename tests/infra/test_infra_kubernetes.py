@@ -8,7 +8,7 @@ import pytest
 from backbone.serviceconfig import sentinel_conf
 from infra import service_settings
 from infra.spec import build_spec
-from stack_harness import is_secret, mock_password, plain, stack_file_config
+from stack_harness import StackRun, is_secret, mock_password, plain, run_stack, stack_file_config
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -198,3 +198,40 @@ def test_config_changes_roll_the_pods():
     assert checksum(before, "redis-sentinel") != checksum(after, "redis-sentinel")
     for untouched in ("redis", "kafka", "timescale"):
         assert checksum(before, untouched) == checksum(after, untouched), untouched
+
+
+# --- backbone:await_readiness ------------------------------------------------------------------
+
+def _kubernetes_objects(run: StackRun) -> list:
+    return [d for d in run.declared if d.type.startswith("kubernetes:")]
+
+
+def test_objects_wait_for_their_rollout_by_default(staging_run):
+    objects = _kubernetes_objects(staging_run)
+    assert len(objects) > 20
+    for declared in objects:
+        annotations = plain(declared.inputs).get("metadata", {}).get("annotations", {})
+        assert not {"pulumi.com/waitFor", "pulumi.com/skipAwait"} & set(annotations), declared.name
+
+
+def test_await_readiness_false_changes_only_the_waits_of_statefulsets_and_services(staging_run):
+    run = run_stack("staging", {**stack_file_config("staging"), "await_readiness": "false"})
+    assert run.error is None, run.error
+    assert [d.name for d in run.declared] == [d.name for d in staging_run.declared]
+    waiting = {d.name: plain(d.inputs) for d in _kubernetes_objects(staging_run)}
+    expected = {"kubernetes:apps/v1:StatefulSet": "jsonpath={.status.observedGeneration}",
+                "kubernetes:core/v1:Service": "jsonpath={.spec.clusterIP}"}
+    changed = 0
+    for declared in _kubernetes_objects(run):
+        inputs, before = plain(declared.inputs), waiting[declared.name]
+        if declared.type in expected:
+            assert inputs["metadata"].pop("annotations") == {
+                **before["metadata"].pop("annotations", {}), "pulumi.com/waitFor": expected[declared.type]}
+            changed += 1
+        assert inputs == before, declared.name
+    assert changed == 4 + 9  # the StatefulSets and the Services of staging
+
+
+def test_an_unparsable_await_readiness_is_a_spec_error():
+    run = run_stack("staging", {**stack_file_config("staging"), "await_readiness": "sometimes"})
+    assert "backbone:await_readiness" in str(run.error)

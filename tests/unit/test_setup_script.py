@@ -26,7 +26,10 @@ fi
 @pytest.fixture
 def checkout(tmp_path):
     (tmp_path / "scripts").mkdir()
-    shutil.copy(REPO / "scripts" / "setup.sh", tmp_path / "scripts" / "setup.sh")
+    for script in ("setup.sh", "lib.sh", "constraints/infra.txt"):
+        (tmp_path / "scripts" / script).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(REPO / "scripts" / script, tmp_path / "scripts" / script)
+    os.utime(tmp_path / "scripts" / "constraints" / "infra.txt", (time.time() - 3600,) * 2)
     shutil.copy(REPO / "pyproject.toml", tmp_path / "pyproject.toml")
     past = time.time() - 3600  # older than any stamp the script leaves
     os.utime(tmp_path / "pyproject.toml", (past, past))
@@ -49,12 +52,12 @@ def setup(checkout: Path, what: str, **env):
 def test_the_demo_installs_only_what_running_backbone_needs_and_the_tests_the_rest(checkout):
     assert setup(checkout, "python") == ["-m pip install -e ."]
     assert setup(checkout, "python") == []             # installed already
-    assert setup(checkout, "dev") == ["-m pip install -e .[dev]"]   # make test after make demo
+    assert setup(checkout, "dev") == ["-m pip install -e .[dev] -c scripts/constraints/infra.txt"]   # make test after make demo
     assert setup(checkout, "python") == []             # the dev install holds what the demo needs
     assert setup(checkout, "dev") == []
     os.utime(checkout / "pyproject.toml")               # the dependencies changed
     assert setup(checkout, "python") == ["-m pip install -e ."]
-    assert setup(checkout, "dev") == ["-m pip install -e .[dev]"]
+    assert setup(checkout, "dev") == ["-m pip install -e .[dev] -c scripts/constraints/infra.txt"]
 
 
 def test_a_long_step_says_it_is_still_running_off_a_terminal(checkout):
