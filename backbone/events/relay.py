@@ -1,28 +1,43 @@
-"""The relay: outbox rows to the contract's events topic, in order, each marked published
-once Kafka has acknowledged it.
+"""The relay: outbox rows to the contract's events topic in `seq` order, behind one published
+position that it advances once per acknowledged batch (no write per event).
 
 - One active relay per database (a session advisory lock); another relay stands by.
-- A batch is one transaction: lock up to `batch` unpublished rows in `seq` order, produce
-  each (key `aggregateid`, value `payload`, headers `id` and `type`), wait until Kafka has
-  acknowledged every one (idempotent producer, acks=all), mark them published, commit. A
-  failure before the commit leaves them unpublished and they go again: delivery is
-  at-least-once, and consumers deduplicate by event id.
-- An ingest's NOTIFY (delivered at its commit) wakes the relay; it also looks every `idle_s`.
-- Published rows older than `keep_published_s` are pruned (Kafka is the log from there on).
+- The position (`outbox_position`, row 'relay') is a seq: every committed outbox row at or
+  below it is in Kafka.
+- The frontier. A row's seq is drawn when it is inserted, not when its transaction commits,
+  so a transaction still running can later commit a row below seqs already visible. The
+  relay only reads up to a frontier below which nothing more can appear: the sequence's last
+  value at some moment, once every transaction that was then writing to the outbox has
+  ended. Every writer holds the outbox's ROW EXCLUSIVE lock from before it draws a seq until
+  it ends, and `pg_locks` names them, so only outbox writers hold the frontier back (an
+  ingest writes its events last, just before its commit), not other transactions.
+- Per series, seq order is commit order: an ingest takes a lock per series bucket before it
+  writes its events (`data.store_timescale`), so of two ingests with events for one series
+  the second draws its seqs after the first committed.
+- A batch: read up to `batch` rows above the last one read, up to the frontier, and produce
+  each (key `aggregateid`, value `payload`, headers `id` and `type`); the next batch is read
+  and produced while Kafka acknowledges (idempotent producer, acks=all), and the position
+  moves past every batch whose messages are all acknowledged. A failure leaves it behind and
+  those rows go again: delivery is at-least-once, and consumers deduplicate by event id.
+- An ingest's NOTIFY (delivered at its commit) wakes the relay; it also looks every `idle_s`,
+  and every few ms while the frontier waits for a writer to end.
+- Rows at or below the position older than `keep_published_s` are pruned (Kafka is the log
+  from there on).
 """
 from __future__ import annotations
 
 import select
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Callable
 
 import psycopg
 from confluent_kafka import KafkaError
 
-from ..clients import timescale as timescale_client
 from ..clients import kafka as kafka_client
+from ..clients import timescale as timescale_client
 from ..contract import Contract
 from ..data.store_timescale import OUTBOX_CHANNEL
 from ..errors import BackboneError, ConfigError
@@ -30,17 +45,25 @@ from ..errors import BackboneError, ConfigError
 LOCK_KEY = 0x6261636B626F6E65 & 0x7FFFFFFFFFFFFFFF  # "backbone": one relay per database
 # chosen by measurement (bench/events.py, ~420-byte JSON payloads): lz4 cuts the bytes on the
 # wire 5.8x at the lowest CPU per message; linger 0 halves producer throughput while 5 and 20
-# do the same (the relay flushes every batch, so linger adds no latency)
+# do the same
 PRODUCER_SETTINGS = {"enable.idempotence": True, "acks": "all", "linger.ms": 5, "compression.type": "lz4",
                      "batch.num.messages": 10_000, "queue.buffering.max.messages": 200_000}
-# read from the unpublished end of `outbox_pending` (ORDER BY seq alone walks the primary key
-# past every published row still kept: 42 ms a batch instead of 12)
-_SELECT = ("SELECT seq, id, aggregateid, type, payload::text FROM outbox WHERE published_at IS NULL "
-           "ORDER BY published_at, seq LIMIT %s FOR UPDATE")
-# the range keeps the planner on the primary key whatever its statistics say (a generic plan
-# for `seq = ANY(...)` alone scanned the whole pending index after a burst: seconds a batch);
-# the list keeps rows with a lower seq that committed late out of it
-_MARK = "UPDATE outbox SET published_at = now() WHERE seq BETWEEN %s AND %s AND seq = ANY(%s)"
+WRITER_WAIT_S = 0.005  # how soon to look again while the frontier waits for a writer to end
+_SELECT = ("SELECT seq, id, aggregateid, type, payload::text FROM outbox "
+           "WHERE seq > %s AND seq <= %s ORDER BY seq LIMIT %s")
+# the transactions holding the outbox's ROW EXCLUSIVE lock: every one that has drawn a seq
+# and not ended (a vxid never names another transaction)
+_WRITERS = ("SELECT coalesce(array_agg(virtualtransaction), '{}') FROM pg_locks WHERE locktype = 'relation' "
+            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+            "AND relation = 'outbox'::regclass AND mode = 'RowExclusiveLock' AND granted "
+            "AND pid IS DISTINCT FROM pg_backend_pid()")
+_POSITION = "SELECT seq FROM outbox_position WHERE name = 'relay'"
+_START = "INSERT INTO outbox_position (name, seq) VALUES ('relay', 0) ON CONFLICT (name) DO NOTHING"
+_ADVANCE = "UPDATE outbox_position SET seq = %s, updated_at = now() WHERE name = 'relay' AND seq < %s"
+_PRUNE = ("DELETE FROM outbox WHERE seq <= (SELECT seq FROM outbox_position WHERE name = 'relay') "
+          "AND created_at < now() - make_interval(secs => %s)")
+_BACKLOG = ("SELECT count(*), extract(epoch FROM now() - min(created_at))::float8 FROM outbox "
+            "WHERE seq > coalesce((SELECT seq FROM outbox_position WHERE name = 'relay'), 0)")
 
 
 class RelayError(BackboneError):
@@ -49,7 +72,7 @@ class RelayError(BackboneError):
 
 @dataclass
 class Backlog:
-    events: int                 # unpublished outbox rows
+    events: int                 # committed outbox rows above the published position
     oldest_age_s: float | None  # how long the oldest of them has waited
 
 
@@ -64,9 +87,21 @@ def events_topic(contract: Contract) -> str:
 
 
 def backlog(conn: psycopg.Connection) -> Backlog:
-    count, age = conn.execute("SELECT count(*), extract(epoch FROM now() - min(created_at))::float8 "
-                              "FROM outbox WHERE published_at IS NULL").fetchone()
+    count, age = conn.execute(_BACKLOG).fetchone()
     return Backlog(count, age)
+
+
+class _Batch:
+    """Produced rows up to `last` (a seq), counting down as Kafka acknowledges them."""
+    __slots__ = ("last", "waiting", "failures")
+
+    def __init__(self, last: int, size: int, failures: list[str]):
+        self.last, self.waiting, self.failures = last, size, failures
+
+    def delivered(self, err: KafkaError | None, _msg) -> None:
+        self.waiting -= 1
+        if err is not None:
+            self.failures.append(err.str())
 
 
 class Relay:
@@ -84,14 +119,35 @@ class Relay:
         self._woken = threading.Event()
         self.conn.add_notify_handler(lambda _: self._woken.set())  # fires whenever a query reads one
         self.conn.execute(f'LISTEN "{OUTBOX_CHANNEL}"')
+        self._last_seq = self._sequence()
         self.producer = kafka_client.producer(contract.kafka, timeout_s, {**PRODUCER_SETTINGS, **(settings or {})})
         self.active = False
         self.published = 0
+        self.position = 0
+        self.frontier = 0
+        self._pending: deque[tuple[int, frozenset[str]]] = deque(maxlen=32)  # (seq, writers then)
         self._pruned_at = 0.0
+        self._held = 0  # idle rounds in a row the frontier waited for a writer
+
+    def _sequence(self) -> str:
+        """The statement that reads the outbox sequence's last value. A sequence with CACHE
+        above 1 lets a session draw a seq below that value later: no frontier would hold."""
+        found = self.conn.execute(
+            "SELECT s.seqrelid::regclass::text, s.seqcache FROM pg_sequence s "
+            "WHERE s.seqrelid = pg_get_serial_sequence('outbox', 'seq')::regclass").fetchone()
+        if found is None:
+            raise ConfigError("the outbox's seq column has no sequence: run `backbone migrate apply`")
+        name, cache = found
+        if cache != 1:
+            raise ConfigError(f"the outbox's sequence {name} has CACHE {cache}; the relay needs CACHE 1 "
+                              f"(ALTER SEQUENCE {name} CACHE 1)")
+        return f"SELECT coalesce(pg_sequence_last_value('{name}'::regclass), 0)"
 
     def close(self) -> None:
-        self.producer.flush(self.timeout_s)
-        self.conn.close()
+        try:
+            self.producer.flush(self.timeout_s)
+        finally:
+            self.conn.close()
 
     def __enter__(self) -> "Relay":
         return self
@@ -103,42 +159,81 @@ class Relay:
         """Become the active relay (or stay standby while another holds the lock)."""
         if not self.active:
             self.active = self.conn.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,)).fetchone()[0]
+            if self.active:
+                self.conn.execute(_START)
+                self.position = self.frontier = self.conn.execute(_POSITION).fetchone()[0]
+                self._pending.clear()
         return self.active
 
-    def publish_batch(self) -> int:
-        """Publish up to `batch` events; the number published (0: the outbox is drained)."""
-        failures: list[str] = []
+    def advance_frontier(self) -> int:
+        """Move the frontier as far as is safe now; the frontier. The sequence's value is read
+        before the writers: a writer that drew a seq at or below it is either listed or ended."""
+        last = self.conn.execute(self._last_seq).fetchone()[0]
+        writers = frozenset(self.conn.execute(_WRITERS).fetchone()[0])
+        self._pending.append((last, writers))
+        for seq, then in list(self._pending):
+            if not (then & writers):  # all of them have ended: every row up to seq is visible
+                self.frontier = max(self.frontier, seq)
+        while self._pending and self._pending[0][0] <= self.frontier:
+            self._pending.popleft()
+        return self.frontier
 
-        def delivered(err: KafkaError | None, _msg) -> None:
-            if err is not None:
-                failures.append(err.str())
+    def _produce(self, rows: list[tuple], failures: list[str]) -> _Batch:
+        batch = _Batch(rows[-1][0], len(rows), failures)
+        produce, topic, delivered = self.producer.produce, self.topic, batch.delivered
+        for _seq, event_id, key, kind, payload in rows:
+            while True:
+                try:
+                    produce(topic, payload, key, on_delivery=delivered, headers=[("id", event_id), ("type", kind)])
+                    break
+                except BufferError:  # the local queue is full: let deliveries drain it
+                    self.producer.poll(0.05)
+        return batch
 
-        with self.conn.transaction():
-            rows = self.conn.execute(_SELECT, (self.batch,)).fetchall()
-            if not rows:
-                return 0
-            produce, topic = self.producer.produce, self.topic
-            for _seq, event_id, key, kind, payload in rows:
-                while True:
-                    try:
-                        produce(topic, payload, key, on_delivery=delivered,
-                                headers=[("id", event_id), ("type", kind)])
-                        break
-                    except BufferError:  # the local queue is full: let deliveries drain it
-                        self.producer.poll(0.05)
+    def _acknowledged(self, batches: deque[_Batch], failures: list[str], wait: bool) -> None:
+        """Serve delivery reports (all of them if `wait`), then advance the position past the
+        batches Kafka has acknowledged entirely, in order."""
+        if wait:
             left = self.producer.flush(self.timeout_s)
-            if failures or left:
-                reason = failures[0] if failures else f"{left} event(s) not acknowledged within {self.timeout_s:g} s"
-                raise RelayError(f"publishing to {topic!r} failed: {reason}; the events stay in the outbox")
-            seqs = [r[0] for r in rows]
-            self.conn.execute(_MARK, (min(seqs), max(seqs), seqs), prepare=False)
-        self.published += len(rows)
-        return len(rows)
+            if left and not failures:
+                failures.append(f"{left} event(s) not acknowledged within {self.timeout_s:g} s")
+        else:
+            self.producer.poll(0)
+        if failures:
+            raise RelayError(f"publishing to {self.topic!r} failed: {failures[0]}; the events stay in the outbox")
+        done = None
+        while batches and batches[0].waiting == 0:
+            done = batches.popleft().last
+        if done is not None:
+            self.conn.execute(_ADVANCE, (done, done))
+            self.position = done
 
     def drain(self) -> int:
-        total = 0
-        while n := self.publish_batch():
-            total += n
+        """Publish everything below the frontier, moving it on until it stands still; the
+        number of events published. The next batch is read while Kafka acknowledges the ones
+        before it; the position moves only past acknowledged batches."""
+        total, read_to = 0, self.position
+        batches: deque[_Batch] = deque()
+        failures: list[str] = []
+        frontier = self.advance_frontier()
+        while True:
+            rows = self.conn.execute(_SELECT, (read_to, frontier, self.batch)).fetchall() if read_to < frontier else []
+            if rows:
+                batches.append(self._produce(rows, failures))
+                read_to = rows[-1][0]
+                total += len(rows)
+                self._acknowledged(batches, failures, wait=False)
+                if len(rows) == self.batch:
+                    continue
+            self._acknowledged(batches, failures, wait=True)
+            read_to = max(read_to, frontier)  # nothing more will appear at or below it
+            if self.advance_frontier() == frontier:
+                break
+            frontier = self.frontier
+        if self.position < read_to:  # the frontier passed seqs no committed row holds
+            self.conn.execute(_ADVANCE, (read_to, read_to))
+            self.position = read_to
+        self.published += total
         return total
 
     def wait(self, timeout_s: float) -> None:
@@ -152,8 +247,7 @@ class Relay:
         self._woken.clear()
 
     def prune(self) -> int:
-        return self.conn.execute("DELETE FROM outbox WHERE published_at < now() - make_interval(secs => %s)",
-                                 (self.keep_published_s,)).rowcount
+        return self.conn.execute(_PRUNE, (self.keep_published_s,)).rowcount
 
     def backlog(self) -> Backlog:
         return backlog(self.conn)
@@ -173,6 +267,8 @@ class Relay:
             if time.monotonic() - self._pruned_at > 60:
                 self.prune()
                 self._pruned_at = time.monotonic()
+            self._held = self._held + 1 if self._pending else 0
             if not n:
-                self.wait(min(idle_s, 0.25))  # short, so `stop` is seen quickly
-
+                # short, so `stop` is seen quickly; while a writer holds the frontier back,
+                # shorter (its commit may not notify), backing off if it takes long
+                self.wait(min(idle_s, 0.25, WRITER_WAIT_S * 2 ** min(self._held, 8) if self._held else 1.0))
