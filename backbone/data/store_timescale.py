@@ -157,7 +157,8 @@ class TimescaleStore:
             for row in values:
                 copy.write_row(row)
 
-    def write_events(self, pg: psycopg.Connection, events: list[dict]) -> None:
+    @staticmethod
+    def write_events(pg: psycopg.Connection, events: list[dict]) -> None:
         """Outbox rows (id, aggregatetype, aggregateid, type, payload), inside the ingest's
         transaction; the relay is woken when it commits."""
         if not events:
