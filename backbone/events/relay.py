@@ -14,11 +14,12 @@ position that it advances once per acknowledged batch (no write per event).
 - Per series, seq order is commit order: an ingest takes a lock per series bucket before it
   writes its events (`data.store_timescale`), so of two ingests with events for one series
   the second draws its seqs after the first committed.
-- A batch: read up to `batch` rows above the last one read, up to the frontier, and produce
-  each (key `aggregateid`, value `payload`, headers `id` and `type`); the next batch is read
-  and produced while Kafka acknowledges (idempotent producer, acks=all), and the position
-  moves past every batch whose messages are all acknowledged. A failure leaves it behind and
-  those rows go again: delivery is at-least-once, and consumers deduplicate by event id.
+- A batch: up to `batch` rows above the last one read, up to the frontier, each produced
+  (key `aggregateid`, value `payload`, headers `id` and `type`). The next batch is read on a
+  reader thread (its own connection) while this one is produced, Kafka acknowledges
+  without a wait per batch (idempotent producer, acks=all), and the position moves past
+  every batch whose messages are all acknowledged. A failure leaves it behind and those
+  rows go again: delivery is at-least-once, and consumers deduplicate by event id.
 - An ingest's NOTIFY (delivered at its commit) wakes the relay; it also looks every `idle_s`,
   and every few ms while the frontier waits for a writer to end.
 - Rows at or below the position older than `keep_published_s` are pruned (Kafka is the log
@@ -26,12 +27,14 @@ position that it advances once per acknowledged batch (no write per event).
 """
 from __future__ import annotations
 
+import contextlib
 import select
 import threading
 import time
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import psycopg
 from confluent_kafka import KafkaError
@@ -49,6 +52,7 @@ LOCK_KEY = 0x6261636B626F6E65 & 0x7FFFFFFFFFFFFFFF  # "backbone": one relay per 
 PRODUCER_SETTINGS = {"enable.idempotence": True, "acks": "all", "linger.ms": 5, "compression.type": "lz4",
                      "batch.num.messages": 10_000, "queue.buffering.max.messages": 200_000}
 WRITER_WAIT_S = 0.005  # how soon to look again while the frontier waits for a writer to end
+ACK_WAIT_S = 0.002  # how soon to collect acknowledgements again while messages are in flight
 _SELECT = ("SELECT seq, id, aggregateid, type, payload::text FROM outbox "
            "WHERE seq > %s AND seq <= %s ORDER BY seq LIMIT %s")
 # the transactions holding the outbox's ROW EXCLUSIVE lock: every one that has drawn a seq
@@ -120,12 +124,19 @@ class Relay:
         self.conn.add_notify_handler(lambda _: self._woken.set())  # fires whenever a query reads one
         self.conn.execute(f'LISTEN "{OUTBOX_CHANNEL}"')
         self._last_seq = self._sequence()
+        # batches are read on a thread of their own, on a connection of their own, started
+        # only once the frontier is known (so their snapshots see every row below it)
+        self.reading = timescale_client.connect(contract.timescale, timeout_s, autocommit=True)
+        self._reader = ThreadPoolExecutor(1, thread_name_prefix="relay-read")
         self.producer = kafka_client.producer(contract.kafka, timeout_s, {**PRODUCER_SETTINGS, **(settings or {})})
         self.active = False
         self.published = 0
         self.position = 0
         self.frontier = 0
         self._pending: deque[tuple[int, frozenset[str]]] = deque(maxlen=32)  # (seq, writers then)
+        self._inflight: deque[_Batch] = deque()  # produced, not yet all acknowledged, in seq order
+        self._failures: list[str] = []
+        self._read_to = 0  # the last seq read (at most the frontier)
         self._pruned_at = 0.0
         self._held = 0  # idle rounds in a row the frontier waited for a writer
 
@@ -145,8 +156,13 @@ class Relay:
 
     def close(self) -> None:
         try:
+            if self.active and self._inflight and not self._failures:
+                with contextlib.suppress(RelayError, psycopg.Error):  # else the next relay sends them again
+                    self._acknowledged(wait=True)
             self.producer.flush(self.timeout_s)
         finally:
+            self._reader.shutdown(wait=True)
+            self.reading.close()
             self.conn.close()
 
     def __enter__(self) -> "Relay":
@@ -161,7 +177,7 @@ class Relay:
             self.active = self.conn.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,)).fetchone()[0]
             if self.active:
                 self.conn.execute(_START)
-                self.position = self.frontier = self.conn.execute(_POSITION).fetchone()[0]
+                self.position = self.frontier = self._read_to = self.conn.execute(_POSITION).fetchone()[0]
                 self._pending.clear()
         return self.active
 
@@ -178,8 +194,23 @@ class Relay:
             self._pending.popleft()
         return self.frontier
 
-    def _produce(self, rows: list[tuple], failures: list[str]) -> _Batch:
-        batch = _Batch(rows[-1][0], len(rows), failures)
+    def _read(self, after: int, upto: int) -> list[tuple]:
+        return self.reading.execute(_SELECT, (after, upto, self.batch)).fetchall()
+
+    def _batches(self, after: int, upto: int) -> Iterator[list[tuple]]:
+        """The rows in (after, upto], a batch at a time, each next one read (on the reader
+        thread and its own connection) while the caller produces the one before."""
+        if after >= upto:
+            return
+        ahead = self._reader.submit(self._read, after, upto)
+        while ahead is not None:
+            rows = ahead.result()
+            ahead = self._reader.submit(self._read, rows[-1][0], upto) if len(rows) == self.batch else None
+            if rows:
+                yield rows
+
+    def _produce(self, rows: list[tuple]) -> None:
+        batch = _Batch(rows[-1][0], len(rows), self._failures)
         produce, topic, delivered = self.producer.produce, self.topic, batch.delivered
         for _seq, event_id, key, kind, payload in rows:
             while True:
@@ -188,51 +219,50 @@ class Relay:
                     break
                 except BufferError:  # the local queue is full: let deliveries drain it
                     self.producer.poll(0.05)
-        return batch
+        self._inflight.append(batch)
+        self._read_to = batch.last
 
-    def _acknowledged(self, batches: deque[_Batch], failures: list[str], wait: bool) -> None:
-        """Serve delivery reports (all of them if `wait`), then advance the position past the
-        batches Kafka has acknowledged entirely, in order."""
+    def _acknowledged(self, wait: bool) -> None:
+        """Serve delivery reports (until all are in if `wait`), then advance the position past
+        the batches Kafka has acknowledged entirely, in order, and when none is left in
+        flight, up to where the relay has read (no committed row holds a seq in between)."""
         if wait:
             left = self.producer.flush(self.timeout_s)
-            if left and not failures:
-                failures.append(f"{left} event(s) not acknowledged within {self.timeout_s:g} s")
+            if left and not self._failures:
+                self._failures.append(f"{left} event(s) not acknowledged within {self.timeout_s:g} s")
         else:
             self.producer.poll(0)
-        if failures:
-            raise RelayError(f"publishing to {self.topic!r} failed: {failures[0]}; the events stay in the outbox")
-        done = None
-        while batches and batches[0].waiting == 0:
-            done = batches.popleft().last
-        if done is not None:
-            self.conn.execute(_ADVANCE, (done, done))
-            self.position = done
+        if self._failures:  # this relay is done: what it had not recorded goes again from the position
+            raise RelayError(f"publishing to {self.topic!r} failed: {self._failures[0]}; "
+                             "the events stay in the outbox")
+        to = self.position
+        while self._inflight and self._inflight[0].waiting == 0:
+            to = self._inflight.popleft().last
+        if not self._inflight:
+            to = self._read_to
+        if to > self.position:
+            self.conn.execute(_ADVANCE, (to, to))
+            self.position = to
 
-    def drain(self) -> int:
+    def drain(self, settle: bool = True) -> int:
         """Publish everything below the frontier, moving it on until it stands still; the
-        number of events published. The next batch is read while Kafka acknowledges the ones
-        before it; the position moves only past acknowledged batches."""
-        total, read_to = 0, self.position
-        batches: deque[_Batch] = deque()
-        failures: list[str] = []
+        number of events published. The next batch is read while this one is produced and
+        Kafka acknowledges the ones before it; the position moves only past acknowledged
+        batches. With `settle`, wait until Kafka has acknowledged everything (and the
+        position is past it) before returning; `run` collects acknowledgements as they come."""
+        total = 0
+        self._acknowledged(wait=False)
         frontier = self.advance_frontier()
         while True:
-            rows = self.conn.execute(_SELECT, (read_to, frontier, self.batch)).fetchall() if read_to < frontier else []
-            if rows:
-                batches.append(self._produce(rows, failures))
-                read_to = rows[-1][0]
+            for rows in self._batches(self._read_to, frontier):
+                self._produce(rows)
                 total += len(rows)
-                self._acknowledged(batches, failures, wait=False)
-                if len(rows) == self.batch:
-                    continue
-            self._acknowledged(batches, failures, wait=True)
-            read_to = max(read_to, frontier)  # nothing more will appear at or below it
+                self._acknowledged(wait=False)
+            self._read_to = max(self._read_to, frontier)  # nothing more will appear at or below it
             if self.advance_frontier() == frontier:
                 break
             frontier = self.frontier
-        if self.position < read_to:  # the frontier passed seqs no committed row holds
-            self.conn.execute(_ADVANCE, (read_to, read_to))
-            self.position = read_to
+        self._acknowledged(wait=settle)
         self.published += total
         return total
 
@@ -261,14 +291,18 @@ class Relay:
                 stop.wait(idle_s)
                 continue
             self._woken.clear()
-            n = self.drain()
+            n = self.drain(settle=False)
             if on_batch:
                 on_batch(n)
             if time.monotonic() - self._pruned_at > 60:
                 self.prune()
                 self._pruned_at = time.monotonic()
             self._held = self._held + 1 if self._pending else 0
-            if not n:
+            if n:
+                continue
+            if self._inflight:  # acknowledgements to collect (the next drain does) or a commit
+                self.wait(ACK_WAIT_S)
+            else:
                 # short, so `stop` is seen quickly; while a writer holds the frontier back,
                 # shorter (its commit may not notify), backing off if it takes long
                 self.wait(min(idle_s, 0.25, WRITER_WAIT_S * 2 ** min(self._held, 8) if self._held else 1.0))
