@@ -97,10 +97,10 @@ def backlog(conn: psycopg.Connection) -> Backlog:
 
 class _Batch:
     """Produced rows up to `last` (a seq), counting down as Kafka acknowledges them."""
-    __slots__ = ("last", "waiting", "failures")
+    __slots__ = ("last", "size", "waiting", "failures")
 
     def __init__(self, last: int, size: int, failures: list[str]):
-        self.last, self.waiting, self.failures = last, size, failures
+        self.last, self.size, self.waiting, self.failures = last, size, size, failures
 
     def delivered(self, err: KafkaError | None, _msg) -> None:
         self.waiting -= 1
@@ -130,7 +130,7 @@ class Relay:
         self._reader = ThreadPoolExecutor(1, thread_name_prefix="relay-read")
         self.producer = kafka_client.producer(contract.kafka, timeout_s, {**PRODUCER_SETTINGS, **(settings or {})})
         self.active = False
-        self.published = 0
+        self.published = 0  # events Kafka acknowledged
         self.position = 0
         self.frontier = 0
         self._pending: deque[tuple[int, frozenset[str]]] = deque(maxlen=32)  # (seq, writers then)
@@ -237,7 +237,9 @@ class Relay:
                              "the events stay in the outbox")
         to = self.position
         while self._inflight and self._inflight[0].waiting == 0:
-            to = self._inflight.popleft().last
+            done = self._inflight.popleft()
+            to = done.last
+            self.published += done.size
         if not self._inflight:
             to = self._read_to
         if to > self.position:
@@ -246,7 +248,7 @@ class Relay:
 
     def drain(self, settle: bool = True) -> int:
         """Publish everything below the frontier, moving it on until it stands still; the
-        number of events published. The next batch is read while this one is produced and
+        number of events sent (`published` counts those Kafka acknowledged). The next batch is read while this one is produced and
         Kafka acknowledges the ones before it; the position moves only past acknowledged
         batches. With `settle`, wait until Kafka has acknowledged everything (and the
         position is past it) before returning; `run` collects acknowledgements as they come."""
@@ -263,7 +265,6 @@ class Relay:
                 break
             frontier = self.frontier
         self._acknowledged(wait=settle)
-        self.published += total
         return total
 
     def wait(self, timeout_s: float) -> None:
