@@ -15,11 +15,12 @@ position that it advances once per acknowledged batch (no write per event).
   writes its events (`data.store_timescale`), so of two ingests with events for one series
   the second draws its seqs after the first committed.
 - A batch: up to `batch` rows above the last one read, up to the frontier, each produced
-  (key `aggregateid`, value `payload`, headers `id` and `type`). The next batch is read on a
-  reader thread (its own connection) while this one is produced, Kafka acknowledges
-  without a wait per batch (idempotent producer, acks=all), and the position moves past
-  every batch whose messages are all acknowledged. A failure leaves it behind and those
-  rows go again: delivery is at-least-once, and consumers deduplicate by event id.
+  (key `aggregateid`, value `payload`, headers `id` and `type`). Kafka acknowledges in the
+  background (idempotent producer, acks=all) while the next batch is read and produced, with
+  no wait per batch, and the position moves past every batch whose messages are all
+  acknowledged. A failure leaves it behind and those rows go again: delivery is
+  at-least-once, and consumers deduplicate by event id. (A reader thread measured slower on
+  two loaded cores: it contends for the GIL with the produce loop.)
 - An ingest's NOTIFY (delivered at its commit) wakes the relay; it also looks every `idle_s`,
   and every few ms while the frontier waits for a writer to end.
 - Rows at or below the position older than `keep_published_s` are pruned (Kafka is the log
@@ -32,7 +33,6 @@ import select
 import threading
 import time
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
@@ -123,11 +123,11 @@ class Relay:
         self._woken = threading.Event()
         self.conn.add_notify_handler(lambda _: self._woken.set())  # fires whenever a query reads one
         self.conn.execute(f'LISTEN "{OUTBOX_CHANNEL}"')
-        self._last_seq = self._sequence()
-        # batches are read on a thread of their own, on a connection of their own, started
-        # only once the frontier is known (so their snapshots see every row below it)
-        self.reading = timescale_client.connect(contract.timescale, timeout_s, autocommit=True)
-        self._reader = ThreadPoolExecutor(1, thread_name_prefix="relay-read")
+        try:
+            self._last_seq = self._sequence()
+        except BaseException:
+            self.conn.close()
+            raise
         self.producer = kafka_client.producer(contract.kafka, timeout_s, {**PRODUCER_SETTINGS, **(settings or {})})
         self.active = False
         self.published = 0  # events Kafka acknowledged
@@ -141,18 +141,19 @@ class Relay:
         self._held = 0  # idle rounds in a row the frontier waited for a writer
 
     def _sequence(self) -> str:
-        """The statement that reads the outbox sequence's last value. A sequence with CACHE
-        above 1 lets a session draw a seq below that value later: no frontier would hold."""
+        """The statement that reads the outbox sequence's last value (the last seq handed out,
+        in any session). A sequence with CACHE above 1 lets a session draw a seq below that
+        value later: no frontier would hold."""
         found = self.conn.execute(
-            "SELECT s.seqrelid::regclass::text, s.seqcache FROM pg_sequence s "
+            "SELECT s.seqrelid::regclass::text, s.seqcache, s.seqrelid::int8 FROM pg_sequence s "
             "WHERE s.seqrelid = pg_get_serial_sequence('outbox', 'seq')::regclass").fetchone()
         if found is None:
             raise ConfigError("the outbox's seq column has no sequence: run `backbone migrate apply`")
-        name, cache = found
+        name, cache, oid = found
         if cache != 1:
             raise ConfigError(f"the outbox's sequence {name} has CACHE {cache}; the relay needs CACHE 1 "
                               f"(ALTER SEQUENCE {name} CACHE 1)")
-        return f"SELECT coalesce(pg_sequence_last_value('{name}'::regclass), 0)"
+        return f"SELECT coalesce(pg_sequence_last_value({int(oid)}::oid::regclass), 0)"
 
     def close(self) -> None:
         try:
@@ -161,8 +162,6 @@ class Relay:
                     self._acknowledged(wait=True)
             self.producer.flush(self.timeout_s)
         finally:
-            self._reader.shutdown(wait=True)
-            self.reading.close()
             self.conn.close()
 
     def __enter__(self) -> "Relay":
@@ -195,19 +194,18 @@ class Relay:
         return self.frontier
 
     def _read(self, after: int, upto: int) -> list[tuple]:
-        return self.reading.execute(_SELECT, (after, upto, self.batch)).fetchall()
+        return self.conn.execute(_SELECT, (after, upto, self.batch)).fetchall()
 
     def _batches(self, after: int, upto: int) -> Iterator[list[tuple]]:
-        """The rows in (after, upto], a batch at a time, each next one read (on the reader
-        thread and its own connection) while the caller produces the one before."""
-        if after >= upto:
-            return
-        ahead = self._reader.submit(self._read, after, upto)
-        while ahead is not None:
-            rows = ahead.result()
-            ahead = self._reader.submit(self._read, rows[-1][0], upto) if len(rows) == self.batch else None
+        """The rows in (after, upto], a batch at a time (read while Kafka is still
+        acknowledging the batches before)."""
+        while after < upto:
+            rows = self._read(after, upto)
             if rows:
                 yield rows
+            if len(rows) < self.batch:
+                return
+            after = rows[-1][0]
 
     def _produce(self, rows: list[tuple]) -> None:
         batch = _Batch(rows[-1][0], len(rows), self._failures)
@@ -248,10 +246,11 @@ class Relay:
 
     def drain(self, settle: bool = True) -> int:
         """Publish everything below the frontier, moving it on until it stands still; the
-        number of events sent (`published` counts those Kafka acknowledged). The next batch is read while this one is produced and
-        Kafka acknowledges the ones before it; the position moves only past acknowledged
-        batches. With `settle`, wait until Kafka has acknowledged everything (and the
-        position is past it) before returning; `run` collects acknowledgements as they come."""
+        number of events sent (`published` counts those Kafka acknowledged). The next batch
+        is read while Kafka acknowledges the ones before it; the position moves only past
+        acknowledged batches. With `settle`, wait until Kafka has acknowledged everything
+        (and the position is past it) before returning; `run` collects acknowledgements as
+        they come."""
         total = 0
         self._acknowledged(wait=False)
         frontier = self.advance_frontier()

@@ -6,9 +6,11 @@ import threading
 import uuid
 
 import psycopg
+import pytest
 
 from backbone.data.outbox import ingest_events
 from backbone.data.store_timescale import TimescaleStore
+from backbone.errors import ConfigError
 from backbone.events.relay import Relay
 
 from .test_outbox import T0, consume_all, contract_of
@@ -105,3 +107,14 @@ def test_an_open_transaction_that_wrote_no_events_holds_nothing_back(local_env):
         position, backlog = drain(contract)
         assert position >= seq and backlog == 0
         elsewhere.rollback()
+
+
+def test_a_sequence_that_hands_out_cached_values_is_refused_with_the_fix(local_env):
+    contract = contract_of(local_env)
+    with psycopg.connect(contract.timescale.dsn(), autocommit=True) as pg:
+        pg.execute("ALTER SEQUENCE outbox_seq_seq CACHE 20")
+        try:
+            with pytest.raises(ConfigError, match=r"CACHE 20; the relay needs CACHE 1 \(ALTER SEQUENCE"):
+                Relay(contract)
+        finally:
+            pg.execute("ALTER SEQUENCE outbox_seq_seq CACHE 1")
