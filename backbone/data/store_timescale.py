@@ -40,6 +40,11 @@ PG_TYPES = {"symbol": "text", "ts": "timestamptz", "open": "float8", "high": "fl
             "importance": "text", "actual": "float8", "forecast": "float8", "previous": "float8"}
 
 
+def series_bucket(aggregateid: str) -> int:
+    """Which of the SERIES_BUCKETS locks an event's series takes."""
+    return zlib.crc32(aggregateid.encode()) % SERIES_BUCKETS
+
+
 class TimescaleStore:
     dialect = "postgresql"
     retryable = (errors.DeadlockDetected, errors.SerializationFailure)
@@ -167,7 +172,7 @@ class TimescaleStore:
         # second waits here until the first has committed, then draws the higher seqs (the
         # relay publishes in seq order). Buckets bound the locks a transaction takes; taken in
         # order, so these locks alone never deadlock (a deadlock with row locks is retried).
-        buckets = sorted({zlib.crc32(e["aggregateid"].encode()) % SERIES_BUCKETS for e in events})
+        buckets = sorted({series_bucket(e["aggregateid"]) for e in events})
         pg.execute("SELECT pg_advisory_xact_lock(%s::int, b) FROM unnest(%s::int[]) b",
                    (SERIES_LOCK_CLASS, buckets))
         pg.execute("INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload) "
