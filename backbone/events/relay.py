@@ -250,7 +250,9 @@ class Relay:
         is read while Kafka acknowledges the ones before it; the position moves only past
         acknowledged batches. With `settle`, wait until Kafka has acknowledged everything
         (and the position is past it) before returning; `run` collects acknowledgements as
-        they come."""
+        they come. A relay that is not the active one publishes nothing."""
+        if not self.acquire():
+            return 0
         total = 0
         self._acknowledged(wait=False)
         frontier = self.advance_frontier()

@@ -137,3 +137,14 @@ def test_a_sequence_that_hands_out_cached_values_is_refused_with_the_fix(local_e
                 Relay(contract)
         finally:
             pg.execute("ALTER SEQUENCE outbox_seq_seq CACHE 1")
+
+
+def test_a_standby_relay_publishes_nothing(local_env):
+    contract = contract_of(local_env)
+    writer, seq = open_writer(contract, events_for("S" + uuid.uuid4().hex[:6]))
+    writer.commit()
+    writer.close()
+    with Relay(contract) as active, Relay(contract) as standby:
+        assert active.acquire() and not standby.acquire()
+        assert standby.drain() == 0 and standby.position == 0
+        assert active.drain() >= 1 and active.position >= seq
