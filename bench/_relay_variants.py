@@ -14,7 +14,8 @@ class TimedRelay(Relay):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.timers = {"frontier (sequence + pg_locks)": 0.0, "read batch": 0.0, "produce": 0.0,
+        self.timers = {"frontier (sequence + pg_locks)": 0.0, "ask for the next batch": 0.0,
+                       "wait for and load a batch": 0.0, "produce": 0.0,
                        "deliveries + advance": 0.0, "wait for acks (flush at the end)": 0.0}
         self.batches = 0
 
@@ -28,8 +29,11 @@ class TimedRelay(Relay):
     def advance_frontier(self) -> int:
         return self._timed("frontier (sequence + pg_locks)", super().advance_frontier)
 
-    def _read(self, after, upto):
-        return self._timed("read batch", super()._read, after, upto)
+    def _send_read(self, after, upto):
+        return self._timed("ask for the next batch", super()._send_read, after, upto)
+
+    def _receive_read(self):
+        return self._timed("wait for and load a batch", super()._receive_read)
 
     def _produce(self, rows):
         self.batches += 1

@@ -15,12 +15,12 @@ position that it advances once per acknowledged batch (no write per event).
   writes its events (`data.store_timescale`), so of two ingests with events for one series
   the second draws its seqs after the first committed.
 - A batch: up to `batch` rows above the last one read, up to the frontier, each produced
-  (key `aggregateid`, value `payload`, headers `id` and `type`). Kafka acknowledges in the
-  background (idempotent producer, acks=all) while the next batch is read and produced, with
-  no wait per batch, and the position moves past every batch whose messages are all
+  (key `aggregateid`, value `payload`, headers `id` and `type`). The next batch is asked
+  for (on a second connection) before this one is produced, so PostgreSQL reads it
+  meanwhile; Kafka acknowledges in the background (idempotent producer, acks=all), with no
+  wait per batch, and the position moves past every batch whose messages are all
   acknowledged. A failure leaves it behind and those rows go again: delivery is
-  at-least-once, and consumers deduplicate by event id. (A reader thread measured slower on
-  two loaded cores: it contends for the GIL with the produce loop.)
+  at-least-once, and consumers deduplicate by event id.
 - An ingest's NOTIFY (delivered at its commit) wakes the relay; it also looks every `idle_s`,
   and every few ms while the frontier waits for a writer to end.
 - Rows at or below the position older than `keep_published_s` are pruned (Kafka is the log
@@ -38,6 +38,8 @@ from typing import Callable, Iterator
 
 import psycopg
 from confluent_kafka import KafkaError
+from psycopg import pq
+from psycopg.adapt import Transformer
 
 from ..clients import kafka as kafka_client
 from ..clients import timescale as timescale_client
@@ -55,6 +57,7 @@ WRITER_WAIT_S = 0.005  # how soon to look again while the frontier waits for a w
 ACK_WAIT_S = 0.002  # how soon to collect acknowledgements again while messages are in flight
 _SELECT = ("SELECT seq, id, aggregateid, type, payload::text FROM outbox "
            "WHERE seq > %s AND seq <= %s ORDER BY seq LIMIT %s")
+_READ = (_SELECT % ("$1", "$2", "$3")).encode()  # the same, sent through libpq (_send_read)
 # the transactions holding the outbox's ROW EXCLUSIVE lock: every one that has drawn a seq
 # and not ended (a vxid never names another transaction)
 _WRITERS = ("SELECT coalesce(array_agg(virtualtransaction), '{}') FROM pg_locks WHERE locktype = 'relation' "
@@ -128,6 +131,8 @@ class Relay:
         except BaseException:
             self.conn.close()
             raise
+        # batches are read on a second connection, asked for ahead (see _send_read)
+        self.reading = timescale_client.connect(contract.timescale, timeout_s, autocommit=True)
         self.producer = kafka_client.producer(contract.kafka, timeout_s, {**PRODUCER_SETTINGS, **(settings or {})})
         self.active = False
         self.published = 0  # events Kafka acknowledged
@@ -162,6 +167,7 @@ class Relay:
                     self._acknowledged(wait=True)
             self.producer.flush(self.timeout_s)
         finally:
+            self.reading.close()
             self.conn.close()
 
     def __enter__(self) -> "Relay":
@@ -193,19 +199,39 @@ class Relay:
             self._pending.popleft()
         return self.frontier
 
-    def _read(self, after: int, upto: int) -> list[tuple]:
-        return self.conn.execute(_SELECT, (after, upto, self.batch)).fetchall()
+    def _send_read(self, after: int, upto: int) -> None:
+        """Ask for the next batch without waiting for it: PostgreSQL reads it while the relay
+        produces the batch before (a reader thread instead contends for the GIL)."""
+        self.reading.pgconn.send_query_params(_READ, [str(v).encode() for v in (after, upto, self.batch)])
+
+    def _receive_read(self) -> list[tuple]:
+        pgconn = self.reading.pgconn
+        result = pgconn.get_result()
+        while pgconn.get_result() is not None:  # the end of this query's results
+            pass
+        if result.status != pq.ExecStatus.TUPLES_OK:
+            raise RelayError(f"reading the outbox failed: {result.get_error_message()}")
+        rows = Transformer.from_context(self.reading)
+        rows.set_pgresult(result)
+        return rows.load_rows(0, result.ntuples, tuple)
 
     def _batches(self, after: int, upto: int) -> Iterator[list[tuple]]:
-        """The rows in (after, upto], a batch at a time (read while Kafka is still
-        acknowledging the batches before)."""
-        while after < upto:
-            rows = self._read(after, upto)
+        """The rows in (after, upto], a batch at a time, the next one asked for before this
+        one is handed over."""
+        while self.reading.pgconn.get_result() is not None:  # a read an error left behind
+            pass
+        if after >= upto:
+            return
+        self._send_read(after, upto)
+        while True:
+            rows = self._receive_read()
+            more = len(rows) == self.batch
+            if more:
+                self._send_read(rows[-1][0], upto)
             if rows:
                 yield rows
-            if len(rows) < self.batch:
+            if not more:
                 return
-            after = rows[-1][0]
 
     def _produce(self, rows: list[tuple]) -> None:
         batch = _Batch(rows[-1][0], len(rows), self._failures)
