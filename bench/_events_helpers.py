@@ -17,7 +17,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from backbone.clients.kafka import ensure_topic, kafka_client_config
 from backbone.contract import Contract
 from backbone.contract.model import TopicSpec
-from backbone.events.relay import _SELECT, PRODUCER_SETTINGS
+from backbone.events.relay import _SELECT, PRODUCER_SETTINGS, backlog
 
 from _measure import local_environment  # noqa: E402 (a sibling: bench scripts run from bench/)
 
@@ -89,13 +89,12 @@ def fill_outbox(conn: psycopg.Connection, n: int, tag: str) -> int:
 def pending(conn: psycopg.Connection, after: int) -> list[tuple[str, str, list]]:
     """(key, payload, headers) of the unpublished events after `after`, exactly as the relay
     reads and sends them."""
-    rows = conn.execute(_SELECT.replace("FOR UPDATE", "").replace("WHERE", "WHERE seq > %s AND"),
-                        (after, 10 ** 9)).fetchall()
+    rows = conn.execute(_SELECT, (after, 2 ** 62, 10 ** 9)).fetchall()
     return [(key, payload, [("id", event_id), ("type", kind)]) for _seq, event_id, key, kind, payload in rows]
 
 
 def unpublished(conn: psycopg.Connection) -> int:
-    return conn.execute("SELECT count(*) FROM outbox WHERE published_at IS NULL").fetchone()[0]
+    return backlog(conn).events
 
 
 def clear_outbox(conn: psycopg.Connection, after: int) -> None:

@@ -12,11 +12,13 @@ An upsert is one transaction per batch:
 Deadlocks and serialization failures are `retryable`: the data API reruns the load.
 
 Each upsert reports what changed per series (rows inserted, rows updated, their time span):
-the data API turns that into outbox events, written in the same transaction, and a NOTIFY on
+the data API turns that into outbox events, written in the same transaction (last, under a
+lock per series bucket that keeps one series' events in commit order), and a NOTIFY on
 `OUTBOX_CHANNEL` (delivered at commit) wakes the relay.
 """
 from __future__ import annotations
 
+import zlib
 from contextlib import contextmanager
 from operator import attrgetter
 from typing import Callable, Iterator
@@ -28,11 +30,19 @@ from ..contract import Contract
 from .rows import Dimension, SeriesChanges, series_changes
 
 OUTBOX_CHANNEL = "backbone_outbox"
+# the advisory locks (class, bucket) that keep one series' events in commit order
+SERIES_LOCK_CLASS = 0x62626F78  # "bbox"
+SERIES_BUCKETS = 64
 
 PG_TYPES = {"symbol": "text", "ts": "timestamptz", "open": "float8", "high": "float8", "low": "float8",
             "close": "float8", "volume": "int8", "source": "text", "trade_id": "text", "price": "float8",
             "size": "float8", "side": "text", "calendar": "text", "event": "text", "currency": "text",
             "importance": "text", "actual": "float8", "forecast": "float8", "previous": "float8"}
+
+
+def series_bucket(aggregateid: str) -> int:
+    """Which of the SERIES_BUCKETS locks an event's series takes."""
+    return zlib.crc32(aggregateid.encode()) % SERIES_BUCKETS
 
 
 class TimescaleStore:
@@ -159,11 +169,19 @@ class TimescaleStore:
             for row in values:
                 copy.write_row(row)
 
-    def write_events(self, pg: psycopg.Connection, events: list[dict]) -> None:
+    @staticmethod
+    def write_events(pg: psycopg.Connection, events: list[dict]) -> None:
         """Outbox rows (id, aggregatetype, aggregateid, type, payload), inside the ingest's
         transaction; the relay is woken when it commits."""
         if not events:
             return
+        # per series, seq order is commit order: of two ingests with events for one series the
+        # second waits here until the first has committed, then draws the higher seqs (the
+        # relay publishes in seq order). Buckets bound the locks a transaction takes; taken in
+        # order, so these locks alone never deadlock (a deadlock with row locks is retried).
+        buckets = sorted({series_bucket(e["aggregateid"]) for e in events})
+        pg.execute("SELECT pg_advisory_xact_lock(%s::int, b) FROM unnest(%s::int[]) b",
+                   (SERIES_LOCK_CLASS, buckets))
         pg.execute("INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload) "
                    "SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::jsonb[])",
                    [[e[c] for e in events] for c in ("id", "aggregatetype", "aggregateid", "type")]

@@ -1,6 +1,6 @@
 """The backbone schema: market data (daily bars, intraday trades, macro events), the
 ingest journal, the event outbox with what it needs (0003), and tier switching's record and change
-log (0004). SQLAlchemy Core metadata, used by the drift check; the versioned
+log (0004), the relay's published position (0005). SQLAlchemy Core metadata, used by the drift check; the versioned
 migrations under `revisions/versions` create exactly this.
 
 Primary keys suit idempotent upserts (`INSERT ... ON CONFLICT DO UPDATE`) and include the
@@ -8,7 +8,7 @@ time column, which TimescaleDB requires of a hypertable's unique indexes.
 """
 from __future__ import annotations
 
-from sqlalchemy import (JSON, BigInteger, Column, DateTime, Double, Index, Integer, MetaData, String, Table, Text,
+from sqlalchemy import (JSON, BigInteger, Column, DateTime, Double, Integer, MetaData, String, Table, Text,
                         UniqueConstraint, func)
 from sqlalchemy.dialects.postgresql import JSONB
 
@@ -84,9 +84,19 @@ outbox = Table(
     Column("type", String(64), nullable=False),
     Column("payload", Json, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-    Column("published_at", DateTime(timezone=True)),        # set by the relay once Kafka acknowledged
+    # set by the relay of 0003-0004 once Kafka acknowledged; from 0005 on the relay keeps one
+    # position instead (outbox_position) and leaves this NULL
+    Column("published_at", DateTime(timezone=True)),
     UniqueConstraint("id", name="outbox_id_key"),
-    Index("outbox_pending", "published_at", "seq"),
+)
+
+# 0005: the relay's published position: every committed outbox row with seq <= `seq` is in
+# Kafka (events/relay.py); one row, name 'relay'
+outbox_position = Table(
+    "outbox_position", metadata,
+    Column("name", String(64), primary_key=True),
+    Column("seq", BigInteger, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 
 # where each consumer group of the bootstrap event log has got to (the next seq it reads)

@@ -229,6 +229,8 @@ def test_a_bootstrap_store_from_before_the_tier_tables_is_migrated_first(deploym
     with sqlite3.connect(deployment.store) as conn:  # as a store last migrated by 0003 left it
         conn.execute("DROP TABLE tier_state")
         conn.execute("DROP TABLE tier_changes")
+        conn.execute("DROP TABLE outbox_position")  # and 0005's
+        conn.execute("CREATE INDEX outbox_pending ON outbox (published_at, seq)")
         conn.execute("UPDATE alembic_version SET version_num = '0003'")
     status = tier(deployment, "status", "--format", "json")
     assert status.returncode == 0 and json.loads(status.stdout)["phase"] == "none"
