@@ -275,8 +275,7 @@ class Backbone:
         `columnar.FileBatches` (a file read without a Python object per row)."""
         if hasattr(records, "dim"):
             def prepare(batch):  # on the read-ahead thread: the store's work that needs no connection
-                if batch.table.num_rows and not (result.rejected and not skip_invalid):
-                    batch.prepared = self.store.prepare(dim, batch.table)
+                batch.prepared = self.store.prepare(dim, batch.table) if batch.table.num_rows else None
                 return batch
             for batch in ahead(records, prepare=prepare):  # the next batch is read while this one is written
                 result.received, result.rejected = result.received + batch.received, result.rejected + len(batch.errors)

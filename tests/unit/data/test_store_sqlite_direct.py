@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from backbone.contract import Contract
-from backbone.data import columnar, open_backbone
+from backbone.data import IngestRejected, columnar, open_backbone
 from backbone.data.rows import dimension
 from backbone.data.store_sqlite import SqliteStore
 
@@ -90,3 +90,20 @@ def test_the_probe_judges_each_series_by_its_own_span(store):
             assert probe({"C": [1, 0, day(0), day(99)]}) is False
     finally:
         s.close()
+
+
+def test_bad_rows_in_an_early_batch_then_more_batches(store, tmp_path, merges):
+    """A refused row in the first batch: the later batches are still read (and prepared on
+    the read-ahead thread); with skip_invalid the valid rows load, without it nothing does."""
+    path = tmp_path / "bars.csv"
+    rows = lines(30, 7)
+    rows[3] = rows[3].replace(",9,", ",12,")  # low above high
+    path.write_text("\n".join([HEADER] + rows) + "\n")
+    contract = Contract.model_validate({"bootstrap": {"store": str(store)}})
+    with open_backbone(contract) as bb:
+        with pytest.raises(IngestRejected) as refused:
+            bb.ingest("bars", lambda: columnar.FileBatches(path, "bars"), source=str(path), numbered=True)
+        assert refused.value.result.rejected == 1 and refused.value.result.received == 210
+        loaded = bb.ingest("bars", lambda: columnar.FileBatches(path, "bars"), source=str(path), numbered=True,
+                           skip_invalid=True)
+    assert (loaded.received, loaded.rejected, loaded.inserted) == (210, 1, 209)
