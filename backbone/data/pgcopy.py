@@ -30,11 +30,6 @@ def parts(table: pa.Table) -> Iterator[memoryview]:
     yield memoryview(TRAILER)
 
 
-def encode(table: pa.Table) -> bytes:
-    """`parts` joined into one bytes object."""
-    return b"".join(parts(table))
-
-
 def _batch(batch: pa.RecordBatch) -> Iterator[memoryview]:
     """The batch's tuples. Rows whose values have the same byte lengths share one layout, so
     each such group is one numpy structured array filled column by column (no per-row or
