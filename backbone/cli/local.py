@@ -31,6 +31,9 @@ def register(sub) -> None:
                                 "Redis primary + replica + 3 Sentinels, 3 KRaft nodes")
             p.add_argument("--bare", action="store_true",
                            help="start the services only; skip `migrate apply` and `topics apply`")
+            p.add_argument("--insecure", action="store_true",
+                           help="for debugging only: plaintext and the old single accounts, no TLS, no ACLs "
+                                "(`validate` reports such an environment as degraded)")
         if name in ("up", "start"):
             p.add_argument("--timeout", type=positive, default=120.0, metavar="S",
                            help="how long to wait for readiness (default 120)")
@@ -45,7 +48,7 @@ def cmd_local(args) -> int:
     action = args.local_command
     if action == "up":
         outputs = env.up(kafka_brokers=args.kafka_brokers, timeout_s=args.timeout, provision=not args.bare,
-                         ha=args.ha)
+                         ha=args.ha, insecure=args.insecure)
         err.print(f"[green]local environment is up[/]; validate it with: backbone validate --outputs {outputs}")
     elif action == "down":
         env.down()

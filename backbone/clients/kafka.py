@@ -17,8 +17,9 @@ QUIET_LOGGER.addHandler(logging.NullHandler())
 QUIET_LOGGER.propagate = False
 
 
-def kafka_client_config(ep: KafkaEndpoint, timeout_s: float) -> dict:
-    """librdkafka settings shared by every client backbone makes."""
+def kafka_client_config(ep: KafkaEndpoint, timeout_s: float, duty: str | None = None) -> dict:
+    """librdkafka settings shared by every client backbone makes, as the principal of `duty`
+    (one of KAFKA_DUTIES) when the contract names one, else as its own SASL user."""
     conf = {
         "bootstrap.servers": ep.bootstrap_servers,
         "security.protocol": ep.security_protocol,
@@ -29,26 +30,38 @@ def kafka_client_config(ep: KafkaEndpoint, timeout_s: float) -> dict:
     }
     if ep.sasl_mechanism:
         conf["sasl.mechanism"] = ep.sasl_mechanism
-    if ep.sasl_username:
-        conf["sasl.username"] = ep.sasl_username
-    if ep.sasl_password:
-        conf["sasl.password"] = ep.sasl_password.get_secret_value()
+    user, password = ep.sasl_username, ep.sasl_password
+    if duty is not None and duty in ep.principals:
+        user, password = ep.principals[duty].user, ep.principals[duty].password
+    if user:
+        conf["sasl.username"] = user
+    if password:
+        conf["sasl.password"] = password.get_secret_value()
+    if ep.security_protocol in ("SSL", "SASL_SSL"):
+        conf["ssl.endpoint.identification.algorithm"] = "https"  # the broker's name is checked
+        if ep.ca_pem:
+            conf["ssl.ca.pem"] = ep.ca_pem
     return conf
 
 
-def admin(ep: KafkaEndpoint, timeout_s: float, settings: dict | None = None) -> AdminClient:
-    """An admin client of the contract's cluster; `settings` add to or override the shared ones."""
-    return AdminClient(kafka_client_config(ep, timeout_s) | (settings or {}))
+def admin(ep: KafkaEndpoint, timeout_s: float, settings: dict | None = None, *,
+          duty: str | None = None) -> AdminClient:
+    """An admin client of the contract's cluster as `duty`'s principal; `settings` add to or
+    override the shared ones."""
+    return AdminClient(kafka_client_config(ep, timeout_s, duty) | (settings or {}))
 
 
-def producer(ep: KafkaEndpoint, timeout_s: float, settings: dict | None = None) -> Producer:
-    """A producer to the contract's cluster; `settings` add to or override the shared ones."""
-    return Producer(kafka_client_config(ep, timeout_s) | (settings or {}))
+def producer(ep: KafkaEndpoint, timeout_s: float, settings: dict | None = None, *,
+             duty: str | None = None) -> Producer:
+    """A producer to the contract's cluster as `duty`'s principal; `settings` add to or
+    override the shared ones."""
+    return Producer(kafka_client_config(ep, timeout_s, duty) | (settings or {}))
 
 
-def consumer(ep: KafkaEndpoint, timeout_s: float, settings: dict) -> Consumer:
-    """A consumer of the contract's cluster; `settings` name its group at least."""
-    return Consumer(kafka_client_config(ep, timeout_s) | settings)
+def consumer(ep: KafkaEndpoint, timeout_s: float, settings: dict, *, duty: str | None = None) -> Consumer:
+    """A consumer of the contract's cluster as `duty`'s principal; `settings` name its group
+    at least."""
+    return Consumer(kafka_client_config(ep, timeout_s, duty) | settings)
 
 
 def node_admin(bootstrap: str, timeout_s: float = 2, *, quiet: bool = True) -> AdminClient:

@@ -36,41 +36,53 @@ def connect_args(timeout_s: float, *, autocommit: bool = False, statement_timeou
     return args
 
 
-def connect(ep: TimescaleEndpoint, timeout_s: float, **kwargs: Any) -> "psycopg.Connection":
-    """A connection to the contract's database (its URL: TLS mode, credentials, the Patroni
-    leader among the members); keyword arguments as `connect_args`."""
-    return connect_dsn(ep.dsn(), timeout_s, **kwargs)
+def connect(ep: TimescaleEndpoint, timeout_s: float, *, duty: str | None = None,
+            **kwargs: Any) -> "psycopg.Connection":
+    """A connection to the contract's database (its URL: TLS mode and CA, credentials, the
+    Patroni leader among the members) as the contract's user, or as the account of `duty`
+    (one of TIMESCALE_DUTIES: "owner" for migrations); keyword arguments as `connect_args`."""
+    return connect_dsn(ep.dsn(duty), timeout_s, ca_pem=ep.ca_pem, **kwargs)
 
 
-def connect_dsn(dsn: str, timeout_s: float, **kwargs: Any) -> "psycopg.Connection":
+def tls_args(ca_pem: str | None) -> dict[str, Any]:
+    """libpq's keyword for the CA that verifies the server (a file, written once)."""
+    if not ca_pem:
+        return {}
+    from .tls import ca_file
+    return {"sslrootcert": ca_file(ca_pem)}
+
+
+def connect_dsn(dsn: str, timeout_s: float, *, ca_pem: str | None = None, **kwargs: Any) -> "psycopg.Connection":
     """A connection to a libpq URL the caller was given rather than the contract's (the tier
-    switch's target)."""
+    switch's target), verified with `ca_pem` when given."""
     import psycopg
-    return psycopg.connect(dsn, **connect_args(timeout_s, **kwargs))
+    return psycopg.connect(dsn, **tls_args(ca_pem), **connect_args(timeout_s, **kwargs))
 
 
 def superuser(host: str, port: int, user: str, password: str | None, dbname: str, timeout_s: float,
-              **kwargs: Any) -> "psycopg.Connection":
+              *, ca_pem: str | None = None, **kwargs: Any) -> "psycopg.Connection":
     """A connection as a server's own administrator (the local platform creating its
     database or watching replication, a backup drill's scratch server) rather than as the
     contract's role; keyword arguments as `connect_args`, no statement timeout unless asked."""
     import psycopg
     kwargs.setdefault("statement_timeout", False)
     params: dict[str, Any] = {"host": host, "port": port, "user": user, "dbname": dbname}
+    if ca_pem:  # a server that speaks TLS is verified like the contract's
+        params |= {"sslmode": "verify-full"} | tls_args(ca_pem)
     if password is not None:
         params["password"] = password
     return psycopg.connect(**params, **connect_args(timeout_s, **kwargs))
 
 
-def engine(ep: TimescaleEndpoint, timeout_s: float, *, pooled: bool = True) -> "Engine":
+def engine(ep: TimescaleEndpoint, timeout_s: float, *, pooled: bool = True, duty: str | None = None) -> "Engine":
     """A SQLAlchemy engine on the contract's database: pooled as the contract's `pool` says,
     or one connection per use (migrations, which run once). libpq parses the URL itself:
     SQLAlchemy's parser cannot read a multi-host one (host1:p1,host2:p2, the
     leader-following form Patroni clusters use), so SQLAlchemy only pools."""
     from sqlalchemy import create_engine
     from sqlalchemy.pool import NullPool
-    dsn = ep.dsn()
-    creator = lambda: connect_dsn(dsn, timeout_s, statement_timeout=False)  # noqa: E731
+    dsn = ep.dsn(duty)
+    creator = lambda: connect_dsn(dsn, timeout_s, ca_pem=ep.ca_pem, statement_timeout=False)  # noqa: E731
     if not pooled:
         return create_engine("postgresql+psycopg://", poolclass=NullPool, creator=creator)
     pool = ep.pool

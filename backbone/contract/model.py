@@ -7,11 +7,12 @@ redaction-safe view back.
 """
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Annotated, Any, Literal
 from urllib.parse import parse_qs, quote, unquote, urlsplit, urlunsplit
 
-from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, StrictBool, field_validator,
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, StrictBool, field_validator,
                       model_validator)
 
 from .checks import (Count, Host, Identifier, Name, Port, Seconds, check_host, no_bool, parse_service_url,
@@ -23,10 +24,11 @@ PLATFORMS = ("embedded", "local", "docker", "kubernetes")
 
 # Which fields of the contract are secrets. `split_secrets` and `merge_outputs` use this
 # table, so the two stack outputs can never disagree about where a credential lives.
+# A field of a map of credentials is named "map.*.field" (each duty's password).
 SECRET_FIELDS: dict[str, tuple[str, ...]] = {
-    "timescale": ("password", "url"),
-    "redis": ("password", "url"),
-    "kafka": ("sasl_password",),
+    "timescale": ("password", "url", "roles.*.password"),
+    "redis": ("password", "url", "sentinel_password"),
+    "kafka": ("sasl_password", "principals.*.password"),
 }
 
 _TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
@@ -43,6 +45,37 @@ class HostPort(_Model):
 
     def __str__(self) -> str:
         return f"{self.host}:{self.port}"
+
+
+class Credential(_Model):
+    """A user of a service and its password: the account one duty connects as."""
+
+    user: str = Field(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9_.@=-]+$")
+    password: SecretStr | None = None
+
+
+# What each duty may do on PostgreSQL (docs/security.md): the contract's own user reads and
+# writes; "owner" owns the schema (migrations, the tier switch's triggers); "reader" only
+# reads; "restore" may create the scratch databases a restore drill needs.
+TIMESCALE_DUTIES = ("owner", "reader", "restore")
+# Kafka principals by duty: "admin" administers topics and ACLs (`topics apply`); "relay"
+# writes the ingest topics; "bridge" reads them in its group; "drills" owns the drills'
+# topics. A duty without an entry uses the contract's own SASL user.
+KAFKA_DUTIES = ("admin", "relay", "bridge", "drills")
+
+
+def _ca_pem(v: str | None) -> str | None:
+    """A CA bundle as PEM text: certificates only, never a private key."""
+    if v is None:
+        return v
+    if "PRIVATE KEY" in v:
+        raise ValueError("a CA bundle holds certificates only; this one holds a private key")
+    if "-----BEGIN CERTIFICATE-----" not in v or "-----END CERTIFICATE-----" not in v:
+        raise ValueError("expected PEM text with at least one -----BEGIN CERTIFICATE----- block")
+    return v
+
+
+CaPem = Annotated[str | None, AfterValidator(_ca_pem), Field(max_length=65536)]
 
 
 class PoolSettings(_Model):
@@ -107,6 +140,10 @@ class TimescaleEndpoint(_Model):
     password: SecretStr | None = None
     sslmode: SslMode = "prefer"  # the URL's own sslmode wins; else this one is added to it
     url: SecretStr | None = None  # an explicit URL wins over the parts above
+    # the CA that signed the server's certificate (PEM): clients verify the server with it
+    ca_pem: CaPem = None
+    # the other duties' accounts (TIMESCALE_DUTIES); a duty without one uses `user`
+    roles: dict[Literal["owner", "reader", "restore"], Credential] = Field(default_factory=dict)
     ha: Literal["none", "patroni"] = "none"
     # Other members of a Patroni cluster. With ha "patroni" the composed URL lists host:port
     # and every replica, with target_session_attrs=read-write: libpq then follows the leader.
@@ -133,9 +170,20 @@ class TimescaleEndpoint(_Model):
             _url_sslmode(parse_service_url(v.get_secret_value(), ("postgresql", "postgres"), multi_host=True).query)
         return v
 
-    def dsn(self) -> str:
+    def dsn(self, duty: str | None = None) -> str:
         """The libpq URL to connect with: the explicit URL (with `sslmode` added when it
-        names none, so the manifest says what the connection uses), else composed from parts."""
+        names none, so the manifest says what the connection uses), else composed from parts.
+        `duty` names one of `roles`: its account replaces the contract's user."""
+        if duty is not None and duty in self.roles:
+            cred = self.roles[duty]
+            base = self.model_copy(update={"user": cred.user, "password": cred.password, "roles": {}})
+            if self.url is not None:  # the URL's hosts and options with the duty's account
+                url = urlsplit(self.dsn())
+                auth = quote(cred.user, safe="")
+                if cred.password is not None:
+                    auth += ":" + quote(cred.password.get_secret_value(), safe="")
+                return urlunsplit(url._replace(netloc=auth + "@" + url.netloc.rpartition("@")[2]))
+            return base.dsn()
         if self.url is not None:
             url = urlsplit(self.url.get_secret_value())
             if _url_sslmode(url.query) is None:
@@ -180,7 +228,11 @@ class RedisEndpoint(_Model):
     tls: StrictBool = False
     db: Count(ge=0, le=99_999) = 0
     url: SecretStr | None = None
+    ca_pem: CaPem = None  # the CA of the servers' (and Sentinels') certificates
     sentinels: list[HostPort] = Field(default_factory=list, max_length=16)
+    # Sentinels' own account (they speak TLS when `tls` is on)
+    sentinel_username: Identifier | None = None
+    sentinel_password: SecretStr | None = None
     master_name: Name = "backbone"
     cache_policy: CachePolicy = Field(default_factory=CachePolicy)
     # a master stops accepting writes when fewer replicas than this acknowledged replication
@@ -253,6 +305,9 @@ class KafkaEndpoint(_Model):
     sasl_mechanism: str | None = None
     sasl_username: str | None = Field(None, max_length=256, pattern=r"^[\x21-\x7e]+$")
     sasl_password: SecretStr | None = None
+    ca_pem: CaPem = None  # the CA of the brokers' certificates
+    # the principals by duty (KAFKA_DUTIES); a duty without one uses sasl_username
+    principals: dict[Literal["admin", "relay", "bridge", "drills"], Credential] = Field(default_factory=dict)
     topics: list[TopicSpec] = Field(default_factory=list, max_length=1000)
 
     @field_validator("bootstrap_servers")
@@ -339,11 +394,17 @@ class Contract(_Model):
         for section, fields in SECRET_FIELDS.items():
             endpoint = getattr(self, section)
             for name in fields:
-                value = getattr(endpoint, name, None) if endpoint is not None else None
-                if value is not None:
-                    found.append(value.get_secret_value())
+                if endpoint is None:
+                    continue
+                if ".*." in name:  # a map of credentials: each entry's field
+                    mapping, _, field = name.partition(".*.")
+                    values = [getattr(v, field, None) for v in getattr(endpoint, mapping).values()]
+                else:
+                    values = [getattr(endpoint, name, None)]
+                found += [v.get_secret_value() for v in values if v is not None]
         if self.timescale is not None:
             found.append(self.timescale.dsn())
+            found += [self.timescale.dsn(duty) for duty in self.timescale.roles]
         if self.redis is not None:
             found.append(self.redis.connection_url())
         return [s for s in found if s]
@@ -354,15 +415,24 @@ class Contract(_Model):
         (and their PostgreSQL pool knobs) are left out."""
         if self.tier == "bootstrap":
             return self.model_dump(mode="json", exclude={"timescale", "redis", "kafka"})
-        data = self.model_dump(mode="json", exclude={s: set(f) for s, f in SECRET_FIELDS.items()})
+        data = self.model_dump(mode="json", exclude=_secret_exclude())
         if self.timescale is not None:
             data["timescale"].update(self.timescale.target())
             data["timescale"]["credentials"] = _present(self.timescale.password or self.timescale.url)
         if self.redis is not None:
             data["redis"].update(self.redis.target())
             data["redis"]["credentials"] = _present(self.redis.password or self.redis.url)
+            data["redis"]["sentinel_credentials"] = _present(self.redis.sentinel_password)
         if self.kafka is not None:
             data["kafka"]["credentials"] = _present(self.kafka.sasl_password)
+        for section in ("timescale", "redis", "kafka"):  # the CA by its fingerprint: PEM is long
+            if data.get(section) is not None and data[section].get("ca_pem") is not None:
+                data[section]["ca_pem"] = "sha256:" + hashlib.sha256(data[section]["ca_pem"].encode()).hexdigest()
+        for section, mapping in (("timescale", "roles"), ("kafka", "principals")):
+            endpoint = getattr(self, section)
+            if endpoint is not None:
+                for duty, cred in getattr(endpoint, mapping).items():
+                    data[section][mapping][duty]["credentials"] = _present(cred.password)
         return data
 
 
@@ -370,6 +440,21 @@ def null_sections(document: dict[str, Any]) -> list[str]:
     """Sections a document gives as null: a contract leaves a section out, it never nulls it."""
     return [k for k in ("timescale", "redis", "kafka", "objectives", "data", "bootstrap")
             if k in document and document[k] is None]
+
+
+def _secret_exclude() -> dict[str, Any]:
+    """SECRET_FIELDS as pydantic's `exclude` argument ("roles.*.password" included)."""
+    out: dict[str, Any] = {}
+    for section, fields in SECRET_FIELDS.items():
+        spec: dict[str, Any] = {}
+        for name in fields:
+            if ".*." in name:
+                mapping, _, field = name.partition(".*.")
+                spec[mapping] = {"__all__": {field}}
+            else:
+                spec[name] = True
+        out[section] = spec
+    return out
 
 
 def _present(secret: SecretStr | None) -> str:

@@ -17,7 +17,16 @@ def split_secrets(document: dict[str, Any]) -> tuple[dict[str, Any], dict[str, A
         if not isinstance(block, dict):
             continue
         for name in fields:
-            if block.get(name) is not None:
+            if ".*." in name:  # each entry of a map of credentials keeps its own secret
+                mapping, _, field = name.partition(".*.")
+                entries = block.get(mapping)
+                if not isinstance(entries, dict):
+                    continue
+                block[mapping] = entries = {k: (dict(v) if isinstance(v, dict) else v) for k, v in entries.items()}
+                for key, entry in entries.items():
+                    if isinstance(entry, dict) and entry.get(field) is not None:
+                        secret.setdefault(section, {}).setdefault(mapping, {})[key] = {field: entry.pop(field)}
+            elif block.get(name) is not None:
                 secret.setdefault(section, {})[name] = block.pop(name)
     return public, secret
 
@@ -42,12 +51,36 @@ def merge_outputs(outputs: dict[str, Any]) -> dict[str, Any]:
             raise ContractError(f"backbone_secrets.{section}", "is null: leave it out, or give its secrets")
         if not isinstance(values, dict):
             raise ContractError(f"backbone_secrets.{section}", f"expected an object, got {type(values).__name__}")
+        maps = {f.partition(".*.")[0]: f.partition(".*.")[2] for f in SECRET_FIELDS[section] if ".*." in f}
         for name, value in values.items():
+            where = f"backbone_secrets.{section}.{name}"
+            if name in maps:
+                _merge_map(merged, section, name, maps[name], value, where)
+                continue
             if name not in SECRET_FIELDS[section]:
-                raise ContractError(f"backbone_secrets.{section}.{name}", "not a secret field")
+                raise ContractError(where, "not a secret field")
             if isinstance(merged.get(section), dict):
                 merged[section][name] = value
     return merged
+
+
+def _merge_map(merged: dict[str, Any], section: str, mapping: str, field: str, values: Any, where: str) -> None:
+    """Put each entry's secret back into the public map of credentials (roles, principals)."""
+    if not isinstance(values, dict):
+        raise ContractError(where, f"expected an object, got {type(values).__name__}")
+    block = merged.get(section)
+    if not isinstance(block, dict):
+        return
+    entries = block.get(mapping)
+    entries = {k: (dict(v) if isinstance(v, dict) else v) for k, v in (entries or {}).items()} \
+        if isinstance(entries, dict) else {}
+    for key, secret in values.items():
+        if not isinstance(secret, dict) or set(secret) - {field}:
+            raise ContractError(f"{where}.{key}", f"expected an object holding only '{field}'")
+        if not isinstance(entries.get(key), dict):
+            raise ContractError(f"{where}.{key}", "a secret for an entry the public output does not declare")
+        entries[key][field] = secret.get(field)
+    block[mapping] = entries
 
 
 class ContractError(ValueError):

@@ -17,6 +17,7 @@ from typing import Any, Callable
 from ..contract import Contract, merge_outputs, split_secrets
 from . import services as svcs
 from .binaries import SETUP_HINT, find_binaries
+from .pki import Authority
 from .processes import is_ours, spawn, stop_all
 from .provision import provision as provision_data_plane
 from .services import LocalError, LocalUsageError
@@ -59,7 +60,8 @@ class LocalEnvironment:
         _write_private(self.state_file, json.dumps(state, indent=2))
 
     # --- up / down -------------------------------------------------------------------
-    def up(self, kafka_brokers: int = 1, timeout_s: float = 120, provision: bool = True, ha: bool = False) -> Path:
+    def up(self, kafka_brokers: int = 1, timeout_s: float = 120, provision: bool = True, ha: bool = False,
+           insecure: bool = False) -> Path:
         state = self._load()
         if state is not None:
             self.progress(f"{self.state_dir} already holds an environment; starting whatever is stopped")
@@ -77,14 +79,16 @@ class LocalEnvironment:
             raise LocalUsageError(f"missing: {', '.join(missing)}; {SETUP_HINT}")
         self.state_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.state_dir, 0o700)
-        state = {"version": 1, "kafka_brokers": kafka_brokers, "ha": ha, "services": {},
+        state = {"version": 1, "kafka_brokers": kafka_brokers, "ha": ha, "insecure": insecure, "services": {},
                  "passwords": {"timescale": secrets.token_urlsafe(24), "redis": secrets.token_urlsafe(24)}}
         try:
             self._save(state)
-            self.progress("preparing configuration and data directories")
+            self.progress("preparing configuration and data directories"
+                          + ("" if insecure else ", the environment's CA and certificates"))
+            ca = None if insecure else Authority(self.state_dir / "tls", f"backbone local CA ({self.state_dir.name})")
             for family in topology(state).values():
-                state["services"] |= family.prepare(self.state_dir, bins, state["passwords"])
-            for node in svcs.prepare_kafka(self.state_dir, bins, kafka_brokers):
+                state["services"] |= family.prepare(self.state_dir, bins, state["passwords"], ca)
+            for node in svcs.prepare_kafka(self.state_dir, bins, kafka_brokers, state["passwords"], ca):
                 state["services"][node.pop("name")] = node
             self._save(state)
             for name in state["services"]:

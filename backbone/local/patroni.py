@@ -9,6 +9,7 @@ from `serviceconfig.patroni_config`, its failure detection from `patroni_dynamic
 """
 from __future__ import annotations
 
+
 import json
 import os
 import platform
@@ -18,11 +19,13 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 
 from .. import serviceconfig as sc
 from ..clients import timescale as timescale_client
+if TYPE_CHECKING:
+    from .pki import Authority
 from .binaries import Binaries
 from .processes import tail
 from .services import LocalError, _alive, _wait, free_port, pg_user
@@ -37,7 +40,8 @@ SETTINGS = sc.PatroniSettings(scope="backbone-local", ttl=20, loop_wait=2, retry
 SUPPORTED_ETCD_ARCHS = {"x86_64", "amd64"}
 
 
-def prepare(state_dir: Path, bins: Binaries, passwords: dict[str, str]) -> dict[str, dict[str, Any]]:
+def prepare(state_dir: Path, bins: Binaries, passwords: dict[str, str],
+            ca: "Authority | None" = None) -> dict[str, dict[str, Any]]:
     services = {"etcd": _prepare_etcd(state_dir, bins)}
     dcs = {"etcd3": {"hosts": [f"127.0.0.1:{services['etcd']['port']}"]}}
     # Only the members need it; it stays in their 0600 patroni.yml files, not in the state.

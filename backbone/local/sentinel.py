@@ -8,14 +8,17 @@ those files stay in the state dir, where a restarted process picks up what was l
 """
 from __future__ import annotations
 
+
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 
 from .. import serviceconfig as sc
 from ..clients.redis import node_client
+if TYPE_CHECKING:
+    from .pki import Authority
 from .binaries import Binaries
 from .services import LocalError, _alive, _wait, free_port
 
@@ -34,7 +37,8 @@ def _private(path: Path, text: str) -> None:
     path.write_text(text)
 
 
-def prepare(state_dir: Path, bins: Binaries, passwords: dict[str, str]) -> dict[str, dict[str, Any]]:
+def prepare(state_dir: Path, bins: Binaries, passwords: dict[str, str],
+            ca: "Authority | None" = None) -> dict[str, dict[str, Any]]:
     password = passwords["redis"]
     ports = {name: free_port() for name in REDIS_NODES}
     master_port = ports[REDIS_NODES[0]]

@@ -5,6 +5,7 @@ same configuration the docker and kubernetes stacks deploy.
 """
 from __future__ import annotations
 
+
 import base64
 import os
 import pwd
@@ -14,7 +15,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 
 from .. import serviceconfig as sc
@@ -22,6 +23,8 @@ from ..errors import BackboneError
 from ..clients import timescale as timescale_client
 from ..clients.kafka import node_admin
 from ..clients.redis import node_client
+if TYPE_CHECKING:
+    from .pki import Authority
 from .binaries import Binaries
 from .processes import is_ours, run_as, tail
 
@@ -175,7 +178,8 @@ def new_cluster_id() -> str:
             return cluster_id
 
 
-def prepare_kafka(state_dir: Path, bins: Binaries, brokers: int) -> list[dict[str, Any]]:
+def prepare_kafka(state_dir: Path, bins: Binaries, brokers: int, passwords: dict[str, str] | None = None,
+                  ca: "Authority | None" = None) -> list[dict[str, Any]]:
     nodes = [sc.KafkaNode(i, "127.0.0.1", free_port(), free_port()) for i in range(1, brokers + 1)]
     # tuned failure detection: a dead broker is fenced after 3 s, so its partitions get a
     # new leader quickly (the drills measure exactly this)
@@ -234,7 +238,8 @@ class SingleTimescale:
     kinds = ("timescale",)
 
     @staticmethod
-    def prepare(state_dir: Path, bins: Binaries, passwords: dict[str, str]) -> dict[str, dict[str, Any]]:
+    def prepare(state_dir: Path, bins: Binaries, passwords: dict[str, str],
+                ca: "Authority | None" = None) -> dict[str, dict[str, Any]]:
         return {"timescale": prepare_timescale(state_dir, bins, passwords["timescale"])}
 
     @staticmethod
@@ -253,7 +258,8 @@ class SingleRedis:
     kinds = ("redis",)
 
     @staticmethod
-    def prepare(state_dir: Path, bins: Binaries, passwords: dict[str, str]) -> dict[str, dict[str, Any]]:
+    def prepare(state_dir: Path, bins: Binaries, passwords: dict[str, str],
+                ca: "Authority | None" = None) -> dict[str, dict[str, Any]]:
         return {"redis": prepare_redis(state_dir, bins, passwords["redis"])}
 
     @staticmethod
