@@ -129,13 +129,33 @@ class RedisSettings:
     replica_of: tuple[str, int] | None = None
     min_replicas_to_write: int = 0
     min_replicas_max_lag_s: int = 10
+    tls: "RedisTLS | None" = None   # `port` becomes the TLS port, plaintext is off (port 0)
+    acl_file: str | None = None     # the users (`redis_acl_file`); none: the default user only
+
+
+@dataclass(frozen=True)
+class RedisTLS:
+    """Where a Redis server's or Sentinel's certificate, key and CA are (each platform
+    mounts them at its own paths). Clients authenticate with ACL passwords, so the server
+    asks for no client certificate (`tls-auth-clients no`); its certificate is also the one
+    it shows as a client (replication, Sentinel links), verified against `ca_file`."""
+    cert_file: str
+    key_file: str
+    ca_file: str
+    protocols: str = "TLSv1.2 TLSv1.3"
+
+
+def _tls_lines(port: int, tls: RedisTLS) -> list[str]:
+    return ["port 0", f"tls-port {port}", f"tls-cert-file {tls.cert_file}", f"tls-key-file {tls.key_file}",
+            f"tls-ca-cert-file {tls.ca_file}", f'tls-protocols "{tls.protocols}"', "tls-auth-clients no",
+            "tls-replication yes", "tls-prefer-server-ciphers yes"]
 
 
 def redis_conf(s: RedisSettings) -> str:
     """redis.conf without credentials; the password goes in through `redis_auth_conf`
     (a file only its owner reads) or a container secret, never into a ConfigMap."""
     lines = [
-        f"port {s.port}",
+        *(_tls_lines(s.port, s.tls) if s.tls else [f"port {s.port}"]),
         f"bind {s.bind}",
         "protected-mode yes",
         "daemonize no",
@@ -151,6 +171,8 @@ def redis_conf(s: RedisSettings) -> str:
     ]
     if s.replica_of:
         lines.append(f"replicaof {s.replica_of[0]} {s.replica_of[1]}")
+    if s.acl_file:
+        lines.append(f"aclfile {s.acl_file}")
     return "\n".join(lines) + "\n"
 
 
@@ -158,6 +180,71 @@ def redis_auth_conf(password: str) -> str:
     """The credentials part: clients and replicas both authenticate with it."""
     quoted = password.replace("\\", "\\\\").replace('"', '\\"')
     return f'requirepass "{quoted}"\nmasterauth "{quoted}"\n'
+
+
+def _quoted(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+# --- Redis ACL users (docs/security.md) ---------------------------------------------------
+# The application: its key namespace only, no pub/sub channels, every data command but
+# nothing dangerous or administrative (FLUSHALL, FLUSHDB, CONFIG, DEBUG, SHUTDOWN, ACL,
+# REPLICAOF, KEYS, MONITOR, SAVE/BGSAVE, CLIENT KILL/LIST, ...); INFO back for the probe
+# (role, memory, hit ratio), and no SCRIPT FLUSH or FUNCTION (shared server state).
+REDIS_APP_RULES = ("resetchannels", "+@all", "-@dangerous", "-@admin", "+info",
+                   "-script|flush", "-script|kill", "-function")
+# What a replica sends its master, exactly (Redis' ACL docs).
+REDIS_REPLICATION_RULES = ("resetchannels", "-@all", "+psync", "+replconf", "+ping")
+# What Sentinel sends the servers it monitors, as Redis' docs list it.
+REDIS_SENTINEL_RULES = ("allchannels", "-@all", "+multi", "+slaveof", "+ping", "+exec", "+subscribe",
+                        "+config|rewrite", "+role", "+publish", "+info", "+client|setname", "+client|kill",
+                        "+script|kill")
+# The platform's own administration (readiness, faults, drills): everything.
+REDIS_ADMIN_RULES = ("~*", "&*", "+@all")
+
+
+@dataclass(frozen=True)
+class RedisAccounts:
+    """The ACL users of a Redis deployment and their passwords."""
+    app_user: str
+    app_password: str
+    app_key_patterns: tuple[str, ...]   # e.g. ("emp:cache:*",): the cache policy's namespace
+    replication_user: str
+    replication_password: str
+    sentinel_user: str | None = None    # the account Sentinel uses on the servers (HA only)
+    sentinel_password: str | None = None
+    admin_user: str | None = None       # a platform's own administration account
+    admin_password: str | None = None
+
+
+def _acl_password(password: str) -> str:
+    """The password as its SHA-256 (`#hex`): the file never holds it in the clear."""
+    import hashlib
+    return "#" + hashlib.sha256(password.encode()).hexdigest()
+
+
+def redis_acl_file(a: RedisAccounts) -> str:
+    """The `aclfile` of every server: the default user off, one user per duty. Passwords are
+    stored hashed; still a secret (a Secret, a 0600 file): it names every account."""
+    for pattern in a.app_key_patterns:
+        if not pattern or any(c.isspace() for c in pattern):
+            raise ValueError(f"invalid key pattern {pattern!r}")
+
+    def user(name: str, password: str, rules: tuple[str, ...], keys: tuple[str, ...] = ()) -> str:
+        return " ".join(["user", name, "reset", "on", _acl_password(password), *(f"~{k}" for k in keys), *rules])
+    lines = ["user default reset off nopass -@all",
+             user(a.app_user, a.app_password, REDIS_APP_RULES, a.app_key_patterns),
+             user(a.replication_user, a.replication_password, REDIS_REPLICATION_RULES)]
+    if a.sentinel_user and a.sentinel_password:
+        lines.append(user(a.sentinel_user, a.sentinel_password, REDIS_SENTINEL_RULES))
+    if a.admin_user and a.admin_password:
+        lines.append(user(a.admin_user, a.admin_password, REDIS_ADMIN_RULES))
+    return "\n".join(lines) + "\n"
+
+
+def redis_replication_auth_conf(user: str, password: str) -> str:
+    """How a replica authenticates to its master (every node: any may become a replica)."""
+    return f"masteruser {user}\nmasterauth {_quoted(password)}\n"
 
 
 @dataclass(frozen=True)
@@ -171,13 +258,14 @@ class SentinelSettings:
     down_after_ms: int = 1000
     failover_timeout_ms: int = 10000
     parallel_syncs: int = 1
+    tls: RedisTLS | None = None  # TLS only (port 0), and TLS to the masters and other Sentinels
 
 
 def sentinel_conf(s: SentinelSettings, data_dir: str) -> str:
     """sentinel.conf without the master password (see `sentinel_auth_conf`).
     Sentinel rewrites this file at run time, so it must live on a writable path."""
     return "\n".join([
-        f"port {s.port}",
+        *(_tls_lines(s.port, s.tls) if s.tls else [f"port {s.port}"]),
         f"bind {s.bind}",
         "daemonize no",
         f"dir {data_dir}",
@@ -193,6 +281,16 @@ def sentinel_conf(s: SentinelSettings, data_dir: str) -> str:
 def sentinel_auth_conf(master_name: str, password: str) -> str:
     quoted = password.replace("\\", "\\\\").replace('"', '\\"')
     return f'sentinel auth-pass {master_name} "{quoted}"\n'
+
+
+def sentinel_secure_auth_conf(master_name: str, auth_user: str, auth_password: str, sentinel_password: str) -> str:
+    """A Sentinel's credentials: its account on the servers it monitors (`auth-user`/
+    `auth-pass`), the password its own clients must give (`requirepass`, the default user's)
+    and the one it gives the other Sentinels (`sentinel-pass`: the same, they share it)."""
+    return (f"sentinel auth-user {master_name} {auth_user}\n"
+            f"sentinel auth-pass {master_name} {_quoted(auth_password)}\n"
+            f"requirepass {_quoted(sentinel_password)}\n"
+            f"sentinel sentinel-pass {_quoted(sentinel_password)}\n")
 
 
 @dataclass(frozen=True)

@@ -58,15 +58,19 @@ def _url_tls(ep: RedisEndpoint) -> dict:
 
 def node_client(host: str, port: int, timeout_s: float, *, password: str | None = None, db: int = 0,
                 connect_timeout_s: float | None = None, retry: bool = True, username: str | None = None,
-                ca_pem: str | None = None) -> redis.Redis:
+                ca_pem: str | None = None, tls: bool | None = None, unix_socket_path: str | None = None) -> redis.Redis:
     """A client of the one server or Sentinel at host:port rather than the contract's master,
-    over TLS verified with `ca_pem` when given. The connect timeout is `timeout_s` unless
+    over TLS verified with `ca_pem` when given (or `tls=True`: the system's CAs), or of a
+    server on a Unix socket (a scratch server's). The connect timeout is `timeout_s` unless
     given; `retry=False` turns redis-py's own retries off for a caller that polls by itself."""
     extra = {} if retry else {"retry": Retry(NoBackoff(), 0)}
+    if unix_socket_path is not None:
+        extra["unix_socket_path"] = unix_socket_path
+    else:
+        extra |= tls_args(ca_pem is not None if tls is None else tls, ca_pem)
     return redis.Redis(host=host, port=port, username=username, password=password, db=db,
                        socket_timeout=timeout_s,
-                       socket_connect_timeout=timeout_s if connect_timeout_s is None else connect_timeout_s,
-                       **tls_args(ca_pem is not None, ca_pem), **extra)
+                       socket_connect_timeout=timeout_s if connect_timeout_s is None else connect_timeout_s, **extra)
 
 
 def classify(exc: BaseException, timeout_s: float) -> tuple[str, str] | None:

@@ -149,11 +149,11 @@ class LocalFaults:
         """Enforce the contract's min-replicas-to-write / min-replicas-max-lag on every Redis
         node (the stacks write them into redis.conf; `local up` leaves Redis' defaults); the
         values they had, for `redis_bound(*previous)` afterwards."""
-        from ..local.sentinel import _client
+        from ..local.redis_access import admin_client
         state = self._state()
         previous = None
         for svc in (s for s in state["services"].values() if s["kind"] == "redis"):
-            client = _client(svc["port"], state["passwords"]["redis"])
+            client = admin_client(state, svc)
             try:
                 if previous is None:
                     got = client.config_get("min-replicas-*")
@@ -183,7 +183,7 @@ class LocalFaults:
         svc = state["services"][member]
         if svc["kind"] == "redis":
             from ..local.sentinel import _info
-            info = _info(svc["port"], state["passwords"]["redis"])
+            info = _info(state, member)
             return info.get("role") == "slave" and info.get("master_link_status") == "up"
         if svc["kind"] == "patroni":
             from ..local.patroni import rejoined

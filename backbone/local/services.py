@@ -22,7 +22,6 @@ from .. import serviceconfig as sc
 from ..errors import BackboneError
 from ..clients import timescale as timescale_client
 from ..clients.kafka import node_admin
-from ..clients.redis import node_client
 if TYPE_CHECKING:
     from .pki import Authority
 from .binaries import Binaries
@@ -142,24 +141,29 @@ def timescale_ready(svc: dict[str, Any], password: str, timeout_s: float) -> flo
 
 # --- Redis ------------------------------------------------------------------------------
 
-def prepare_redis(state_dir: Path, bins: Binaries, password: str) -> dict[str, Any]:
+def prepare_redis(state_dir: Path, bins: Binaries, passwords: dict[str, str],
+                  ca: "Authority | None" = None) -> dict[str, Any]:
+    from . import redis_access
     port = free_port()
     home = state_dir / "redis"
     (home / "data").mkdir(parents=True, exist_ok=True)
-    auth = home / "auth.conf"
-    auth.touch(mode=0o600)
-    auth.write_text(sc.redis_auth_conf(password))
-    conf = sc.redis_conf(sc.RedisSettings(port=port, bind="127.0.0.1", data_dir=str(home / "data"),
-                                          maxmemory="128mb"))
-    (home / "redis.conf").write_text(conf + f"include {auth}\n")
+    include = redis_access.server_auth(home, passwords, ca, sentinel=False)
+    conf = sc.redis_conf(sc.RedisSettings(
+        port=port, bind="127.0.0.1", data_dir=str(home / "data"), maxmemory="128mb",
+        tls=redis_access.tls_files(ca, "redis", home) if ca else None,
+        acl_file=str(home / "users.acl") if ca else None))
+    redis_access.private(home / "redis.conf", conf + include)
     return {"kind": "redis", "port": port, "home": str(home), "user": None,
             "log": str(state_dir / "logs" / "redis.log"),
-            "argv": [str(bins.redis_server), str(home / "redis.conf")]}
+            "argv": [str(bins.redis_server), str(home / "redis.conf")],
+            **({"ca": str(ca.cert_path)} if ca else {})}
 
 
-def redis_ready(svc: dict[str, Any], password: str, timeout_s: float) -> float:
+def redis_ready(state: dict[str, Any], svc: dict[str, Any], timeout_s: float) -> float:
+    from .redis_access import admin_client
+
     def ready() -> bool:
-        client = node_client("127.0.0.1", svc["port"], 2, password=password)
+        client = admin_client(state, svc)
         try:
             return bool(client.ping())
         finally:
@@ -260,14 +264,15 @@ class SingleRedis:
     @staticmethod
     def prepare(state_dir: Path, bins: Binaries, passwords: dict[str, str],
                 ca: "Authority | None" = None) -> dict[str, dict[str, Any]]:
-        return {"redis": prepare_redis(state_dir, bins, passwords["redis"])}
+        return {"redis": prepare_redis(state_dir, bins, passwords, ca)}
 
     @staticmethod
     def ready(state: dict[str, Any], names: list[str], timeout_s: float) -> float:
-        return redis_ready(state["services"]["redis"], state["passwords"]["redis"], timeout_s)
+        return redis_ready(state, state["services"]["redis"], timeout_s)
 
     @staticmethod
     def contract(state: dict[str, Any]) -> dict[str, Any]:
-        return {"host": "127.0.0.1", "port": state["services"]["redis"]["port"],
-                "password": state["passwords"]["redis"]}
+        from .redis_access import contract_auth
+        svc = state["services"]["redis"]
+        return {"host": "127.0.0.1", "port": svc["port"], **contract_auth(state, svc, sentinel=False)}
 

@@ -9,17 +9,20 @@ import redis
 
 from ..checks import DOWN, CheckResult, judged
 from ..clients.redis import classify as redis_failure
-from ..clients.redis import node_client, redis_client
+from ..clients.redis import node_client, redis_client, sentinel_kwargs
 from ..contract import RedisEndpoint
 
 MEMORY_DEGRADED = 0.90  # used_memory above 90 % of maxmemory
 
 
 def ask_sentinels(ep: RedisEndpoint, timeout_s: float) -> list[dict]:
-    """What each declared Sentinel says about the master (Sentinels hold no password here)."""
+    """What each declared Sentinel says about the master, asked with the contract's Sentinel
+    account over TLS when the contract says so."""
     answers = []
+    auth = sentinel_kwargs(ep, timeout_s)
     for s in ep.sentinels:
-        client = node_client(s.host, s.port, timeout_s)
+        client = node_client(s.host, s.port, timeout_s, username=auth.get("username"), password=auth.get("password"),
+                             ca_pem=ep.ca_pem, tls=ep.tls)
         try:
             addr = client.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", ep.master_name)
             try:
