@@ -61,6 +61,10 @@ def register(sub) -> None:
     backup.add_argument("--topic", action="append", default=[], metavar="NAME",
                         help="kafka: only this declared topic (repeatable; default: every declared topic)")
     backup.add_argument("--work-dir", type=Path, default=Path("drills"), help="where a fresh backup is written")
+    backup.add_argument("--state-dir", type=Path, default=None,
+                        help="the local environment (platform local), whose operator account takes the backup; "
+                             "default: the directory of --outputs when it holds one, else $BACKBONE_STATE_DIR "
+                             "or .backbone/local")
     backup.add_argument("--timeout", type=positive, default=600.0, metavar="S")
     backup.add_argument("--format", choices=("markdown", "json"), default="markdown")
     backup.add_argument("--output", type=Path, metavar="PATH")
@@ -203,7 +207,8 @@ def cmd_backup(args) -> int:
               + (f"restoring {given}" if given else "taking a backup, then restoring it"))
     drill = run_backup(args.service, contract, BackupOptions(
         args.work_dir, given=given, topics=tuple(args.topic) or None, timeout_s=args.timeout,
-        progress=lambda m: err.print(redactor.scrub(m), markup=False)))
+        progress=lambda m: err.print(redactor.scrub(m), markup=False),
+        state_dir=local_state_dir(args) if contract.platform == "local" else None))
     text = json.dumps(drill.to_dict(), indent=2) + "\n" if args.format == "json" else drill.to_markdown()
     emit(redactor.scrub(text), args.output, f"{args.service} backup drill")
     return drill.exit_code

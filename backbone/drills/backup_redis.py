@@ -2,7 +2,7 @@
 restore takes (against the RTO) and how old the snapshot is (against the RPO).
 
 Take a snapshot of the contract's master (BGSAVE; or use a given RDB file), load it into a
-scratch redis-server on a free 127.0.0.1 port, and compare key count and a content digest
+scratch redis-server on a private Unix socket, and compare key count and a content digest
 of the contract's database with the source's; the scratch server and its files go away
 whatever happens.
 
@@ -10,6 +10,13 @@ The digest is computed client-side, the same way on both servers: DEBUG DIGEST i
 default since Redis 7 (`enable-debug-command no`) and on managed services, and DUMP bytes
 depend on each server's encoding thresholds. Passwords never reach a command line (ps):
 the scratch server gets its own random one through a 0600 config file.
+
+The source: BGSAVE, CONFIG GET of where the RDB goes and a read of every key are an
+operator's, not the application's (its ACL user refuses them): `operator` is the account to
+use (on the local platform, its administration account from state.json, found through
+`BackupOptions.state_dir`); without one, the contract's. The scratch copy holds the data:
+it listens on no TCP port at all, only on a Unix socket inside the drill's 0700 scratch
+directory, with a password as well.
 """
 from __future__ import annotations
 
@@ -23,12 +30,12 @@ from pathlib import Path
 from typing import Any
 
 import redis
+from pydantic import SecretStr
 
 from ..clients.redis import node_client, redis_client
 from ..contract import Contract, RedisEndpoint
 from ..local.binaries import SETUP_HINT, find_binaries
 from ..local.processes import is_ours, spawn, stop, tail
-from ..local.services import free_port
 from ..report import Redactor
 from .backup import BackupDrillError, RestoreVerdict
 from .live import mark, rounded
@@ -54,7 +61,7 @@ class RedisBackupDrill(RestoreVerdict):
     expiring_keys: int = 0             # left out of both sides: their TTL ends during the drill
     redis_version: str | None = None
     scratch_dir: str = ""
-    scratch_port: int | None = None
+    scratch_socket: str | None = None  # the scratch server's Unix socket (it listens on no port)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -76,7 +83,7 @@ class RedisBackupDrill(RestoreVerdict):
                 "digest": {"source": self.source_digest, "restored": self.restored_digest,
                            "match": self.source_digest == self.restored_digest},
                 "expiring_keys": self.expiring_keys, "source_unchanged": self.source_unchanged,
-                "scratch_port": self.scratch_port, "objectives": self.objectives, "ok": self.ok,
+                "scratch_socket": self.scratch_socket, "objectives": self.objectives, "ok": self.ok,
                 "rto_met": self.rto_met, "rpo_met": self.rpo_met, "passed": self.passed, "notes": self.notes}
 
     def to_markdown(self) -> str:
@@ -89,8 +96,8 @@ def to_markdown(result: RedisBackupDrill) -> str:
            if result.snapshot_taken and result.snapshot_s is not None else "given")
     digests_match = result.source_digest == result.restored_digest
     lines = ["# Backup / restore drill: redis", "", f"**{verdict}**", "",
-             f"Snapshot: `{result.snapshot_path}` ({how}); loaded into a scratch redis-server on "
-             f"127.0.0.1:{result.scratch_port}, stopped and removed afterwards.", "",
+             f"Snapshot: `{result.snapshot_path}` ({how}); loaded into a scratch redis-server on a private "
+             f"Unix socket (no TCP port), stopped and removed afterwards.", "",
              "| measure | value | objective | met |", "|---|---|---|---|",
              f"| RTO: restore time | {result.restore_s:.2f} s | ≤ {result.objectives['rto_s']:g} s | "
              f"{mark(result.rto_met)} |",
@@ -108,23 +115,35 @@ def to_markdown(result: RedisBackupDrill) -> str:
 
 def run(contract: Contract, options) -> RedisBackupDrill:
     """The registry's signature (drills/backups.py)."""
-    return redis_backup_drill(contract, options.work_dir, dump=options.given, timeout_s=options.timeout_s)
+    operator = None
+    if contract.platform == "local" and getattr(options, "state_dir", None) is not None:
+        from ..local.redis_access import operator_account
+        operator = operator_account(options.state_dir)
+    return redis_backup_drill(contract, options.work_dir, dump=options.given, timeout_s=options.timeout_s,
+                              operator=operator)
+
+
+def _as_operator(ep: RedisEndpoint, operator: tuple[str, str] | None) -> RedisEndpoint:
+    """The contract's endpoint with the operator's account instead of the application's."""
+    if operator is None or ep.url is not None:
+        return ep
+    return ep.model_copy(update={"username": operator[0], "password": SecretStr(operator[1])})
 
 
 def redis_backup_drill(contract: Contract, work_dir: Path, dump: Path | None = None,
-                       timeout_s: float = 600.0) -> RedisBackupDrill:
+                       timeout_s: float = 600.0, operator: tuple[str, str] | None = None) -> RedisBackupDrill:
     if contract.redis is None:
         raise BackupDrillError("the redis backup drill needs a redis section in the contract")
     server = find_binaries().redis_server
     if server is None:
         raise BackupDrillError(f"redis-server not found (the scratch server needs it; {SETUP_HINT})")
     scratch_password = secrets.token_urlsafe(24)
-    redactor = Redactor(contract.secrets() + [scratch_password])
+    redactor = Redactor(contract.secrets() + [scratch_password] + ([operator[1]] if operator else []))
     deadline = time.monotonic() + timeout_s
     work_dir, db = Path(work_dir), int(contract.redis.target().get("db") or 0)
     notes: list[str] = []
     try:
-        source = redis_client(contract.redis, min(timeout_s, 30))
+        source = redis_client(_as_operator(contract.redis, operator), min(timeout_s, 30))
         try:
             version = source.info("server").get("redis_version")
             others = sorted(name for name in source.info("keyspace") if name != f"db{db}")
@@ -145,7 +164,7 @@ def redis_backup_drill(contract: Contract, work_dir: Path, dump: Path | None = N
         if not source_unchanged:
             notes.append("the source was written to (or saved) while its digest was taken: a difference "
                          "below may be those writes rather than the backup; rerun with writes paused")
-        restored_keys, restore_s, scratch_dir, port, expired_on_load = _restore(
+        restored_keys, restore_s, scratch_dir, socket_path, expired_on_load = _restore(
             server, snapshot, work_dir, db, scratch_password, deadline, timeout_s)
     except BackupDrillError as exc:
         raise BackupDrillError(redactor.scrub(str(exc))) from None
@@ -177,7 +196,7 @@ def redis_backup_drill(contract: Contract, work_dir: Path, dump: Path | None = N
                             restored_digest=_combine(dst), objectives=contract.objectives.redis.model_dump(),
                             snapshot_taken=dump is None, snapshot_s=snapshot_s, db=db,
                             source_unchanged=source_unchanged, expiring_keys=len(expiring), redis_version=version,
-                            scratch_dir=str(scratch_dir), scratch_port=port,
+                            scratch_dir=str(scratch_dir), scratch_socket=str(socket_path),
                             notes=[redactor.scrub(n) for n in notes])
 
 
@@ -229,11 +248,13 @@ def _snapshot(client: redis.Redis, work_dir: Path, deadline: float):
 
 
 def _restore(server: Path, snapshot: Path, work_dir: Path, db: int, password: str, deadline: float,
-             timeout_s: float) -> tuple[KeyDigests, float, Path, int, int]:
+             timeout_s: float) -> tuple[KeyDigests, float, Path, Path, int]:
     work_dir.mkdir(parents=True, exist_ok=True)
     # absolute: the server runs in that folder, where a relative path would point elsewhere
     scratch = Path(tempfile.mkdtemp(prefix=".redis-restore-", dir=work_dir)).absolute()  # 0700
-    port, proc, client = free_port(), None, None
+    # the socket's own 0700 directory, short enough for a socket path (108 bytes at most)
+    sock_dir = Path(tempfile.mkdtemp(prefix="backbone-redis-"))
+    sock, proc, client = sock_dir / "redis.sock", None, None
     try:
         started = time.monotonic()  # the restore: put the file in place, start, load
         _copy_private(snapshot, scratch / "dump.rdb")
@@ -243,12 +264,14 @@ def _restore(server: Path, snapshot: Path, work_dir: Path, db: int, password: st
             # save "": the copy never writes back; sanitize-dump-payload: a corrupt value fails
             # the load here instead of crashing the digest later; the password is URL-safe
             quoted_dir = str(scratch).replace("\\", "\\\\").replace('"', '\\"')
-            f.write(f'port {port}\nbind 127.0.0.1\nprotected-mode yes\ndaemonize no\ndir "{quoted_dir}"\n'
-                    f'dbfilename dump.rdb\nappendonly no\nsave ""\nsanitize-dump-payload yes\n'
+            # port 0: no TCP listener; the socket is the owner's only (and in a 0700 directory)
+            quoted_sock = str(sock).replace("\\", "\\\\").replace('"', '\\"')
+            f.write(f'port 0\nunixsocket "{quoted_sock}"\nunixsocketperm 600\ndaemonize no\n'
+                    f'dir "{quoted_dir}"\ndbfilename dump.rdb\nappendonly no\nsave ""\nsanitize-dump-payload yes\n'
                     f'requirepass {password}\n')
         proc = spawn([str(server), str(conf)], scratch / "redis.log", cwd=scratch)
-        client = node_client("127.0.0.1", port, min(timeout_s, 30), password=password, db=db, connect_timeout_s=2,
-                             retry=False)  # we poll ourselves
+        client = node_client("localhost", 0, min(timeout_s, 30), password=password, db=db, connect_timeout_s=2,
+                             retry=False, unix_socket_path=str(sock))  # we poll ourselves
 
         def loaded() -> bool:
             if not is_ours(proc.pid, proc.start_ticks):
@@ -261,9 +284,9 @@ def _restore(server: Path, snapshot: Path, work_dir: Path, db: int, password: st
         _until(loaded, deadline, f"the scratch redis-server did not load {snapshot}")
         restore_s = time.monotonic() - started
         expired = int(client.info("persistence").get("rdb_last_load_keys_expired", 0))
-        return _key_digests(client, deadline, "the restored copy"), restore_s, scratch, port, expired
+        return _key_digests(client, deadline, "the restored copy"), restore_s, scratch, sock, expired
     except redis.RedisError as exc:  # not the source's failure: say which server
-        raise BackupDrillError(f"the scratch redis-server on 127.0.0.1:{port}: {exc}") from None
+        raise BackupDrillError(f"the scratch redis-server on {sock}: {exc}") from None
     finally:
         if client is not None:
             client.close()
@@ -271,6 +294,7 @@ def _restore(server: Path, snapshot: Path, work_dir: Path, db: int, password: st
             stop(proc.pid, proc.start_ticks, grace_s=10)
             _reap(proc.pid)
         shutil.rmtree(scratch, ignore_errors=True)
+        shutil.rmtree(sock_dir, ignore_errors=True)
 
 
 def _reap(pid: int) -> None:

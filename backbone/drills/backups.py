@@ -31,6 +31,7 @@ class BackupOptions:
     topics: tuple[str, ...] | None = None  # kafka: only these declared topics
     timeout_s: float = 600.0
     progress: Callable[[str], None] | None = None
+    state_dir: Path | None = None       # the local environment (platform local): its operator's account
 
 
 class BackupResult(Protocol):

@@ -65,7 +65,7 @@ def run_plan(plan: QuarterPlan, contract: Contract, backend, work_dir: Path, *, 
             if getattr(contract, s.service) is None:
                 raise ConfigError(f"the contract has no {s.service} section")
             if s.kind == "backup":
-                outcome.result = _backup(contract, s.service, work_dir, timeout_s)
+                outcome.result = _backup(contract, s.service, work_dir, timeout_s, backend)
             else:
                 outcome.result = live_drill(contract, backend, s.service, s.fault, s.target, warmup_s=warmup_s,
                                             max_outage_s=max_outage_s, progress=progress)
@@ -76,9 +76,11 @@ def run_plan(plan: QuarterPlan, contract: Contract, backend, work_dir: Path, *, 
     return outcomes
 
 
-def _backup(contract: Contract, service: str, work_dir: Path, timeout_s: float):
+def _backup(contract: Contract, service: str, work_dir: Path, timeout_s: float, backend=None):
     from .backups import BackupOptions, run_backup
-    return run_backup(service, contract, BackupOptions(work_dir, timeout_s=timeout_s))
+    env = getattr(backend, "env", None)  # the local platform's fault backend knows its environment
+    return run_backup(service, contract, BackupOptions(work_dir, timeout_s=timeout_s,
+                                                       state_dir=getattr(env, "state_dir", None)))
 
 
 def to_markdown(plan: QuarterPlan, outcomes: list[Outcome], png: Path | None) -> str:

@@ -117,3 +117,16 @@ def contract_auth(state: dict[str, Any], svc: dict[str, Any], sentinel: bool) ->
     if sentinel:
         out |= {"sentinel_username": SENTINEL_CLIENT_USER, "sentinel_password": state["passwords"][SENTINELS]}
     return out
+
+
+def operator_account(state_dir: Path) -> tuple[str, str] | None:
+    """The administration account of the local environment in `state_dir`, for what only an
+    operator may do (the backup drill's BGSAVE and whole-database read); None on an
+    --insecure environment (its one password is the contract's) or none there."""
+    import json
+    try:
+        state = json.loads((Path(state_dir) / "state.json").read_text())
+    except (OSError, ValueError):
+        return None
+    password = state.get("passwords", {}).get(ADMIN)
+    return (ADMIN_USER, password) if password and not state.get("insecure") else None

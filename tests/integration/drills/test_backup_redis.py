@@ -3,7 +3,6 @@ a scratch redis-server loads it, key count and content digest compared, objectiv
 scratch server and its files are gone afterwards, whatever happened."""
 import json
 import os
-import socket
 import threading
 import time
 import uuid
@@ -16,6 +15,7 @@ from backbone.contract import Contract, merge_outputs
 from backbone.drills import backup_redis
 from backbone.drills.backup import BackupDrillError
 from backbone.drills.backup_redis import redis_backup_drill, to_markdown
+from backbone.local.redis_access import operator_account
 from backbone.local.services import free_port
 
 
@@ -30,10 +30,21 @@ def password_of(local_env) -> str:
     return local_env["contract"]["backbone_secrets"]["redis"]["password"]
 
 
+def operator(local_env):
+    """The account the drill backs up with: the environment's administration account (the
+    application's ACL user may not BGSAVE, CONFIG GET or read outside its namespace)."""
+    return operator_account(local_env["state_dir"])
+
+
+def run_drill(local_env, contract, work_dir, **kwargs):
+    return redis_backup_drill(contract, work_dir, operator=operator(local_env), **kwargs)
+
+
 def write_keys(contract: Contract, n: int = 5) -> str:
-    """n keys of each type under a prefix no other test uses, half of them with a TTL
-    long enough to outlive the test; returns the prefix."""
-    prefix = f"drill-backup:{uuid.uuid4().hex[:8]}:"
+    """n keys of each type under a prefix no other test uses (inside the application's
+    namespace, where its ACL user may write), half of them with a TTL long enough to outlive
+    the test; returns the prefix."""
+    prefix = f"{contract.redis.cache_policy.namespace}:drill-backup:{uuid.uuid4().hex[:8]}:"
     client = redis_client(contract.redis, 5)
     try:
         pipe = client.pipeline(transaction=False)
@@ -68,15 +79,6 @@ def our_redis_servers() -> set[int]:
     return found
 
 
-def port_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
-
-
 def assert_cleaned_up(work_dir: Path) -> None:
     assert not list(work_dir.glob(".redis-restore-*"))  # the scratch dir is removed
     assert not our_redis_servers()                       # and its server is gone, reaped
@@ -87,7 +89,7 @@ def early_snapshot(local_env, tmp_path_factory):
     """An RDB of the source taken by the drill before the other tests write their keys."""
     contract = contract_of(local_env)
     write_keys(contract, 2)
-    drill = redis_backup_drill(contract, tmp_path_factory.mktemp("early"), timeout_s=30)
+    drill = run_drill(local_env, contract, tmp_path_factory.mktemp("early"), timeout_s=30)
     return drill.snapshot_path
 
 
@@ -103,7 +105,7 @@ def test_snapshot_restores_with_equal_keys_and_digest(local_env, tmp_path, monke
     monkeypatch.setattr(backup_redis, "spawn", recording_spawn)
 
     started = time.monotonic()
-    drill = redis_backup_drill(contract, tmp_path / "drills", timeout_s=30)
+    drill = run_drill(local_env, contract, tmp_path / "drills", timeout_s=30)
     elapsed = time.monotonic() - started
 
     assert drill.passed and drill.ok and drill.rto_met and drill.rpo_met, drill.notes
@@ -116,7 +118,9 @@ def test_snapshot_restores_with_equal_keys_and_digest(local_env, tmp_path, monke
     assert drill.snapshot_path.stat().st_mode & 0o777 == 0o600  # the snapshot is the data
     assert drill.backup_age_s < 5 and elapsed < 15
     assert_cleaned_up(tmp_path / "drills")
-    assert not Path(drill.scratch_dir).exists() and port_free(drill.scratch_port)
+    # the scratch copy listened on no TCP port: a Unix socket in a directory of its own, gone now
+    assert drill.scratch_socket and not Path(drill.scratch_socket).parent.exists()
+    assert not Path(drill.scratch_dir).exists() and "--port" not in argvs[0]
 
     # the keys this test wrote are among those compared
     client = redis_client(contract.redis, 5)
@@ -126,11 +130,13 @@ def test_snapshot_restores_with_equal_keys_and_digest(local_env, tmp_path, monke
         client.close()
 
     secret = password_of(local_env)
+    admin = operator(local_env)[1]
     data, markdown = drill.to_dict(), to_markdown(drill)
     assert data["keys"]["match"] and data["digest"]["match"] and data["passed"]
     assert json.loads(json.dumps(data)) == data
     assert markdown == drill.to_markdown() and "RPO: backup age" in markdown and "✅ restore verified" in markdown
     assert secret not in json.dumps(data) and secret not in markdown
+    assert admin not in json.dumps(data) and admin not in markdown
     # neither the source's password nor any other reaches the scratch server's command line
     assert len(argvs) == 1 and secret not in argvs[0] and "requirepass" not in argvs[0]
 
@@ -142,7 +148,7 @@ def test_truncated_or_wrong_dump_fails_clearly_and_cleans_up(local_env, tmp_path
     truncated.write_bytes(data[: len(data) // 2])
     started = time.monotonic()
     with pytest.raises(BackupDrillError) as failed:
-        redis_backup_drill(contract, tmp_path / "work", dump=truncated, timeout_s=20)
+        run_drill(local_env, contract, tmp_path / "work", dump=truncated, timeout_s=20)
     assert time.monotonic() - started < 10
     assert "stopped before it had loaded" in str(failed.value) and str(truncated) in str(failed.value)
     assert password_of(local_env) not in str(failed.value)
@@ -151,16 +157,16 @@ def test_truncated_or_wrong_dump_fails_clearly_and_cleans_up(local_env, tmp_path
     wrong = tmp_path / "not-an-rdb.rdb"
     wrong.write_text("hello\n")
     with pytest.raises(BackupDrillError, match="not an RDB file"):
-        redis_backup_drill(contract, tmp_path / "work", dump=wrong, timeout_s=20)
+        run_drill(local_env, contract, tmp_path / "work", dump=wrong, timeout_s=20)
     with pytest.raises(BackupDrillError, match="no RDB file"):
-        redis_backup_drill(contract, tmp_path / "work", dump=tmp_path / "missing.rdb", timeout_s=20)
+        run_drill(local_env, contract, tmp_path / "work", dump=tmp_path / "missing.rdb", timeout_s=20)
     assert_cleaned_up(tmp_path / "work")
 
 
 def test_dump_older_than_new_keys_is_reported_as_a_mismatch(local_env, tmp_path, early_snapshot):
     contract = contract_of(local_env)
     write_keys(contract)  # after the early snapshot: the restored copy lacks them
-    drill = redis_backup_drill(contract, tmp_path, dump=early_snapshot, timeout_s=30)
+    drill = run_drill(local_env, contract, tmp_path, dump=early_snapshot, timeout_s=30)
     assert not drill.snapshot_taken and drill.snapshot_path == early_snapshot
     assert drill.restored_keys < drill.source_keys
     assert drill.source_digest != drill.restored_digest
@@ -175,7 +181,7 @@ def test_dump_older_than_the_rpo_fails_the_rpo(local_env, tmp_path, early_snapsh
     old.write_bytes(early_snapshot.read_bytes())
     past = time.time() - contract.objectives.redis.rpo_s - 60
     os.utime(old, (past, past))
-    drill = redis_backup_drill(contract, tmp_path, dump=old, timeout_s=30)
+    drill = run_drill(local_env, contract, tmp_path, dump=old, timeout_s=30)
     assert drill.backup_age_s > contract.objectives.redis.rpo_s
     assert not drill.rpo_met and not drill.passed
     assert drill.rto_met  # the restore itself was quick
@@ -185,7 +191,7 @@ def test_dump_older_than_the_rpo_fails_the_rpo(local_env, tmp_path, early_snapsh
 def test_unreachable_source_fails_without_the_password(local_env, tmp_path):
     contract = contract_of(local_env, port=free_port())
     with pytest.raises(BackupDrillError) as failed:
-        redis_backup_drill(contract, tmp_path, timeout_s=5)
+        run_drill(local_env, contract, tmp_path, timeout_s=5)
     assert "redis 127.0.0.1:" in str(failed.value)
     assert password_of(local_env) not in str(failed.value)
 
@@ -208,11 +214,21 @@ def test_writes_during_the_drill_are_reported_never_a_silent_pass(local_env, tmp
     try:
         while len(written) < 100:
             time.sleep(0.01)
-        drill = redis_backup_drill(contract, tmp_path, timeout_s=30)
+        drill = run_drill(local_env, contract, tmp_path, timeout_s=30)
     finally:
         stop.set()
         thread.join()
     assert not drill.source_unchanged
     assert any("written to" in n for n in drill.notes), drill.notes
     assert drill.to_dict()["source_unchanged"] is False
+    assert_cleaned_up(tmp_path)
+
+
+def test_the_application_account_may_not_take_a_backup(local_env, tmp_path):
+    """Without the operator's account the drill runs as the contract's application user,
+    whose ACL refuses CONFIG GET (and BGSAVE): a clear error pointing at --dump, no secret."""
+    with pytest.raises(BackupDrillError) as failed:
+        redis_backup_drill(contract_of(local_env), tmp_path, timeout_s=10)
+    assert "CONFIG GET dir is not allowed" in str(failed.value) and "--dump FILE" in str(failed.value)
+    assert password_of(local_env) not in str(failed.value)
     assert_cleaned_up(tmp_path)
