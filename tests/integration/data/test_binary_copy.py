@@ -28,7 +28,7 @@ STAMP = st.one_of(st.none(), st.datetimes(min_value=dt.datetime(1900, 1, 1), max
 @pytest.fixture(scope="module")
 def contract(local_env) -> Contract:
     doc = merge_outputs(json.loads(local_env["outputs"].read_text()))
-    doc["redis"] = {**doc["redis"], "cache_policy": {"namespace": "test:" + uuid.uuid4().hex[:6]}}
+    doc["redis"] = {**doc["redis"], "cache_policy": {"namespace": "emp:cache:test:" + uuid.uuid4().hex[:6]}}
     return Contract.model_validate(doc)
 
 

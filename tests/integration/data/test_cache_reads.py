@@ -19,7 +19,7 @@ from .test_data_checks import contract_of, outputs_with
 
 def caches(local_env, tmp_path, n: int = 2):
     """n clients of one fresh namespace, each with its own Redis connection pool."""
-    namespace = f"test:reads-{uuid.uuid4().hex[:8]}"
+    namespace = f"emp:cache:test:reads-{uuid.uuid4().hex[:8]}"
     contract = contract_of(outputs_with(local_env, tmp_path))
     policy = CachePolicy(namespace=namespace, ttl_seconds=600, max_keys=10_000)
     return [QueryCache(policy, RedisBackend(redis_client(contract.redis, 5))) for _ in range(n)], namespace

@@ -20,6 +20,7 @@ import pytest
 import redis
 from junitparser import JUnitXml
 
+from backbone.clients.redis import redis_client
 from backbone.contract import Contract, merge_outputs
 from backbone.data import open_backbone
 from backbone.data.cache import QueryCache, RedisBackend, redis_shared_stats
@@ -279,9 +280,9 @@ def test_unreachable_kafka_is_down_and_unreachable_redis_degraded_within_the_tim
 # --- cache -------------------------------------------------------------------------------------
 
 def test_cache_ratios_come_from_the_shared_redis_counters(local_env, tmp_path):
-    namespace = unique("test:checks")
+    namespace = unique("emp:cache:test:checks")
     outputs = outputs_with(local_env, tmp_path, cache={"namespace": namespace}, data={"cache_min_lookups": 20})
-    client = redis.Redis.from_url(contract_of(outputs).redis.connection_url())
+    client = redis_client(contract_of(outputs).redis, 5)
     assert redis_shared_stats(client, namespace) == {"hits": 0, "misses": 0, "sets": 0, "evictions": 0}
     few = data_checks_of(validate(outputs))["cache_ratios"]
     assert (few["status"], few["code"]) == ("ok", "too_few_lookups")
@@ -302,7 +303,7 @@ def test_cache_ratios_come_from_the_shared_redis_counters(local_env, tmp_path):
 
 
 def test_a_tiny_key_budget_is_degraded_by_evictions(local_env, tmp_path):
-    namespace = unique("test:evict")
+    namespace = unique("emp:cache:test:evict")
     outputs = outputs_with(local_env, tmp_path, cache={"namespace": namespace, "max_keys": 1},
                            data={"cache_min_lookups": 20})
     start, end = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc), dt.datetime(2024, 2, 1, tzinfo=dt.timezone.utc)
@@ -318,9 +319,8 @@ def test_a_tiny_key_budget_is_degraded_by_evictions(local_env, tmp_path):
 
 
 def test_a_single_flight_waiter_is_counted_once(local_env, tmp_path):
-    namespace = unique("test:flight")
+    namespace = unique("emp:cache:test:flight")
     contract = contract_of(outputs_with(local_env, tmp_path, cache={"namespace": namespace}))
-    from backbone.clients.redis import redis_client
     client = redis_client(contract.redis, 5)
     cache = QueryCache(contract.redis.cache_policy, RedisBackend(client))
     barrier = threading.Barrier(20)

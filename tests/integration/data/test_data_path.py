@@ -21,7 +21,7 @@ T0 = dt.datetime(2024, 3, 4, tzinfo=dt.timezone.utc)
 
 def institutional(local_env, **cache_policy) -> Contract:
     doc = merge_outputs(json.loads(local_env["outputs"].read_text()))
-    doc["redis"] = {**doc["redis"], "cache_policy": {"namespace": "test:" + uuid.uuid4().hex[:6], **cache_policy}}
+    doc["redis"] = {**doc["redis"], "cache_policy": {"namespace": "emp:cache:test:" + uuid.uuid4().hex[:6], **cache_policy}}
     return Contract.model_validate(doc)
 
 

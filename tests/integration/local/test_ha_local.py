@@ -14,8 +14,8 @@ import time
 import psycopg
 import pytest
 import redis
-from redis.sentinel import Sentinel
 
+from backbone.clients.redis import redis_client
 from backbone.contract import Contract, merge_outputs
 from backbone.local import patroni, sentinel
 from backbone.local.binaries import SETUP_HINT, find_binaries
@@ -23,6 +23,7 @@ from backbone.local.binaries import SETUP_HINT, find_binaries
 from ..conftest import run_backbone
 
 SENTINEL_FAILOVER_BOUND_S = 30
+KEY = "emp:cache:ha:drill"  # in the application's namespace: its ACL user writes nowhere else
 PATRONI_FAILOVER_BOUND_S = 60  # ttl 20 s + loop_wait 2 s, with room for a slow 2-core machine
 
 
@@ -98,7 +99,8 @@ def test_secrets_stay_off_command_lines_and_in_private_files(ha_env):
     for name, svc in state["services"].items():
         assert not any(s in arg for s in secrets_ for arg in svc["argv"]), name
     for name in sentinel.REDIS_NODES:
-        assert os.stat(os.path.join(state["services"][name]["home"], "auth.conf")).st_mode & 0o077 == 0
+        for private in ("auth.conf", "users.acl"):
+            assert os.stat(os.path.join(state["services"][name]["home"], private)).st_mode & 0o077 == 0
     for name in patroni.MEMBERS:
         assert os.stat(os.path.join(state["services"][name]["home"], "patroni.yml")).st_mode & 0o077 == 0
 
@@ -107,16 +109,14 @@ def test_sentinel_failover_promotes_the_replica(ha_env):
     state, c = state_of(ha_env), ha_env["contract"]
     old = sentinel.primary(state)
     [new] = sentinel.replicas(state)
-    sentinels = Sentinel([(s.host, s.port) for s in c.redis.sentinels], socket_timeout=1)
     killed = time.monotonic()
     os.kill(state["services"][old]["pid"], signal.SIGKILL)
     wrote_after, last = None, None
     while time.monotonic() - killed < SENTINEL_FAILOVER_BOUND_S:
         try:
             if sentinel.primary(state, timeout_s=1) == new:
-                client = sentinels.master_for(c.redis.master_name, password=c.redis.password.get_secret_value(),
-                                              socket_timeout=1, socket_connect_timeout=1)
-                client.set("backbone:ha:drill", "written after failover")
+                client = redis_client(c.redis, 1)  # through the Sentinels, with their account, over TLS
+                client.set(KEY, "written after failover")
                 wrote_after = time.monotonic() - killed
                 break
         except (redis.RedisError, OSError, RuntimeError) as exc:
@@ -129,7 +129,7 @@ def test_sentinel_failover_promotes_the_replica(ha_env):
     assert restart.returncode == 0, restart.stderr
     state = state_of(ha_env)
     assert sentinel.primary(state) == new and sentinel.replicas(state) == [old]
-    assert client.get("backbone:ha:drill") == b"written after failover"
+    assert client.get(KEY) == b"written after failover"
 
 
 def test_patroni_failover_elects_the_other_member(ha_env):

@@ -33,7 +33,7 @@ def outputs_copy(local_env, tmp_path) -> tuple:
     tag = uuid.uuid4().hex[:8]
     doc["backbone"]["data"] = {"consumer_group": f"serve-test-{tag}"}
     doc["backbone"]["redis"]["cache_policy"] = {**doc["backbone"]["redis"].get("cache_policy", {}),
-                                                "namespace": f"serve-test:{tag}"}
+                                                "namespace": f"emp:cache:serve-test:{tag}"}
     path = tmp_path / "outputs.json"
     path.write_text(json.dumps(doc))
     return path, Contract.model_validate(merge_outputs(doc))

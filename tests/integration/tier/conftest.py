@@ -28,7 +28,7 @@ class Deployment:
         doc["backbone"] = {**doc["backbone"], "bootstrap": {"store": str(self.store)}}
         doc["backbone"]["timescale"] = {**doc["backbone"]["timescale"], "database": self.database}
         doc["backbone"]["redis"] = {**doc["backbone"]["redis"],
-                                    "cache_policy": {"namespace": "tier:" + uuid.uuid4().hex[:6]}}
+                                    "cache_policy": {"namespace": "emp:cache:tier:" + uuid.uuid4().hex[:6]}}
         self.outputs = tmp_path / "institutional.json"
         self.outputs.write_text(json.dumps(doc))
         self.bootstrap_outputs = tmp_path / "bootstrap.json"
