@@ -97,8 +97,8 @@ def main() -> None:
                 assert not read().hit  # the fill
                 payload = raw_client.get(raw_client.zrange(index, -1, -1)[0])  # the entry just written
                 assert read().hit and len(json.loads(payload)) == len(read().rows)
-                raw_client.set(f"bench:raw:{tag}", payload)
-                raw = lambda: raw_client.get(f"bench:raw:{tag}")  # noqa: E731
+                raw_client.set(f"{contract.redis.cache_policy.namespace}:bench:raw:{tag}", payload)
+                raw = lambda: raw_client.get(f"{contract.redis.cache_policy.namespace}:bench:raw:{tag}")  # noqa: E731
                 interleaved(read, raw, 500)  # warm-up
                 hits: list[float] = []
                 raws: list[float] = []
@@ -113,7 +113,7 @@ def main() -> None:
                 print(f"\r{name:<28}{len(payload):>8}{pct(hits, 50) * 1e6:>8.0f}us{pct(hits, 99) * 1e6:>6.0f}us"
                       f"{pct(raws, 50) * 1e6:>8.0f}us{pct(raws, 99) * 1e6:>6.0f}us"
                       f"{' '.join(f'{x:.2f}x' for x in ratios):>26}{statistics.median(ratios):>8.2f}x")
-                raw_client.delete(f"bench:raw:{tag}")
+                raw_client.delete(f"{contract.redis.cache_policy.namespace}:bench:raw:{tag}")
         print(f"goal: a hit <= {GOAL}x a raw GET of the same payload (latest_bars, 5 symbols); "
               f"peak RSS {rss_mib():.0f} MiB")
 

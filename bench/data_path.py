@@ -117,11 +117,11 @@ def main() -> None:
         client = redis_client(contract.redis, 0.5)
         payload = client.get(client.zrange(f"{contract.redis.cache_policy.namespace}:index", -1, -1)[0])
         assert len(json.loads(payload)) == len(bb.latest_bars(symbols).rows)
-        client.set("bench:raw", payload)
+        client.set(f"{contract.redis.cache_policy.namespace}:bench:raw", payload)
         hit, raw = [], []
         for _ in range(2000):
             hit.append(timed(lambda: bb.latest_bars(symbols)))
-            raw.append(timed(lambda: client.get("bench:raw")))
+            raw.append(timed(lambda: client.get(f"{contract.redis.cache_policy.namespace}:bench:raw")))
         assert bb.latest_bars(symbols).hit
         h, r = statistics.median(hit), statistics.median(raw)
         print(f"cache hit (latest bars, 5 symbols): {h * 1e6:7.0f} us; raw GET of the same {len(payload)} bytes: "

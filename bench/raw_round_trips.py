@@ -22,7 +22,9 @@ with psycopg.connect(host=ts["host"], port=ts["port"], dbname=ts["database"], us
                      password=secrets["timescale"]["password"], connect_timeout=5) as conn:
     conn.execute("SELECT 1").fetchone()
 
-client = redis.Redis(host=rd["host"], port=rd["port"], password=secrets["redis"]["password"], socket_timeout=5)
+client = redis.Redis(host=rd["host"], port=rd["port"], username=rd.get("username"),
+                     password=secrets["redis"]["password"], socket_timeout=5,
+                     **({"ssl": True, "ssl_ca_data": rd["ca_pem"]} if rd.get("tls") else {}))
 client.ping()
 client.close()
 

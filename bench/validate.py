@@ -28,7 +28,8 @@ from backbone.contract.sources import Sources, load_contract
 def raw_round_trips(contract, timeout_s: float) -> None:
     with psycopg.connect(contract.timescale.dsn(), connect_timeout=int(timeout_s)) as conn:
         conn.execute("SELECT 1").fetchone()
-    client = redis.Redis.from_url(contract.redis.connection_url(), socket_timeout=timeout_s)
+    client = redis.Redis.from_url(contract.redis.connection_url(), socket_timeout=timeout_s,
+                                  **({"ssl_ca_data": contract.redis.ca_pem} if contract.redis.tls else {}))
     client.ping()
     client.close()
     AdminClient(kafka_client_config(contract.kafka, timeout_s)).list_topics(timeout=timeout_s)

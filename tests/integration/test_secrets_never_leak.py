@@ -19,12 +19,12 @@ from xml.sax.saxutils import escape
 
 import psycopg
 import pytest
-import redis
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 from psycopg import sql
 
 from backbone.cli import main
+from backbone.local import redis_access
 
 from .conftest import local_environment
 
@@ -66,10 +66,13 @@ def set_server_passwords(env, password: str) -> None:
     if "pg" not in admin:  # sessions opened once with the original passwords stay authenticated
         admin["pg"] = psycopg.connect(host=ts["host"], port=ts["port"], dbname=ts["database"], user=ts["user"],
                                       password=c["backbone_secrets"]["timescale"]["password"], autocommit=True)
-        admin["redis"] = redis.Redis(host=rd["host"], port=rd["port"],
-                                     password=c["backbone_secrets"]["redis"]["password"])
+        state = json.loads((Path(env["state_dir"]) / "state.json").read_text())
+        admin["redis"] = redis_access.admin_client(state, state["services"]["redis"])
     admin["pg"].execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(ts["user"]), sql.Literal(password)))
-    admin["redis"].config_set("requirepass", password)
+    if rd.get("tls"):  # the application's ACL user (the default user is off)
+        admin["redis"].execute_command("ACL", "SETUSER", rd["username"], "resetpass", ">" + password)
+    else:
+        admin["redis"].config_set("requirepass", password)
 
 
 def sources(env, route: str, password: str, work: Path) -> tuple[list[str], dict[str, str]]:
@@ -77,10 +80,12 @@ def sources(env, route: str, password: str, work: Path) -> tuple[list[str], dict
     c = env["contract"]
     ts, rd, kafka = c["backbone"]["timescale"], c["backbone"]["redis"], c["backbone"]["kafka"]
     pg_url = f"postgresql://{ts['user']}:{{}}@{ts['host']}:{ts['port']}/{ts['database']}?sslmode=disable"
-    redis_url = f"redis://:{{}}@{rd['host']}:{rd['port']}/0"
+    redis_url = (f"rediss://{rd['username']}:{{}}@{rd['host']}:{rd['port']}/0" if rd.get("tls")
+                 else f"redis://:{{}}@{rd['host']}:{rd['port']}/0")
     parts = {"TIMESCALEDB_HOST": ts["host"], "TIMESCALEDB_PORT": str(ts["port"]), "TIMESCALEDB_USER": ts["user"],
              "TIMESCALEDB_DATABASE": ts["database"], "TIMESCALEDB_SSLMODE": "disable", "TIMESCALEDB_PASSWORD": password,
              "REDIS_HOST": rd["host"], "REDIS_PORT": str(rd["port"]), "REDIS_PASSWORD": password,
+             **({"REDIS_USERNAME": rd["username"], "REDIS_TLS": "true"} if rd.get("tls") else {}),
              "KAFKA_BOOTSTRAP_SERVERS": kafka["bootstrap_servers"]}
     if route in ("contract_parts", "contract_url"):
         secrets = ({"timescale": {"password": password}, "redis": {"password": password}} if route == "contract_parts"
