@@ -251,7 +251,7 @@ if [ ! -f {log_dir}/meta.properties ]; then
   set --
   while IFS= read -r credential; do [ -n "$credential" ] && set -- "$@" --add-scram "$credential"; done \\
     < {secrets_dir}/scram-credentials
-  /opt/kafka/bin/kafka-storage.sh format --ignore-formatted --cluster-id "$(cat {config_dir}/cluster-id)" \\
+  /opt/kafka/bin/kafka-storage.sh format --ignore-formatted --cluster-id "$(cat {secrets_dir}/cluster-id)" \\
     --config "$PROPS" "$@"
 fi
 exec /opt/kafka/bin/kafka-server-start.sh "$PROPS"

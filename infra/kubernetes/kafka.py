@@ -56,13 +56,15 @@ class Kafka(pulumi.ComponentResource):
                                                                per_pod_lines)}
         config = k8s.core.v1.ConfigMap(
             f"{name}-config", metadata=common.metadata(f"{t.KAFKA}-config", namespace, COMPONENT),
-            data=cluster_id.apply(lambda cid: {**files, "cluster-id": cid}), opts=child)
+            data=files, opts=child)
         cert, ca = generated.certificate("tls_kafka_cert"), generated.certificate("tls_ca_pem")
         credentials = k8s.core.v1.Secret(
             f"{name}-credentials", metadata=common.metadata(f"{t.KAFKA}-credentials", namespace, COMPONENT),
             type="Opaque",
-            string_data=pulumi.Output.all(generated.secret("tls_kafka_key"), pulumi.Output.all(**generated.kafka_passwords()))
-            .apply(lambda args: security.kafka_credential_files(args[1], cert or "", args[0], ca or "")),
+            string_data=pulumi.Output.all(generated.secret("tls_kafka_key"), pulumi.Output.all(**generated.kafka_passwords()),
+                                          cluster_id)
+            .apply(lambda args: {**security.kafka_credential_files(args[1], cert or "", args[0], ca or ""),
+                                 "cluster-id": args[2]}),
             opts=child)
         named_ports = {"client": t.KAFKA_PORT, "controller": t.KAFKA_CONTROLLER_PORT,
                        "internal": security.KAFKA_INTERNAL_PORT}
