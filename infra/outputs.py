@@ -34,7 +34,7 @@ SECRET_SOURCES = {
     "timescale.password": "timescale_password",
     **{f"timescale.roles.{duty}.password": key for duty, (_, key) in security.TIMESCALE_ROLES.items()},
     "redis.password": "redis_password",
-    "redis.sentinel_password": "redis_sentinel_password",
+    "redis.sentinel_password": "sentinel_password",
     "kafka.sasl_password": security.KAFKA_APP[1],
     **{f"kafka.principals.{duty}.password": key for duty, (_, key) in security.KAFKA_PRINCIPALS.items()},
 }
@@ -64,7 +64,8 @@ def contract_document(spec: StackSpec, passwords: Mapping[str, str], ca_pem: str
                   for duty, (user, _) in security.TIMESCALE_ROLES.items()},
         "pool": spec.pool.model_dump(mode="json"),
     }
-    sentinel_auth = ({"sentinel_password": passwords["redis.sentinel_password"]}
+    sentinel_auth = ({"sentinel_username": security.SENTINEL_CLIENT_USER,
+                      "sentinel_password": passwords["redis.sentinel_password"]}
                      if spec.redis_mode == "sentinel" else {})
     document["redis"] = {
         **endpoints["redis"],

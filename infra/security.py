@@ -43,6 +43,18 @@ KAFKA_INTERNAL_PORT = 9094  # SSL with client certificates, broker to broker
 REDIS_APP, REDIS_REPLICATION, REDIS_SENTINEL, REDIS_ADMIN = "backbone", "replication", "sentinel", "admin"
 REDIS_USERS = {REDIS_APP: "redis_password", REDIS_REPLICATION: "redis_replication_password",
                REDIS_SENTINEL: "redis_sentinel_password", REDIS_ADMIN: "redis_admin_password"}
+SENTINELS = "sentinels"  # the Sentinels' own password (requirepass), by this name among the passwords
+SENTINEL_CLIENT_USER = "default"  # the account clients give the Sentinels (their requirepass)
+# The application: its key namespace only, no pub/sub channels, every data command but nothing
+# dangerous or administrative; INFO back for the probe; no SCRIPT FLUSH/KILL or FUNCTION (the
+# rules of the local platform, backbone/serviceconfig.py on the Redis branch).
+REDIS_APP_RULES = ("resetchannels", "+@all", "-@dangerous", "-@admin", "+info", "-script|flush", "-script|kill",
+                   "-function")
+REDIS_REPLICATION_RULES = ("resetchannels", "-@all", "+psync", "+replconf", "+ping")
+REDIS_SENTINEL_RULES = ("allchannels", "-@all", "+multi", "+slaveof", "+ping", "+exec", "+subscribe",
+                        "+config|rewrite", "+role", "+publish", "+info", "+client|setname", "+client|kill",
+                        "+script|kill")
+REDIS_ADMIN_RULES = ("~*", "&*", "+@all")
 
 
 @dataclass(frozen=True)
@@ -83,6 +95,9 @@ def pg_hba(replication: bool) -> list[str]:
     return lines
 
 
+_BASE = "LOGIN NOSUPERUSER NOCREATEROLE NOREPLICATION NOBYPASSRLS"
+
+
 def roles_sql(secrets_prefix: str) -> str:
     """psql script run once by the superuser at bootstrap: the roles by duty, the database
     owned by the owner role, default privileges so the tables the owner creates are usable by
@@ -93,19 +108,24 @@ def roles_sql(secrets_prefix: str) -> str:
     sets = "\n".join(f"\\set {name}_pw `cat {secrets_prefix}{file}`" for name, file in files.items())
     return f"""\\set ON_ERROR_STOP on
 {sets}
-CREATE ROLE {OWNER} LOGIN PASSWORD :'owner_pw';
-CREATE ROLE {APP} LOGIN PASSWORD :'app_pw';
-CREATE ROLE {READER} LOGIN PASSWORD :'reader_pw';
-CREATE ROLE {RESTORE} LOGIN CREATEDB PASSWORD :'restore_pw';
+CREATE ROLE {OWNER} {_BASE} NOCREATEDB PASSWORD :'owner_pw';
+CREATE ROLE {APP} {_BASE} NOCREATEDB PASSWORD :'app_pw';
+CREATE ROLE {READER} {_BASE} NOCREATEDB PASSWORD :'reader_pw';
+CREATE ROLE {RESTORE} {_BASE} CREATEDB PASSWORD :'restore_pw';
 CREATE DATABASE {t.DATABASE} OWNER {OWNER};
 REVOKE ALL ON DATABASE {t.DATABASE} FROM PUBLIC;
 GRANT CONNECT ON DATABASE {t.DATABASE} TO {APP}, {READER}, {RESTORE};
+-- migrate and validate read shared_preload_libraries (is TimescaleDB loaded)
+GRANT pg_read_all_settings TO {OWNER}, {APP};
+-- the restore drill puts its scratch database in TimescaleDB's restoring mode
+GRANT SET ON PARAMETER timescaledb.restoring TO {RESTORE};
 \\connect {t.DATABASE}
 CREATE EXTENSION IF NOT EXISTS timescaledb;
 REVOKE CREATE ON SCHEMA public FROM PUBLIC;
 GRANT USAGE ON SCHEMA public TO {APP}, {READER};
 ALTER DEFAULT PRIVILEGES FOR ROLE {OWNER} GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {APP};
-ALTER DEFAULT PRIVILEGES FOR ROLE {OWNER} GRANT USAGE, SELECT, UPDATE ON SEQUENCES TO {APP};
+ALTER DEFAULT PRIVILEGES FOR ROLE {OWNER} GRANT USAGE, SELECT ON SEQUENCES TO {APP};
+ALTER DEFAULT PRIVILEGES FOR ROLE {OWNER} GRANT SELECT ON SEQUENCES TO {READER};
 ALTER DEFAULT PRIVILEGES FOR ROLE {OWNER} GRANT SELECT ON TABLES TO {READER};
 """
 
@@ -131,15 +151,14 @@ def redis_acl(passwords: dict[str, str], cache_namespace: str) -> str:
     """The ACL file (`aclfile`): SHA-256 hashes, never the passwords. The application's user
     reaches its key namespaces only and no admin or dangerous command; replication and
     Sentinel get exactly what Redis documents for them."""
-    h = {user: _acl_hash(passwords[user]) for user in REDIS_USERS}
+    def user(name: str, rules: tuple[str, ...], keys: tuple[str, ...] = ()) -> str:
+        return " ".join(["user", name, "reset", "on", _acl_hash(passwords[name]), *(f"~{k}" for k in keys), *rules])
     return "\n".join([
-        "user default off resetkeys -@all",
-        f"user {REDIS_APP} on {h[REDIS_APP]} resetkeys ~{cache_namespace}:* ~backbone:* resetchannels "
-        "&backbone:* +@all -@admin -@dangerous",
-        f"user {REDIS_REPLICATION} on {h[REDIS_REPLICATION]} resetkeys -@all +psync +replconf +ping",
-        f"user {REDIS_SENTINEL} on {h[REDIS_SENTINEL]} resetkeys allchannels -@all +multi +slaveof +ping +exec "
-        "+subscribe +config|rewrite +role +publish +info +client|setname +client|kill +script|kill",
-        f"user {REDIS_ADMIN} on {h[REDIS_ADMIN]} ~* &* +@all",
+        "user default reset off nopass -@all",
+        user(REDIS_APP, REDIS_APP_RULES, (f"{cache_namespace}:*",)),
+        user(REDIS_REPLICATION, REDIS_REPLICATION_RULES),
+        user(REDIS_SENTINEL, REDIS_SENTINEL_RULES),
+        user(REDIS_ADMIN, REDIS_ADMIN_RULES),
     ]) + "\n"
 
 
@@ -153,12 +172,14 @@ def redis_secret_conf(acl_path: str, replication_password: str) -> str:
             f"masterauth {_quoted(replication_password)}\n")
 
 
-def sentinel_secret_conf(master_name: str, sentinel_password: str) -> str:
-    """Sentinels require a password from clients and from each other, and log in to the
-    Redis servers as the `sentinel` ACL user."""
+def sentinel_secret_conf(master_name: str, auth_password: str, sentinel_password: str) -> str:
+    """Sentinels require their own password from clients and from each other
+    (`sentinel_password`, the contract's), and log in to the Redis servers as the `sentinel`
+    ACL user (`auth_password`, which no client knows)."""
     pw = _quoted(sentinel_password)
     return (f"requirepass {pw}\nsentinel sentinel-pass {pw}\n"
-            f"sentinel auth-user {master_name} {REDIS_SENTINEL}\nsentinel auth-pass {master_name} {pw}\n")
+            f"sentinel auth-user {master_name} {REDIS_SENTINEL}\n"
+            f"sentinel auth-pass {master_name} {_quoted(auth_password)}\n")
 
 
 # --- Kafka ----------------------------------------------------------------------------------

@@ -79,9 +79,10 @@ def auth_files(spec: StackSpec, passwords: dict[str, str]) -> dict[str, str]:
     return {
         "users.acl": security.redis_acl(passwords, spec.cache_policy.namespace),
         "auth.conf": security.redis_secret_conf(f"{AUTH_DIR}/users.acl", passwords[security.REDIS_REPLICATION]),
-        "sentinel-auth.conf": security.sentinel_secret_conf(t.REDIS_MASTER_NAME, passwords[security.REDIS_SENTINEL]),
+        "sentinel-auth.conf": security.sentinel_secret_conf(t.REDIS_MASTER_NAME, passwords[security.REDIS_SENTINEL],
+                                                            passwords[security.SENTINELS]),
         "admin-password": passwords[security.REDIS_ADMIN],
-        "sentinel-password": passwords[security.REDIS_SENTINEL],
+        "sentinel-password": passwords[security.SENTINELS],
     }
 
 
@@ -94,8 +95,8 @@ class Redis(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         sentinels = spec.sizes.redis_sentinels
         passwords = {user: generated.secret(key) for user, key in security.REDIS_USERS.items()}
+        passwords[security.SENTINELS] = generated.secret("sentinel_password")
         self.password = passwords[security.REDIS_APP]
-        self.sentinel_password = passwords[security.REDIS_SENTINEL]
 
         files = {"redis.conf": security.tls_only(redis_conf(service_settings.redis(spec, DATA_DIR)), t.REDIS_PORT, TLS),
                  "start-redis.sh": start_redis_script(spec)}

@@ -101,7 +101,7 @@ def test_institutional_up_has_the_api_server_admit_every_object(deployment):
     # (as the ACL file's hash of it: the servers never hold the application's password)
     auth = deployment.objects("secrets")["redis-auth"]
     acl = base64.b64decode(auth["data"]["users.acl"]).decode()
-    assert f"user backbone on #{hashlib.sha256(PLANTED.encode()).hexdigest()} " in acl
+    assert f"user backbone reset on #{hashlib.sha256(PLANTED.encode()).hexdigest()} " in acl
     assert PLANTED not in json.dumps(deployment.objects("configmaps"))
     assert PLANTED not in json.dumps(deployment.objects("statefulsets", "apps/v1"))
 
@@ -128,7 +128,7 @@ def test_the_api_server_holds_tls_only_authenticated_services_with_secrets_as_fi
     for name, port in (("redis.conf", 6379), ("sentinel.conf", 26379)):
         assert "port 0" in redis_files[name].splitlines() and f"tls-port {port}" in redis_files[name].splitlines()
     acl = _decoded(secrets["redis-auth"])["users.acl"]
-    assert acl.startswith("user default off")
+    assert acl.startswith("user default reset off")
     kafka = config_maps["kafka-config"]["data"]["server.properties"]
     assert "listener.security.protocol.map=CLIENT:SASL_SSL,INTERNAL:SSL,CONTROLLER:SSL" in kafka.splitlines()
     assert "allow.everyone.if.no.acl.found=false" in kafka.splitlines() and "PLAINTEXT" not in kafka

@@ -156,10 +156,10 @@ def test_redis_credentials_are_a_secret(staging_run):
     secret = staging_run.k8s("Secret", "redis-auth")
     assert is_secret(secret.inputs["stringData"])
     data = plain(secret.inputs)["stringData"]
-    replication, sentinel = mock_password("redis-replication-password"), mock_password("redis-sentinel-password")
+    replication, sentinel = mock_password("redis-replication-password"), mock_password("sentinel-password")
     assert data["auth.conf"] == (f"aclfile /etc/redis-auth/users.acl\nmasteruser replication\n"
                                  f'masterauth "{replication}"\n')
-    assert f'sentinel auth-pass backbone "{sentinel}"' in data["sentinel-auth.conf"]
+    assert f'sentinel auth-pass backbone "{mock_password("redis-sentinel-password")}"' in data["sentinel-auth.conf"]
     assert f'requirepass "{sentinel}"' in data["sentinel-auth.conf"]
     assert mock_password("redis-password") not in data["users.acl"], "the ACL file holds hashes only"
     for container in pod_spec(staging_run, "redis")["containers"]:

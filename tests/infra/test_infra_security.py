@@ -191,14 +191,15 @@ def test_patroni_is_tls_only_with_an_authenticated_rest_api(staging_run):
 
 
 def _assert_roles(sql: str) -> None:
-    assert "CREATE ROLE backbone_owner LOGIN PASSWORD :'owner_pw';" in sql
-    assert "CREATE ROLE backbone LOGIN PASSWORD :'app_pw';" in sql  # no CREATEDB, CREATEROLE, SUPERUSER
-    assert "CREATE ROLE backbone_reader LOGIN PASSWORD :'reader_pw';" in sql
-    assert "CREATE ROLE backbone_restore LOGIN CREATEDB PASSWORD :'restore_pw';" in sql
+    base = "LOGIN NOSUPERUSER NOCREATEROLE NOREPLICATION NOBYPASSRLS"
+    assert f"CREATE ROLE backbone_owner {base} NOCREATEDB PASSWORD :'owner_pw';" in sql
+    assert f"CREATE ROLE backbone {base} NOCREATEDB PASSWORD :'app_pw';" in sql
+    assert f"CREATE ROLE backbone_reader {base} NOCREATEDB PASSWORD :'reader_pw';" in sql
+    assert f"CREATE ROLE backbone_restore {base} CREATEDB PASSWORD :'restore_pw';" in sql
     assert "CREATE DATABASE backbone OWNER backbone_owner;" in sql
     assert "GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO backbone;" in sql
     assert "GRANT SELECT ON TABLES TO backbone_reader;" in sql
-    assert "SUPERUSER" not in sql and "mock-secret" not in sql
+    assert " SUPERUSER" not in sql and "mock-secret" not in sql
 
 
 # --- Redis and Sentinel ----------------------------------------------------------------------
@@ -226,11 +227,11 @@ def test_redis_acl_users_by_duty_and_the_default_user_off(where, dev_run, stagin
         acl = k8s(staging_run, "Secret", "redis-auth")["stringData"]["users.acl"]
     users = {line.split()[1]: line for line in acl.splitlines()}
     assert set(users) == {"default", "backbone", "replication", "sentinel", "admin"}
-    assert users["default"].startswith("user default off")
+    assert users["default"] == "user default reset off nopass -@all"
     app = users["backbone"].split()
-    assert "-@admin" in app and "-@dangerous" in app and "~*" not in app
-    assert "~emp:cache:*" in app  # the cache namespace of the stack's cache_policy
-    assert users["replication"].split()[4:] == ["resetkeys", "-@all", "+psync", "+replconf", "+ping"]
+    assert "-@admin" in app and "-@dangerous" in app and "~*" not in app and "resetchannels" in app
+    assert [w for w in app if w.startswith("~")] == ["~emp:cache:*"]  # the stack's cache_policy namespace
+    assert users["replication"].split()[5:] == ["resetchannels", "-@all", "+psync", "+replconf", "+ping"]
     assert "+@all" not in users["sentinel"]
     for secret in MOCK_SECRETS.values():
         assert secret not in acl  # '#<sha256>' hashes only
@@ -238,9 +239,11 @@ def test_redis_acl_users_by_duty_and_the_default_user_off(where, dev_run, stagin
 
 def test_sentinels_require_a_password_and_are_reachable_only_by_their_clients(staging_run):
     auth = k8s(staging_run, "Secret", "redis-auth")["stringData"]["sentinel-auth.conf"]
-    password = MOCK_SECRETS["redis_sentinel_password"]
+    password = MOCK_SECRETS["sentinel_password"]
     assert f'requirepass "{password}"' in auth and f'sentinel sentinel-pass "{password}"' in auth
+    # on the servers the Sentinels are the `sentinel` ACL user, whose password no client has
     assert "sentinel auth-user backbone sentinel" in auth
+    assert f'sentinel auth-pass backbone "{MOCK_SECRETS["redis_sentinel_password"]}"' in auth
     policy = k8s(staging_run, "NetworkPolicy", "redis-sentinel")["spec"]
     [rule] = policy["ingress"]
     assert [p["port"] for p in rule["ports"]] == [26379]
@@ -315,7 +318,8 @@ def test_the_contract_carries_the_ca_and_how_to_verify_it(stack, dev_run, stagin
     assert c.timescale.user == "backbone" and c.redis.username == "backbone" and c.kafka.sasl_username == "backbone"
     assert all(r.password for r in c.timescale.roles.values()) and all(p.password for p in c.kafka.principals.values())
     if stack == "staging":
-        assert c.redis.sentinel_password.get_secret_value() == MOCK_SECRETS["redis_sentinel_password"]
+        assert c.redis.sentinel_password.get_secret_value() == MOCK_SECRETS["sentinel_password"]
+        assert c.redis.sentinel_username == "default"
 
 
 @pytest.mark.parametrize("stack", ["dev", "staging"])
@@ -323,7 +327,7 @@ def test_no_superuser_replication_or_admin_secret_in_the_outputs(stack, dev_run,
     run = {"dev": dev_run, "staging": staging_run}[stack]
     everything = json.dumps(run.outputs)
     for key in ("timescale_superuser_password", "timescale_replication_password", "patroni_api_password",
-                "redis_admin_password", "redis_replication_password"):
+                "redis_admin_password", "redis_replication_password", "redis_sentinel_password"):
         assert MOCK_SECRETS[key] not in everything, key
     assert '"postgres"' not in everything
     assert "PRIVATE KEY" not in everything
