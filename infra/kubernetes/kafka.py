@@ -1,9 +1,10 @@
 """Kafka on Kubernetes: a StatefulSet of combined broker+controller KRaft nodes.
 
-Every node is a voter, addressed through the headless Service. The generator's properties
-reach the official image as KAFKA_* variables: the cluster-wide ones through a ConfigMap,
-the two that differ per pod (node id, advertised address) through Kubernetes' `$(VAR)`
-expansion of downward-API variables.
+Every node is a voter, addressed through the headless Service. The generator's properties,
+with every listener secured (infra/security.py), are `server.properties` in a ConfigMap; the
+start script adds the two that differ per pod (node id, advertised address) from downward-API
+variables and the Secret `kafka-credentials`' TLS part, formats the log directory once with
+the salted SCRAM credentials, and starts the broker. No secret in the environment.
 """
 from __future__ import annotations
 

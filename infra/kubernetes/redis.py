@@ -1,7 +1,8 @@
 """Redis on Kubernetes: a primary + replicas StatefulSet, watched by Sentinels when sized so.
 
-redis.conf and sentinel.conf come from the generators (ConfigMap); the credentials part of
-each (`redis_auth_conf`, `sentinel_auth_conf`) lives in a Secret. A pod decides its role at
+redis.conf and sentinel.conf come from the generators with TLS only (ConfigMap); the ACL
+file, the replicas' and the Sentinels' credentials live in the Secret `redis-auth`, the
+certificate in `redis-tls`, both mounted read-only (infra/security.py). A pod decides its role at
 every start: it asks the Sentinels who the master is, so a restarted old primary rejoins as
 a replica of whoever was promoted meanwhile; pod 0 is the primary only when no Sentinel
 answers (the first start).
