@@ -49,8 +49,9 @@ class Kafka(pulumi.ComponentResource):
         # the script reads `<dir>/name`; on docker the files are `<FILES>backbone-name`
         start = start.replace(f"{CONFIG_DIR}/", prefix)
         cert, ca = generated.certificate("tls_kafka_cert") or "", generated.certificate("tls_ca_pem") or ""
-        credentials = pulumi.Output.all(generated.secret("tls_kafka_key"), pulumi.Output.all(**generated.kafka_passwords())) \
-            .apply(lambda args: security.kafka_credential_files(args[1], cert, args[0], ca))
+        passwords = pulumi.Output.all(**generated.kafka_passwords())
+        credentials = pulumi.Output.all(generated.secret("tls_kafka_key"), passwords).apply(
+            lambda args: security.kafka_credential_files(args[1], cert, args[0], ca))
         secrets = {f"{prefix}{file}": credentials.apply(lambda files, f=file: files[f])
                    for file in ("tls.properties", "scram-credentials")}
         secrets[f"{prefix}cluster-id"] = generated.secret("kafka_cluster_id")

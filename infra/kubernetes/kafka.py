@@ -62,8 +62,8 @@ class Kafka(pulumi.ComponentResource):
         credentials = k8s.core.v1.Secret(
             f"{name}-credentials", metadata=common.metadata(f"{t.KAFKA}-credentials", namespace, COMPONENT),
             type="Opaque",
-            string_data=pulumi.Output.all(generated.secret("tls_kafka_key"), pulumi.Output.all(**generated.kafka_passwords()),
-                                          cluster_id)
+            string_data=pulumi.Output.all(generated.secret("tls_kafka_key"),
+                                          pulumi.Output.all(**generated.kafka_passwords()), cluster_id)
             .apply(lambda args: {**security.kafka_credential_files(args[1], cert or "", args[0], ca or ""),
                                  "cluster-id": args[2]}),
             opts=child)
