@@ -97,9 +97,11 @@ class LocalEnvironment:
             self._wait_ready(state, list(state["services"]), timeout_s)
             outputs = self.outputs(state)
             _write_private(self.outputs_file, json.dumps(outputs, indent=2))
+            contract = Contract.model_validate(merge_outputs(outputs))
+            if local_kafka.grant_admin(contract, self.state_dir, state, timeout_s=30):
+                self.progress("the Kafka admin principal's own ACLs granted")
             if provision:
-                provision_data_plane(Contract.model_validate(merge_outputs(outputs)), self.progress,
-                                     kafka_super=local_kafka.super_access(self.state_dir, state))
+                provision_data_plane(contract, self.progress)
         except BaseException:
             self.progress("start-up failed; stopping what was started")
             self.down()

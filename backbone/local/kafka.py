@@ -33,6 +33,7 @@ CANARY_TOPIC = "backbone.canary"  # probes/kafka.py: the canary's topic and grou
 CANARY_GROUP = "backbone-canary"
 DRILL_TOPIC = "backbone.drill"  # drills/workloads.py
 DRILL_GROUP = "backbone-drill"
+DRILL_PREFIX = "drill."  # topics and groups a drill makes for itself (drill.backup.*, ...)
 BACKUP_GROUP_PREFIX = "backbone-backup-"  # drills/backup_kafka_io.py: assigned, never joined
 
 
@@ -96,6 +97,9 @@ def default_acls(topics: list[dict[str, Any]], data: DataPolicy = DataPolicy()) 
         # their configurations and every group's committed offsets
         _acl(drills, "topic", DRILL_TOPIC, ["create", "read", "write", "describe"]),
         _acl(drills, "group", DRILL_GROUP, ["read", "describe"]),
+        _acl(drills, "topic", DRILL_PREFIX, ["create", "delete", "read", "write", "describe", "describe_configs"],
+             "prefixed"),
+        _acl(drills, "group", DRILL_PREFIX, ["read", "describe"], "prefixed"),
         _acl(drills, "topic", ingest, ["read", "describe", "describe_configs"], "prefixed"),
         _acl(drills, "group", BACKUP_GROUP_PREFIX, ["read", "describe"], "prefixed"),
         _acl(drills, "group", "*", ["describe"]),
@@ -142,3 +146,27 @@ def super_access(state_dir: Path, state: dict[str, Any]) -> tuple[str, NodeAcces
     bootstrap = ",".join(f"127.0.0.1:{n['internal_port']}" for n in nodes)
     return bootstrap, NodeAccess(ca_pem=(Path(state_dir) / "tls" / "ca.pem").read_text(),
                                  cert_file=str(tls / f"{name}.pem"), key_file=str(tls / f"{name}.key"))
+
+
+def grant_admin(contract, state_dir: Path, state: dict[str, Any], timeout_s: float) -> int:
+    """Grant the admin principal its own declared ACLs as a broker (a super user): the one
+    thing the brokers' identity is used for. The number of bindings created."""
+    from ..clients.kafka import node_admin
+    from ..topics.acls import apply_acls, observe_acls, plan_acls
+    from ..topics.admin import CountingAdmin
+    from .services import LocalError
+    found = super_access(state_dir, state)
+    kafka = contract.kafka
+    if found is None or kafka is None or "admin" not in kafka.principals:
+        return 0
+    bootstrap, access = found
+    mine = f"User:{kafka.principals['admin'].user}"
+    specs = [a for a in kafka.acls if a.principal == mine]
+    if not specs:
+        return 0
+    admin = CountingAdmin(kafka, timeout_s, node_admin(bootstrap, timeout_s, access=access))
+    outcome = apply_acls(admin, plan_acls(specs, [b for b in observe_acls(admin) if b.principal == mine]))
+    if outcome.errors:
+        raise LocalError("granting the Kafka admin principal its ACLs failed: "
+                         + "; ".join(f"{k}: {v}" for k, v in outcome.errors.items()))
+    return outcome.created

@@ -1,32 +1,25 @@
 """Provision the data plane of a freshly started environment, the way a deploy pipeline
 does after `pulumi up`: `migrate apply`, then `topics apply` (never deleting anything) with
-the declared ACLs, as the admin principal. On a secure cluster the admin principal's own
-ACLs are granted first by a super user (a broker's certificate, `kafka_super`): nothing else
-is done with that identity."""
+the declared ACLs, as the admin principal (whose own ACLs `local up` granted as the cluster
+came up: local/kafka.py, grant_admin)."""
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 from ..migrate import ops as migrate
 from ..contract import Contract
 from ..probes.kafka import describe
-from ..topics.acls import apply_acls, plan_acls, plan_cluster_acls
+from ..topics.acls import apply_acls, plan_cluster_acls
 from ..topics.admin import CountingAdmin, apply_plan, plan_cluster
 from .services import LocalError
 
-if TYPE_CHECKING:
-    from ..clients.kafka import NodeAccess
 
-
-def provision(contract: Contract, progress: Callable[[str], None], timeout_s: float = 30,
-              kafka_super: "tuple[str, NodeAccess] | None" = None) -> None:
+def provision(contract: Contract, progress: Callable[[str], None], timeout_s: float = 30) -> None:
     state, counter = migrate.apply(migrate.engine_for(contract, timeout_s), contract)
     progress(f"migrations applied: schema at {state.head} ({counter.writes} write statement(s))")
     if contract.kafka is None:
         return
-    if kafka_super is not None and "admin" in contract.kafka.principals:
-        _grant_admin(contract, kafka_super, timeout_s)
     admin = CountingAdmin(contract.kafka, timeout_s)
     outcome = apply_plan(admin, plan_cluster(admin, contract.kafka.topics))
     if outcome.refused or outcome.failed:
@@ -56,22 +49,3 @@ def provision(contract: Contract, progress: Callable[[str], None], timeout_s: fl
             raise LocalError(f"partitions still under-replicated after {timeout_s:g} s: {', '.join(lagging[:5])}")
         time.sleep(0.2)
 
-
-def _grant_admin(contract: Contract, kafka_super: "tuple[str, NodeAccess]", timeout_s: float) -> None:
-    """The admin principal's own ACLs, granted as a broker (a super user)."""
-    from ..clients.kafka import node_admin
-    bootstrap, access = kafka_super
-    mine = f"User:{contract.kafka.principals['admin'].user}"
-    specs = [a for a in contract.kafka.acls if a.principal == mine]
-    if not specs:
-        return
-    admin = CountingAdmin(contract.kafka, timeout_s, node_admin(bootstrap, timeout_s, access=access))
-    outcome = apply_acls(admin, plan_acls(specs, [b for b in _observed(admin) if b.principal == mine]))
-    if outcome.errors:
-        raise LocalError("granting the Kafka admin principal its ACLs failed: "
-                         + "; ".join(f"{k}: {v}" for k, v in outcome.errors.items()))
-
-
-def _observed(admin: CountingAdmin):
-    from ..topics.acls import observe_acls
-    return observe_acls(admin)
