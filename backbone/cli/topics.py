@@ -100,5 +100,5 @@ def _with_acls(text: str, summary: str, code: int, fmt: str, action: str, acls, 
         document["acls"] = part
         text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
     else:
-        text = text + "\n".join(acl_lines(acls, outcome)) + "\n"
+        text = text + "\n".join(acl_lines(acls, outcome, check=action == "check")) + "\n"
     return text, f"{summary}; {said}", code

@@ -173,14 +173,19 @@ def apply_acls(admin, plan: AclPlan) -> AclOutcome:
 
 # --- rendering ----------------------------------------------------------------------------
 
-def acl_lines(plan: AclPlan, outcome: AclOutcome | None = None) -> list[str]:
-    """The ACL section of a topics plan / check / apply report (Markdown)."""
+def acl_lines(plan: AclPlan, outcome: AclOutcome | None = None, *, check: bool = False) -> list[str]:
+    """The ACL section of a topics plan / check / apply report (Markdown): `check` lists the
+    differences, plan and apply show each binding's action."""
     lines = ["", f"## ACLs: {plan.declared} declared binding(s)", ""]
+    if not plan.drift:
+        return lines + ["In sync: every declared ACL is on the cluster and no other."]
+    if check:
+        return lines + [f"**Drift: {len(plan.drift)} ACL difference(s)** (exit 1). `topics apply` creates the "
+                        "missing ones; `--allow-acl-delete` removes the undeclared ones.", ""] + \
+            [f"- {d}" for d in plan.drift]
     rows = [("create" if outcome is None else "❌ failed" if b.text() in outcome.errors else "✅ created", b)
             for b in plan.missing]
     rows += [("⚠️ delete" if plan.allow_delete else "not declared (kept; drift)", b) for b in plan.undeclared]
-    if not rows:
-        return lines + ["In sync: every declared ACL is on the cluster and no other."]
     lines += ["| principal | ACL | action |", "|---|---|---|"]
     lines += [f"| {b.principal} | {b.permission} {b.operation} on {b.resource_type} {b.name}"
               f"{'*' if b.pattern_type == 'prefixed' else ''} | {label} |" for label, b in rows]
