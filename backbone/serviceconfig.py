@@ -57,8 +57,9 @@ def timescale_images() -> dict[str, str]:
 class KafkaNode:
     node_id: int
     host: str
-    port: int  # client (PLAINTEXT) listener
+    port: int  # client listener (PLAINTEXT, or SASL_SSL with KafkaSecurity)
     controller_port: int
+    internal_port: int | None = None  # broker-to-broker SSL listener (with KafkaSecurity)
 
 
 @dataclass(frozen=True)
@@ -73,25 +74,80 @@ class KafkaClusterSettings:
     auto_create_topics: bool = False
 
 
+@dataclass(frozen=True)
+class KafkaSecurity:
+    """TLS and authentication of a KRaft node (docs/security.md, Kafka).
+
+    Clients: SASL_SSL with SCRAM-SHA-512 on the client listener. Brokers and controllers:
+    SSL with client certificates required (mTLS), each certificate's CN mapped to
+    `User:<CN>` and those users `super_users`. `StandardAuthorizer`, nothing allowed where
+    no ACL says so. Keystore and truststore are PEM files (no keytool): `keystore` holds the
+    node's private key and certificate chain, `truststore` the CA."""
+
+    keystore: str
+    truststore: str
+    super_users: tuple[str, ...]  # certificate CNs of the brokers (and controllers)
+    sasl_mechanism: str = "SCRAM-SHA-512"
+    tls_protocols: tuple[str, ...] = ("TLSv1.3", "TLSv1.2")
+
+
+KAFKA_PRINCIPAL_RULES = "RULE:^CN=([^,]+)$/$1/,DEFAULT"  # a certificate's CN is its user
+
+
+def _kafka_security_properties(node: KafkaNode, bind: str, sec: KafkaSecurity) -> dict[str, str]:
+    if node.internal_port is None:
+        raise ValueError("a secure Kafka node needs internal_port (the broker-to-broker SSL listener)")
+    mech = sec.sasl_mechanism.lower()
+    return {
+        "listeners": f"CLIENT://{bind}:{node.port},INTERNAL://{bind}:{node.internal_port},"
+                     f"CONTROLLER://{bind}:{node.controller_port}",
+        "advertised.listeners": f"CLIENT://{node.host}:{node.port},INTERNAL://{node.host}:{node.internal_port}",
+        "controller.listener.names": "CONTROLLER",
+        "inter.broker.listener.name": "INTERNAL",
+        "listener.security.protocol.map": "CLIENT:SASL_SSL,INTERNAL:SSL,CONTROLLER:SSL",
+        "listener.name.client.sasl.enabled.mechanisms": sec.sasl_mechanism,
+        f"listener.name.client.{mech}.sasl.jaas.config":
+            "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+        "listener.name.client.ssl.client.auth": "none",
+        "listener.name.internal.ssl.client.auth": "required",
+        "listener.name.controller.ssl.client.auth": "required",
+        "ssl.keystore.type": "PEM",
+        "ssl.keystore.location": sec.keystore,
+        "ssl.truststore.type": "PEM",
+        "ssl.truststore.location": sec.truststore,
+        "ssl.enabled.protocols": ",".join(sec.tls_protocols),
+        "ssl.protocol": sec.tls_protocols[0],
+        "ssl.endpoint.identification.algorithm": "https",
+        "ssl.principal.mapping.rules": KAFKA_PRINCIPAL_RULES,
+        "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "allow.everyone.if.no.acl.found": "false",
+        "super.users": ";".join(f"User:{u}" for u in sec.super_users),
+    }
+
+
 def kafka_server_properties(node: KafkaNode, voters: list[KafkaNode], log_dir: str,
                             cluster: KafkaClusterSettings = KafkaClusterSettings(),
-                            bind_host: str | None = None) -> dict[str, str]:
+                            bind_host: str | None = None, security: KafkaSecurity | None = None) -> dict[str, str]:
     """server.properties for one combined broker+controller KRaft node.
 
     `bind_host` is the address listeners bind to (0.0.0.0 in containers); the node's
-    `host` is what clients and peers are told to connect to.
+    `host` is what clients and peers are told to connect to. Without `security` every
+    listener is PLAINTEXT (`local up --insecure`).
     """
     bind = bind_host or node.host
     internal_rf = min(3, len(voters))
-    return {
-        "process.roles": "broker,controller",
-        "node.id": str(node.node_id),
-        "controller.quorum.voters": ",".join(f"{v.node_id}@{v.host}:{v.controller_port}" for v in voters),
+    listeners = {
         "listeners": f"PLAINTEXT://{bind}:{node.port},CONTROLLER://{bind}:{node.controller_port}",
         "advertised.listeners": f"PLAINTEXT://{node.host}:{node.port}",
         "controller.listener.names": "CONTROLLER",
         "inter.broker.listener.name": "PLAINTEXT",
         "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+    } if security is None else _kafka_security_properties(node, bind, security)
+    return {
+        "process.roles": "broker,controller",
+        "node.id": str(node.node_id),
+        "controller.quorum.voters": ",".join(f"{v.node_id}@{v.host}:{v.controller_port}" for v in voters),
+        **listeners,
         "log.dirs": log_dir,
         "num.partitions": str(cluster.num_partitions),
         "default.replication.factor": str(min(cluster.default_replication_factor, len(voters))),

@@ -40,7 +40,7 @@ def with_topic(contract: Contract, topic: str, partitions: int = 6, rf: int = 3)
 
 
 def create_topic(contract: Contract, topic: str, partitions: int = 6, rf: int = 3) -> None:
-    admin = AdminClient(kafka_client_config(contract.kafka, 10))
+    admin = AdminClient(kafka_client_config(contract.kafka, 10, "admin"))
     ensure_topic(admin, NewTopic(topic, partitions, rf, config=TOPIC_CONFIG), 10)
     for _ in range(100):  # every partition has a leader before anything is timed
         meta = admin.list_topics(topic, timeout=10).topics[topic]
@@ -50,7 +50,7 @@ def create_topic(contract: Contract, topic: str, partitions: int = 6, rf: int = 
 
 
 def delete_topics(contract: Contract, topics: list[str]) -> None:
-    admin = AdminClient(kafka_client_config(contract.kafka, 10))
+    admin = AdminClient(kafka_client_config(contract.kafka, 10, "admin"))
     for future in admin.delete_topics(topics, operation_timeout=10).values():
         with contextlib.suppress(Exception):
             future.result(timeout=15)
@@ -138,7 +138,7 @@ class Stats:
 
 
 def producer_config(contract: Contract, extra: dict | None = None) -> dict:
-    return {**kafka_client_config(contract.kafka, 10.0), **PRODUCER_SETTINGS, **(extra or {})}
+    return {**kafka_client_config(contract.kafka, 10.0, "relay"), **PRODUCER_SETTINGS, **(extra or {})}
 
 
 def raw_produce(producer: Producer, topic: str, messages: list[tuple[str, str, list]]) -> None:

@@ -71,7 +71,7 @@ class Bench:
         self.msg_bytes = 0.0
 
     def topic(self, kind: str):
-        name = f"bench.{kind}.{self.token}"
+        name = f"ingest.bench-{kind}-{self.token}"  # under the ingest prefix the relay may write
         h.create_topic(self.contract, name)
         self.topics.append(name)
         return name, h.with_topic(self.contract, name)
@@ -224,7 +224,7 @@ class Bench:
         stop, done = threading.Event(), threading.Event()
         relay_thread = threading.Thread(target=relay.run, args=(stop,), kwargs={"idle_s": 1.0}, daemon=True)
         relay_thread.start()
-        bridge = open_bridge(contract, group=f"bench-latency-{uuid.uuid4().hex[:8]}")
+        bridge = open_bridge(contract, group=f"backbone-bridge-bench-{uuid.uuid4().hex[:8]}")
         got: dict[str, float] = {}
         commits: dict[str, float] = {}
         returned: dict[str, float] = {}

@@ -29,6 +29,10 @@ client.ping()
 client.close()
 
 conf = {"bootstrap.servers": kafka["bootstrap_servers"]}
+if kafka.get("security_protocol", "PLAINTEXT") != "PLAINTEXT":  # SASL_SSL as the contract says
+    conf |= {"security.protocol": kafka["security_protocol"], "sasl.mechanism": kafka["sasl_mechanism"],
+             "sasl.username": kafka["sasl_username"], "sasl.password": secrets["kafka"]["sasl_password"],
+             "ssl.ca.pem": kafka["ca_pem"]}
 AdminClient(conf).list_topics(timeout=5)
 key, delivered = uuid.uuid4().hex.encode(), {}
 producer = Producer(conf | {"acks": "all", "linger.ms": 0})
@@ -37,7 +41,7 @@ producer.produce("backbone.canary", key=key, value=b"canary",
 producer.flush(5)
 if delivered.get("offset") is None:
     sys.exit("canary not acknowledged")
-consumer = Consumer(conf | {"group.id": "raw-canary", "enable.auto.commit": False})
+consumer = Consumer(conf | {"group.id": "backbone-canary", "enable.auto.commit": False})
 consumer.assign([TopicPartition("backbone.canary", 0, delivered["offset"])])
 while True:
     msg = consumer.poll(5)

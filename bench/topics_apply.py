@@ -29,7 +29,7 @@ def backbone_apply(kafka, timeout_s):
 
 
 def raw_observe(kafka, timeout_s):
-    admin = AdminClient(kafka_client_config(kafka, timeout_s))
+    admin = AdminClient(kafka_client_config(kafka, timeout_s, "admin"))
     metadata = admin.list_topics(timeout=timeout_s)
     names = [t.name for t in kafka.topics if t.name in metadata.topics]
     if names:

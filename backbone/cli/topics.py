@@ -17,7 +17,8 @@ ACTIONS = (
              "(old → new per key), replication-factor differences, undeclared topics; changes nothing"),
     ("apply", "create declared topics, increase partitions and alter configs in place; refuses the whole "
               "plan on a partition decrease; deletes undeclared topics only with --allow-delete"),
-    ("check", "exit 1 if the cluster differs from the declared topics (undeclared topics are not drift)"),
+    ("check", "exit 1 if the cluster differs from the declared topics (undeclared topics are not drift) or "
+              "the declared ACLs (a missing ACL, or one nothing declares, is drift)"),
 )
 
 
@@ -35,10 +36,14 @@ def register(subparsers) -> None:
             p.add_argument("--allow-delete", action="store_true",
                            help="delete topics the contract does not declare (never internal ones)"
                            + ("; with plan: show those deletions" if name == "plan" else ""))
+            p.add_argument("--allow-acl-delete", action="store_true",
+                           help="delete ACLs the contract does not declare (kafka.acls)"
+                           + ("; with plan: show those deletions" if name == "plan" else ""))
         p.set_defaults(func=cmd_topics)
 
 
 def cmd_topics(args: argparse.Namespace) -> int:
+    from ..topics.acls import acl_lines, apply_acls, plan_cluster_acls
     from ..topics.admin import CountingAdmin, apply_plan, plan_cluster
     from ..topics.model import validate_declared
     from ..topics.render import apply_summary, check_problems, plan_summary, render_apply, render_check, render_plan
@@ -56,6 +61,8 @@ def cmd_topics(args: argparse.Namespace) -> int:
     admin = CountingAdmin(kafka, args.timeout)
     plan = plan_cluster(admin, kafka.topics, allow_delete=getattr(args, "allow_delete", False))
     outcome = apply_plan(admin, plan) if action == "apply" else None
+    acls = plan_cluster_acls(admin, kafka.acls, getattr(args, "allow_acl_delete", False)) if kafka.acls else None
+    acl_outcome = apply_acls(admin, acls) if acls is not None and action == "apply" else None
 
     if action == "plan":
         text, summary = render_plan(plan, args.format, header), plan_summary(plan)
@@ -67,7 +74,31 @@ def cmd_topics(args: argparse.Namespace) -> int:
         code = plan.drift_exit_code
     else:
         text, summary, code = render_apply(outcome, args.format, header), apply_summary(outcome), outcome.exit_code
+    if acls is not None:
+        text, summary, code = _with_acls(text, summary, code, args.format, action, acls, acl_outcome, acl_lines)
     emit(redactor.scrub(text), args.output, redactor.scrub(f"topics {action}: {summary}"))
     if code != EXIT_READY and args.output is None:
         err.print(redactor.scrub(f"backbone: topics {action}: {summary}"), markup=False)
     return code
+
+
+def _with_acls(text: str, summary: str, code: int, fmt: str, action: str, acls, outcome, acl_lines):
+    """The topics report with its ACL part: a section (Markdown) or an "acls" key (JSON)."""
+    import json
+    if action == "apply":
+        part, failed = outcome.to_dict(), bool(outcome.errors)
+        said = (f"ACLs: {len(outcome.errors)} failed" if failed
+                else f"ACLs: {outcome.created} created, {outcome.deleted} deleted")
+        code = max(code, outcome.exit_code)
+    else:
+        part = acls.to_dict()
+        said = f"ACLs: {len(acls.drift)} difference(s)" if acls.drift else "ACLs in sync"
+        if action == "check" and acls.drift:
+            code = max(code, 1)
+    if fmt == "json":
+        document = json.loads(text)
+        document["acls"] = part
+        text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+    else:
+        text = text + "\n".join(acl_lines(acls, outcome, check=action == "check")) + "\n"
+    return text, f"{summary}; {said}", code

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
+from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -64,11 +65,40 @@ def consumer(ep: KafkaEndpoint, timeout_s: float, settings: dict, *, duty: str |
     return Consumer(kafka_client_config(ep, timeout_s, duty) | settings)
 
 
-def node_admin(bootstrap: str, timeout_s: float = 2, *, quiet: bool = True) -> AdminClient:
-    """An admin client of brokers by address (host:port,...), without the contract's
-    credentials: the local platform's own brokers, or one broker a partition drill asks.
+@dataclass(frozen=True)
+class NodeAccess:
+    """How to reach brokers by address when there is no contract yet (the local platform's
+    own state): the CA to verify them with and either a SASL user (SASL_SSL) or a client
+    certificate (SSL, the brokers' own mTLS listener)."""
+
+    ca_pem: str
+    username: str | None = None
+    password: str | None = None
+    mechanism: str = "SCRAM-SHA-512"
+    cert_file: str | None = None
+    key_file: str | None = None
+
+    def config(self) -> dict:
+        conf = {"ssl.ca.pem": self.ca_pem, "ssl.endpoint.identification.algorithm": "https"}
+        if self.cert_file:
+            return conf | {"security.protocol": "SSL", "ssl.certificate.location": self.cert_file,
+                           "ssl.key.location": self.key_file}
+        return conf | {"security.protocol": "SASL_SSL", "sasl.mechanism": self.mechanism,
+                       "sasl.username": self.username, "sasl.password": self.password}
+
+    def __repr__(self) -> str:  # never the password
+        return f"NodeAccess(username={self.username!r}, cert_file={self.cert_file!r})"
+
+
+def node_admin(bootstrap: str, timeout_s: float = 2, *, quiet: bool = True,
+               access: NodeAccess | None = None) -> AdminClient:
+    """An admin client of brokers by address (host:port,...), without the contract: the local
+    platform's own brokers, or one broker a partition drill asks; `access` gives TLS and a
+    credential (None: plaintext, an --insecure environment or a drill's scratch cluster).
     `quiet=False` leaves librdkafka's connection errors on stderr."""
     conf: dict = {"bootstrap.servers": bootstrap, "socket.timeout.ms": int(timeout_s * 1000)}
+    if access is not None:
+        conf |= access.config()
     if quiet:
         conf["logger"] = QUIET_LOGGER
     return AdminClient(conf)

@@ -298,6 +298,31 @@ class TopicSpec(_Model):
         return v
 
 
+KAFKA_ACL_OPERATIONS = ("read", "write", "create", "delete", "alter", "describe", "cluster_action",
+                        "describe_configs", "alter_configs", "idempotent_write", "all")
+
+
+class AclSpec(_Model):
+    """One declared Kafka ACL: `principal` may (or, allow=false, may not) do `operations` on
+    the resources named `name` (literally, or every name starting with it)."""
+
+    principal: str = Field(pattern=r"^User:[A-Za-z0-9_.@=-]{1,256}$")
+    resource_type: Literal["topic", "group", "cluster", "transactional_id"]
+    name: str = Field(min_length=1, max_length=249, pattern=r"^(\*|[A-Za-z0-9._-]+)$")
+    pattern_type: Literal["literal", "prefixed"] = "literal"
+    operations: list[Literal[KAFKA_ACL_OPERATIONS]] = Field(min_length=1, max_length=11)  # type: ignore[valid-type]
+    allow: bool = True
+    host: str = Field("*", pattern=r"^(\*|[0-9A-Fa-f.:]{1,45})$")
+
+    @model_validator(mode="after")
+    def _cluster(self) -> "AclSpec":
+        if self.resource_type == "cluster" and (self.name != "kafka-cluster" or self.pattern_type != "literal"):
+            raise ValueError("a cluster ACL names the resource 'kafka-cluster', literally")
+        if self.name == "*" and self.pattern_type != "literal":
+            raise ValueError("'*' (every resource) is a literal name")
+        return self
+
+
 class KafkaEndpoint(_Model):
     bootstrap_servers: str = Field("127.0.0.1:9092", min_length=1, max_length=8192)
     expected_brokers: Count(ge=1, le=1000) = 1
@@ -309,6 +334,7 @@ class KafkaEndpoint(_Model):
     # the principals by duty (KAFKA_DUTIES); a duty without one uses sasl_username
     principals: dict[Literal["admin", "relay", "bridge", "drills"], Credential] = Field(default_factory=dict)
     topics: list[TopicSpec] = Field(default_factory=list, max_length=1000)
+    acls: list[AclSpec] = Field(default_factory=list, max_length=1000)  # planned and applied with the topics
 
     @field_validator("bootstrap_servers")
     @classmethod

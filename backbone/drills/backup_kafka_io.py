@@ -302,7 +302,7 @@ def export_backup(ep: KafkaEndpoint, work_dir: Path, names: list[str], deadline:
     os.chmod(out, 0o700)
     consumer = None
     try:
-        admin = kafka_client.admin(ep, deadline.client_s)
+        admin = kafka_client.admin(ep, deadline.client_s, duty="drills")
         cluster = admin.list_topics(timeout=deadline.left())
         present = [n for n in names if n in cluster.topics and cluster.topics[n].partitions]
         configs = topic_configs(admin, present, deadline)
@@ -313,7 +313,7 @@ def export_backup(ep: KafkaEndpoint, work_dir: Path, names: list[str], deadline:
         groups = group_offsets(admin, set(present), deadline)
         progress(f"exported {len(topics)} topic configuration(s) and {len(groups)} consumer group(s)")
         consumer = kafka_client.consumer(ep, deadline.client_s, CONSUMER_SETTINGS
-                                         | {"group.id": f"backbone-backup-{secrets.token_hex(4)}"})  # assigned, never joined
+                                         | {"group.id": f"backbone-backup-{secrets.token_hex(4)}"}, duty="drills")  # assigned, never joined
         records = {}
         for name in present:
             progress(f"exporting the records of {name} ({topics[name]['partitions']} partition(s))")

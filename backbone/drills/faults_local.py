@@ -14,11 +14,12 @@ from ..local.environment import LocalEnvironment, topology
 from ..local.processes import is_ours
 from ..clients import kafka as kafka_client
 from ..local import partition
+from ..local.kafka import node_access
 from .faults import FaultError
 
 
 def broker_views(ports: list[int], topic: str | None = None, want: set[int] | None = None,
-                 attempts: int = 30) -> dict[int, dict[tuple[str, int], tuple[tuple, int, tuple]]]:
+                 attempts: int = 30, access: "kafka_client.NodeAccess | None" = None) -> dict[int, dict[tuple[str, int], tuple[tuple, int, tuple]]]:
     """What each broker (by port) itself says of each partition: (replicas, leader, ISR), for
     at least the brokers in `want` (default: all). librdkafka sends a metadata request to
     whichever broker it likes, and during or just after a partition the isolated one answers
@@ -27,7 +28,7 @@ def broker_views(ports: list[int], topic: str | None = None, want: set[int] | No
     want = set(ports if want is None else want)
     views: dict[int, dict] = {}
     for attempt in range(attempts):
-        admin = kafka_client.node_admin(f"127.0.0.1:{ports[attempt % len(ports)]}", 2, quiet=False)
+        admin = kafka_client.node_admin(f"127.0.0.1:{ports[attempt % len(ports)]}", 2, quiet=False, access=access)
         md = admin.list_topics(topic, timeout=2)
         by = int(md.orig_broker_name.split("/")[0].rsplit(":", 1)[1])  # host:port/id or host:port/bootstrap
         views.setdefault(by, {(t.topic, p.id): (tuple(p.replicas), p.leader, tuple(sorted(p.isrs)))
@@ -192,7 +193,8 @@ class LocalFaults:
             # every broker, each answering for itself, tells the same story, and the member
             # is in the ISR of every partition it replicates: it has truncated to what the new
             # leader holds, and no client can be answered from its stale view any more
-            views = list(broker_views([s["port"] for s in state["services"].values() if s["kind"] == "kafka"]).values())
+            views = list(broker_views([s["port"] for s in state["services"].values() if s["kind"] == "kafka"],
+                                      access=node_access(self.env.state_dir, state)).values())
             me = svc.get("node_id")
             return all(v == views[0] for v in views) and all(
                 me in isr for replicas, _, isr in views[0].values() if me in replicas)
@@ -213,7 +215,8 @@ class LocalFaults:
                 names = {s.get("node_id"): n for n, s in services.items() if s["kind"] == "kafka"}
                 ports = {n: s["port"] for n, s in services.items() if s["kind"] == "kafka"}
                 peers = {port for n, port in ports.items() if n != member}
-                views = broker_views(list(ports.values()), DRILL_TOPIC, want=peers)
+                views = broker_views(list(ports.values()), DRILL_TOPIC, want=peers,
+                                     access=node_access(self.env.state_dir, self._state()))
                 return all(names.get(views[p][(DRILL_TOPIC, 0)][1]) not in (None, member) for p in peers)
             if service == "timescale":  # a peer's Patroni: the isolated one answers from its stale view
                 from ..local import patroni
@@ -273,7 +276,7 @@ class LocalFaults:
             if target in ("leader", "primary"):
                 broker = workload.leader()
             elif target == "controller":
-                admin = kafka_client.admin(contract.kafka, 5)
+                admin = kafka_client.admin(contract.kafka, 5, duty="drills")
                 broker = admin.describe_cluster(request_timeout=5).result(timeout=10).controller.id
             else:
                 leader = workload.leader()

@@ -32,7 +32,7 @@ class KafkaWorkload:
     def __init__(self, contract: Contract, timeout_s: float = 10):
         self.ep = contract.kafka
         self.run_id = uuid.uuid4().hex[:12]
-        admin = kafka_client.admin(self.ep, timeout_s)
+        admin = kafka_client.admin(self.ep, timeout_s, duty="drills")
         brokers = len(admin.list_topics(timeout=timeout_s).brokers)
         rf = min(3, brokers)
         ensure_topic(admin, NewTopic(DRILL_TOPIC, 1, rf, config={"min.insync.replicas": str(min(2, rf))}),
@@ -41,12 +41,13 @@ class KafkaWorkload:
         # idempotent, acks=all: an acknowledged record is on every in-sync replica
         self.producer = kafka_client.producer(self.ep, timeout_s, {"acks": "all", "enable.idempotence": True,
                                                                    "linger.ms": 0,
-                                                                   "message.timeout.ms": int(timeout_s * 1000)})
+                                                                   "message.timeout.ms": int(timeout_s * 1000)},
+                                              duty="drills")
         self.timeout_s = timeout_s
         self.start_offset = self._end_offset()
 
     def _end_offset(self) -> int:
-        consumer = kafka_client.consumer(self.ep, self.timeout_s, {"group.id": "backbone-drill"})
+        consumer = kafka_client.consumer(self.ep, self.timeout_s, {"group.id": "backbone-drill"}, duty="drills")
         try:
             # a topic created a moment ago may have no leader yet: ask again until it has one
             deadline = time.monotonic() + self.timeout_s
@@ -77,7 +78,7 @@ class KafkaWorkload:
 
     def read_back(self, seqs: list[int]) -> set[int]:
         consumer = kafka_client.consumer(self.ep, self.timeout_s, {"group.id": "backbone-drill",
-                                                                   "enable.auto.commit": False})
+                                                                   "enable.auto.commit": False}, duty="drills")
         found: set[int] = set()
         try:
             end = consumer.get_watermark_offsets(TopicPartition(DRILL_TOPIC, 0), timeout=self.timeout_s)[1]

@@ -87,7 +87,7 @@ class KafkaBridge(_Bridge):
         self.topic, self.group, self.timeout_s, self.commit = events_topic(contract), group, timeout_s, commit
         self.consumer = kafka_client.consumer(contract.kafka, timeout_s, {
             "group.id": group, "enable.auto.commit": False, "auto.offset.reset": "earliest",
-            "fetch.wait.max.ms": 100})
+            "fetch.wait.max.ms": 100}, duty="bridge")
         if not commit:
             self._look(OFFSET_BEGINNING if from_beginning else None)
             return
@@ -171,7 +171,7 @@ def group_lag(contract: Contract, group: str | None = None, timeout_s: float = 5
     from .relay import events_topic
     topic = events_topic(contract)
     consumer = kafka_client.consumer(contract.kafka, timeout_s, {
-        "group.id": group or contract.data.consumer_group, "enable.auto.commit": False})
+        "group.id": group or contract.data.consumer_group, "enable.auto.commit": False}, duty="bridge")
     try:
         partitions = consumer.list_topics(topic, timeout=timeout_s).topics[topic].partitions
         committed = consumer.committed([TopicPartition(topic, p) for p in sorted(partitions)], timeout=timeout_s)

@@ -133,7 +133,8 @@ class Relay:
             raise
         # batches are read on a second connection, asked for ahead (see _send_read)
         self.reading = timescale_client.connect(contract.timescale, timeout_s, autocommit=True)
-        self.producer = kafka_client.producer(contract.kafka, timeout_s, {**PRODUCER_SETTINGS, **(settings or {})})
+        self.producer = kafka_client.producer(contract.kafka, timeout_s, {**PRODUCER_SETTINGS, **(settings or {})},
+                                              duty="relay")
         self.active = False
         self.published = 0  # events Kafka acknowledged
         self.position = 0

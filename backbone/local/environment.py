@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..contract import Contract, merge_outputs, split_secrets
+from . import kafka as local_kafka
 from . import services as svcs
 from .binaries import SETUP_HINT, find_binaries
 from .pki import Authority
@@ -96,8 +97,11 @@ class LocalEnvironment:
             self._wait_ready(state, list(state["services"]), timeout_s)
             outputs = self.outputs(state)
             _write_private(self.outputs_file, json.dumps(outputs, indent=2))
+            contract = Contract.model_validate(merge_outputs(outputs))
+            if local_kafka.grant_admin(contract, self.state_dir, state, timeout_s=30):
+                self.progress("the Kafka admin principal's own ACLs granted")
             if provision:
-                provision_data_plane(Contract.model_validate(merge_outputs(outputs)), self.progress)
+                provision_data_plane(contract, self.progress)
         except BaseException:
             self.progress("start-up failed; stopping what was started")
             self.down()
@@ -194,7 +198,7 @@ class LocalEnvironment:
             up = [s for s in nodes if is_ours(s.get("pid"), s.get("start_ticks"))]
             if not up:
                 raise LocalError("no Kafka node is running")
-            took = svcs.kafka_ready(up, timeout_s)
+            took = svcs.kafka_ready(up, timeout_s, local_kafka.node_access(self.state_dir, state))
             self.progress(f"kafka ready after {took:.1f} s ({len(up)} broker(s))")
 
     # --- reporting -------------------------------------------------------------------
@@ -216,11 +220,17 @@ class LocalEnvironment:
             "timescale": families["timescale"].contract(state),
             "redis": families["redis"].contract(state),
             "kafka": {"bootstrap_servers": ",".join(f"127.0.0.1:{n['port']}" for n in kafka),
-                      "expected_brokers": len(kafka), "topics": default_topics(len(kafka))},
+                      "expected_brokers": len(kafka), "topics": default_topics(len(kafka)),
+                      **local_kafka.contract_part(state["passwords"], self._ca_pem(state) if local_kafka.secure(state)
+                                                  else None, default_topics(len(kafka)))},
         }
         Contract.model_validate(document)  # never write a contract backbone itself would reject
         public, secret = split_secrets(document)
         return {"backbone": public, "backbone_secrets": secret}
+
+
+    def _ca_pem(self, state: dict[str, Any]) -> str:
+        return (self.state_dir / "tls" / "ca.pem").read_text()
 
 
 def topology(state: dict[str, Any]) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from .. import serviceconfig as sc
 from ..errors import BackboneError
 from ..clients import timescale as timescale_client
-from ..clients.kafka import node_admin
+from ..clients.kafka import NodeAccess, node_admin
 if TYPE_CHECKING:
     from .pki import Authority
 from .binaries import Binaries
@@ -184,19 +184,26 @@ def new_cluster_id() -> str:
 
 def prepare_kafka(state_dir: Path, bins: Binaries, brokers: int, passwords: dict[str, str] | None = None,
                   ca: "Authority | None" = None) -> list[dict[str, Any]]:
-    nodes = [sc.KafkaNode(i, "127.0.0.1", free_port(), free_port()) for i in range(1, brokers + 1)]
+    """The KRaft nodes, formatted; with `ca`, secured (local/kafka.py): SASL_SSL for clients,
+    mTLS between brokers and controllers, every principal's SCRAM credential made at format
+    time. Without it (--insecure, a drill's scratch cluster) every listener is PLAINTEXT."""
+    from . import kafka as security
+    nodes = [sc.KafkaNode(i, "127.0.0.1", free_port(), free_port(), free_port() if ca else None)
+             for i in range(1, brokers + 1)]
     # tuned failure detection: a dead broker is fenced after 3 s, so its partitions get a
     # new leader quickly (the drills measure exactly this)
     cluster = sc.KafkaClusterSettings(default_replication_factor=min(3, brokers),
                                       min_insync_replicas=2 if brokers >= 3 else 1,
                                       broker_session_timeout_ms=3000, broker_heartbeat_interval_ms=500)
     cluster_id = new_cluster_id()
+    scram = security.scram_arguments(passwords if passwords is not None else {}) if ca else []
     services = []
     for node in nodes:
         name = "kafka" if brokers == 1 else f"kafka-{node.node_id}"
         home = state_dir / name
         (home / "data").mkdir(parents=True, exist_ok=True)
-        props = sc.kafka_server_properties(node, nodes, str(home / "data"), cluster)
+        tls = security.node_security(ca, home, node, nodes) if ca else None
+        props = sc.kafka_server_properties(node, nodes, str(home / "data"), cluster, security=tls)
         (home / "server.properties").write_text(sc.render_properties(props))
         log = state_dir / "logs" / f"{name}.log"
         (home / "log4j2.properties").write_text(_log4j2(state_dir / "logs" / f"{name}.server.log"))
@@ -205,12 +212,16 @@ def prepare_kafka(state_dir: Path, bins: Binaries, brokers: int, passwords: dict
         # `--cluster-id=ID` in one word: a base64 id may begin with "-" (1 start in 64), which
         # `-t ID` would hand to the option parser as another flag
         fmt = run_as(java + ["kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}",
-                             "-c", str(home / "server.properties"), "--ignore-formatted"], None)
+                             "-c", str(home / "server.properties"), "--ignore-formatted"] + scram, None)
         if fmt.returncode != 0:
-            raise LocalError(f"formatting Kafka storage for {name} failed: {(fmt.stderr or fmt.stdout).strip()[-800:]}")
+            text = (fmt.stderr or fmt.stdout).strip()[-800:]
+            for secret in (passwords or {}).values():
+                text = text.replace(secret, "***")
+            raise LocalError(f"formatting Kafka storage for {name} failed: {text}")
         services.append({"kind": "kafka", "name": name, "node_id": node.node_id, "port": node.port,
                          "controller_port": node.controller_port, "home": str(home), "user": None,
-                         "log": str(log), "argv": java + ["kafka.Kafka", str(home / "server.properties")]})
+                         "log": str(log), "argv": java + ["kafka.Kafka", str(home / "server.properties")]}
+                        | ({"internal_port": node.internal_port} if ca else {}))
     return services
 
 
@@ -223,10 +234,10 @@ def _log4j2(path: Path) -> str:
         "logger.apache.name=org.apache.kafka", "logger.apache.level=WARN", ""])
 
 
-def kafka_ready(nodes: list[dict[str, Any]], timeout_s: float) -> float:
+def kafka_ready(nodes: list[dict[str, Any]], timeout_s: float, access: "NodeAccess | None" = None) -> float:
     bootstrap = ",".join(f"127.0.0.1:{n['port']}" for n in nodes)
     expected, log = len(nodes), Path(nodes[0]["log"])
-    admin = node_admin(bootstrap, 2)
+    admin = node_admin(bootstrap, 2, access=access)
 
     def ready() -> bool:
         return len(admin.list_topics(timeout=2).brokers) >= expected

@@ -42,7 +42,8 @@ class CountingAdmin:
     def __init__(self, endpoint: KafkaEndpoint, timeout_s: float, admin: AdminClient | None = None):
         self.endpoint = endpoint
         self.timeout_s = timeout_s
-        self.admin = admin or kafka_client.admin(endpoint, timeout_s)
+        # topic and ACL administration is the admin principal's duty
+        self.admin = admin if admin is not None else kafka_client.admin(endpoint, timeout_s, duty="admin")
         self.calls: Counter[str] = Counter()
         self.started = time.perf_counter()  # apply reports its time from here, observation included
 
@@ -88,6 +89,18 @@ class CountingAdmin:
     def delete_topics(self, names: list[str]) -> dict[str, Any]:
         self._count("delete_topics")
         return self.admin.delete_topics(names, **self._timeouts())
+
+    def describe_acls(self, acl_filter):
+        self._count("describe_acls")
+        return self.admin.describe_acls(acl_filter, request_timeout=self.timeout_s)
+
+    def create_acls(self, bindings: list) -> dict[Any, Any]:
+        self._count("create_acls")
+        return self.admin.create_acls(bindings, request_timeout=self.timeout_s)
+
+    def delete_acls(self, filters: list) -> dict[Any, Any]:
+        self._count("delete_acls")
+        return self.admin.delete_acls(filters, request_timeout=self.timeout_s)
 
     def wait(self, futures: dict[str, Any]) -> dict[str, str | None]:
         """topic -> None on success, else the broker's error text."""

@@ -391,7 +391,8 @@ class ApplyOutcome:
                 "duration_s": round(self.duration_s, 3)}
 
 
-WRITE_APIS = frozenset({"create_topics", "create_partitions", "incremental_alter_configs", "delete_topics"})
+WRITE_APIS = frozenset({"create_topics", "create_partitions", "incremental_alter_configs", "delete_topics",
+                        "create_acls", "delete_acls"})
 
 
 def is_write_call(api: str) -> bool:

@@ -79,3 +79,33 @@ def test_timescale_preload_and_patroni_dynamic_config():
     dcs = sc.patroni_dynamic_config(sc.PatroniSettings(ttl=20, loop_wait=2, retry_timeout=4), pg)
     assert (dcs["ttl"], dcs["loop_wait"], dcs["retry_timeout"], dcs["synchronous_mode"]) == (20, 2, 4, True)
     assert dcs["postgresql"]["parameters"]["wal_level"] == "replica"
+
+
+def test_kafka_security_secures_every_listener_and_needs_an_internal_port():
+    import pytest
+    secure_nodes = [sc.KafkaNode(i, "127.0.0.1", 9000 + i, 9100 + i, 9200 + i) for i in (1, 2)]
+    security = sc.KafkaSecurity(keystore="/tls/keystore.pem", truststore="/tls/ca.pem",
+                                super_users=("kafka-broker-1", "kafka-broker-2"))
+    props = sc.kafka_server_properties(secure_nodes[0], secure_nodes, "/d", security=security)
+    assert props["listener.security.protocol.map"] == "CLIENT:SASL_SSL,INTERNAL:SSL,CONTROLLER:SSL"
+    assert props["listeners"] == "CLIENT://127.0.0.1:9001,INTERNAL://127.0.0.1:9201,CONTROLLER://127.0.0.1:9101"
+    assert props["advertised.listeners"] == "CLIENT://127.0.0.1:9001,INTERNAL://127.0.0.1:9201"
+    assert props["inter.broker.listener.name"] == "INTERNAL"
+    assert props["listener.name.client.sasl.enabled.mechanisms"] == "SCRAM-SHA-512"
+    assert "ScramLoginModule required" in props["listener.name.client.scram-sha-512.sasl.jaas.config"]
+    assert props["listener.name.internal.ssl.client.auth"] == "required"
+    assert props["listener.name.controller.ssl.client.auth"] == "required"
+    assert (props["ssl.keystore.type"], props["ssl.truststore.type"]) == ("PEM", "PEM")
+    assert "TLSv1.1" not in props["ssl.enabled.protocols"] and "TLSv1.2" in props["ssl.enabled.protocols"]
+    assert props["authorizer.class.name"] == "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+    assert props["allow.everyone.if.no.acl.found"] == "false"
+    assert props["super.users"] == "User:kafka-broker-1;User:kafka-broker-2"
+    assert props["ssl.principal.mapping.rules"].startswith("RULE:^CN=([^,]+)$/$1/")
+    with pytest.raises(ValueError, match="internal_port"):
+        sc.kafka_server_properties(nodes(1)[0], nodes(1), "/d", security=security)
+
+
+def test_kafka_without_security_is_exactly_plaintext():
+    props = sc.kafka_server_properties(nodes(1)[0], nodes(1), "/d")
+    assert props["listener.security.protocol.map"] == "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
+    assert not any(k.startswith(("ssl.", "sasl.", "authorizer", "super.", "listener.name.")) for k in props)

@@ -50,7 +50,7 @@ def source(local_env):
     doc["kafka"] = {**doc["kafka"], "topics": [*doc["kafka"]["topics"], {
         "name": topic, "partitions": 3, "replication_factor": 3, "config": CONFIG}]}
     contract = Contract.model_validate(doc)
-    conf = kafka_client_config(contract.kafka, 10)
+    conf = kafka_client_config(contract.kafka, 10, "drills")  # a drill-owned topic
     admin = AdminClient(conf)
     admin.create_topics([NewTopic(topic, 3, 3, config=CONFIG)])[topic].result(timeout=30)
     producer = Producer(conf | {"acks": "all", "enable.idempotence": True})

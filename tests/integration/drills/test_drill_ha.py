@@ -6,6 +6,7 @@ import pytest
 
 from backbone.local import partition as partition_local
 from backbone.drills.faults_local import broker_views
+from backbone.local.kafka import node_access
 from backbone.drills.workloads import DRILL_TOPIC
 
 from ..conftest import local_environment, run_backbone
@@ -144,7 +145,8 @@ def test_kafka_leader_partitioned_loses_no_acknowledged_record(ha_env, tmp_path)
     # back in the ISR. Reading from its stale view had counted ~170 records as lost
     state = json.loads((ha_env["state_dir"] / "state.json").read_text())
     me = state["services"][result["member"]]["node_id"]
-    views = broker_views([s["port"] for s in state["services"].values() if s["kind"] == "kafka"], DRILL_TOPIC)
+    views = broker_views([s["port"] for s in state["services"].values() if s["kind"] == "kafka"], DRILL_TOPIC,
+                         access=node_access(ha_env["state_dir"], state))
     assert len(views) == 3 and all(me in v[(DRILL_TOPIC, 0)][2] for v in views.values()), views
 
 

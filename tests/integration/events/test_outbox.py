@@ -60,7 +60,7 @@ def consume_all(contract, wanted_ids, timeout_s=30):
     import time
     got = []
     deadline = time.monotonic() + timeout_s
-    with open_bridge(contract, group="test-" + uuid.uuid4().hex[:8], from_beginning=True) as bridge:
+    with open_bridge(contract, group="backbone-bridge-test-" + uuid.uuid4().hex[:8], from_beginning=True) as bridge:
         # until every wanted event arrived and the group has read the topic to its end (so a
         # duplicate published after the first copy has been seen too)
         while time.monotonic() < deadline and not (set(wanted_ids) <= set(got) and not sum(bridge.lag().values())):
@@ -164,7 +164,7 @@ def test_events_of_one_series_stay_in_commit_order(local_env):
     got = []
     import time
     deadline = time.monotonic() + 30
-    with open_bridge(contract, group="order-" + uuid.uuid4().hex[:8], from_beginning=True) as bridge:
+    with open_bridge(contract, group="backbone-bridge-order-" + uuid.uuid4().hex[:8], from_beginning=True) as bridge:
         while time.monotonic() < deadline and len([g for g in got if g[0] in ids]) < 5:
             bridge.poll(lambda e: got.append((e.id, e.payload["run_id"], e.partition)), timeout_s=0.5)
     mine = [g for g in got if g[0] in ids]

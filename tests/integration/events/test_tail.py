@@ -46,7 +46,7 @@ def test_bootstrap_tail_without_group_leaves_the_bridge_position_alone(tmp_path)
 
 def committed(contract, group: str) -> dict[int, int]:
     topic = events_topic(contract)
-    consumer = Consumer({**kafka_client_config(contract.kafka, 10), "group.id": group, "enable.auto.commit": False})
+    consumer = Consumer({**kafka_client_config(contract.kafka, 10, "bridge"), "group.id": group, "enable.auto.commit": False})
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
         return {tp.partition: tp.offset
@@ -57,7 +57,7 @@ def committed(contract, group: str) -> dict[int, int]:
 
 def test_kafka_tail_without_group_commits_nothing_for_the_bridge_group(local_env, scratch, tmp_path):  # noqa: F811
     name, _ = scratch
-    group = "test-bridge-" + uuid.uuid4().hex[:8]
+    group = "backbone-bridge-test-" + uuid.uuid4().hex[:8]
     outputs = outputs_with(local_env, tmp_path, database=name, data={"consumer_group": group})
     src = ("--outputs", str(outputs))
     assert run_backbone("ingest", "--dimension", "trades", "--generate", "40", "--symbols", "4", *src).returncode == 0

@@ -7,7 +7,14 @@ from ..conftest import run_backbone
 
 
 def secrets_of(env):
-    return [v for section in env["contract"]["backbone_secrets"].values() for v in section.values()]
+    """Every secret string, nested ones too (Kafka's principals: principals.<duty>.password)."""
+    def leaves(value):
+        if isinstance(value, dict):
+            for v in value.values():
+                yield from leaves(v)
+        else:
+            yield value
+    return list(leaves(env["contract"]["backbone_secrets"]))
 
 
 def test_outputs_contract_is_private_and_splits_secrets(local_env):

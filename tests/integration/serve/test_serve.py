@@ -31,7 +31,7 @@ def outputs_copy(local_env, tmp_path) -> tuple:
     """The session's outputs with a consumer group and cache namespace of this test's own."""
     doc = json.loads(local_env["outputs"].read_text())
     tag = uuid.uuid4().hex[:8]
-    doc["backbone"]["data"] = {"consumer_group": f"serve-test-{tag}"}
+    doc["backbone"]["data"] = {"consumer_group": f"backbone-bridge-serve-{tag}"}
     doc["backbone"]["redis"]["cache_policy"] = {**doc["backbone"]["redis"].get("cache_policy", {}),
                                                 "namespace": f"emp:cache:serve-test:{tag}"}
     path = tmp_path / "outputs.json"

@@ -13,6 +13,8 @@ from confluent_kafka import KafkaException, Consumer, TopicCollection, TopicPart
 from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic,
                                    ResourceType)
 
+from backbone.clients.kafka import kafka_client_config
+from backbone.contract import Contract, merge_outputs
 from backbone.topics.check import topics_check
 from backbone.contract.sources import Sources, load_contract
 
@@ -27,9 +29,20 @@ def cluster(tmp_path_factory):
     # must see `topics apply` create the topics on an empty cluster.
     for env in local_environment(tmp_path_factory, "topics", "--bare", "--kafka-brokers", "3"):
         document = env["contract"]
-        admin = AdminClient({"bootstrap.servers": document["backbone"]["kafka"]["bootstrap_servers"]})
-        yield {"outputs": env["outputs"], "document": document, "admin": admin,
-               "secrets": [v for s in document["backbone_secrets"].values() for v in s.values()]}
+        # as the admin principal (the cluster is secured: TLS, SCRAM, ACLs)
+        contract = Contract.model_validate(merge_outputs(document))
+        admin = AdminClient(kafka_client_config(contract.kafka, 10, "admin"))
+        yield {"outputs": env["outputs"], "document": document, "admin": admin, "contract": contract,
+               "secrets": list(_leaves(document["backbone_secrets"]))}
+
+
+def _leaves(value):
+    """Every secret string of the contract's secret half (principals' passwords are nested)."""
+    if isinstance(value, dict):
+        for v in value.values():
+            yield from _leaves(v)
+    elif isinstance(value, str):
+        yield value
 
 
 def topics(cluster, *args, outputs=None):
@@ -200,8 +213,8 @@ def test_undeclared_topic_survives_apply_and_goes_only_with_allow_delete(in_sync
     for future in cluster["admin"].create_topics([NewTopic(name, 2, 1)], operation_timeout=10).values():
         future.result(timeout=15)
     # A group coordinator lookup makes Kafka create its internal __consumer_offsets topic.
-    consumer = Consumer({"bootstrap.servers": cluster["document"]["backbone"]["kafka"]["bootstrap_servers"],
-                         "group.id": "topics-test"})
+    consumer = Consumer({**kafka_client_config(cluster["contract"].kafka, 10, "bridge"),
+                         "group.id": "backbone-bridge-topics-test"})
     try:
         # the first lookups answer NOT_COORDINATOR while Kafka is still creating the topic
         wait_for(lambda: _committed(consumer), "the group coordinator answers")

@@ -42,6 +42,17 @@ def test_a_client_by_address_carries_no_credentials(made):
     assert "logger" not in client.node_admin("127.0.0.1:9092", 2, quiet=False)
 
 
+def test_a_client_by_address_with_access_verifies_the_brokers_and_authenticates(made):
+    sasl = client.node_admin("127.0.0.1:9092", access=client.NodeAccess("PEM", username="u", password="p"))
+    assert (sasl["security.protocol"], sasl["sasl.mechanism"], sasl["sasl.username"], sasl["sasl.password"]) == \
+        ("SASL_SSL", "SCRAM-SHA-512", "u", "p")
+    assert sasl["ssl.ca.pem"] == "PEM" and sasl["ssl.endpoint.identification.algorithm"] == "https"
+    mtls = client.node_admin("127.0.0.1:9094", access=client.NodeAccess("PEM", cert_file="c.pem", key_file="c.key"))
+    assert (mtls["security.protocol"], mtls["ssl.certificate.location"], mtls["ssl.key.location"]) == \
+        ("SSL", "c.pem", "c.key") and "sasl.username" not in mtls
+    assert "p" not in repr(client.NodeAccess("PEM", username="u", password="p")).replace("NodeAccess", "")
+
+
 def test_the_error_sentence_is_the_brokers_own_and_a_timeout_is_named():
     assert client.kafka_text(concurrent.futures.TimeoutError()) == "timed out waiting for the broker"
     assert client.kafka_text(RuntimeError("Broker: Unknown topic")) == "Broker: Unknown topic"
