@@ -138,7 +138,10 @@ def backup_restore_drill(contract: Contract, work_dir: Path, dump: Path | None =
     if contract.timescale is None:
         raise BackupDrillError("the backup drill needs a timescale section in the contract (institutional tier)")
     redactor = Redactor(contract.secrets())
+    # the dump and the source's counts as the contract's user; the scratch database (created,
+    # restored into, compared, dropped) as the `restore` duty, which may create databases
     conn_params, password = _connection(contract)
+    restore_params, restore_password = _connection(contract, "restore")
     tools = _tools()
     env = _child_env(password)
     objectives = contract.objectives.timescale.model_dump()
@@ -169,20 +172,21 @@ def backup_restore_drill(contract: Contract, work_dir: Path, dump: Path | None =
         notes: list[str] = []
         started = time.monotonic()
         try:
-            with _connect(conn_params, password, timeout_s) as conn:
+            with _connect(restore_params, restore_password, timeout_s) as conn:
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(scratch)))
-            scratch_params = conn_params | {"dbname": scratch}
+            scratch_params = restore_params | {"dbname": scratch}
             if timescale_version:
                 # TimescaleDB's documented restore: extension first, catalogue triggers off
                 # while pg_restore writes, back on afterwards
-                with _connect(scratch_params, password, timeout_s) as conn:
+                with _connect(scratch_params, restore_password, timeout_s) as conn:
                     conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
                     conn.execute("SELECT timescaledb_pre_restore()")
             _run([tools["pg_restore"], "--no-password", "--no-owner", "--no-privileges", "--exit-on-error",
-                  f"--dbname={make_conninfo(**scratch_params)}", str(dump)], env, timeout_s, "pg_restore")
+                  f"--dbname={make_conninfo(**scratch_params)}", str(dump)], _child_env(restore_password), timeout_s,
+                 "pg_restore")
             restored_chunks: dict[str, int] = {}
             if timescale_version:
-                with _connect(scratch_params, password, timeout_s) as conn:
+                with _connect(scratch_params, restore_password, timeout_s) as conn:
                     # The copy's policies must not run while it is compared: a retention job
                     # would drop old chunks the source still has. The scratch database is dropped
                     # afterwards, so its jobs stay unscheduled.
@@ -190,9 +194,10 @@ def backup_restore_drill(contract: Contract, work_dir: Path, dump: Path | None =
                     conn.execute("SELECT timescaledb_post_restore()")
                     restored_chunks = _chunks(conn)
             restore_s = time.monotonic() - started
-            tables = _compare(conn_params, scratch_params, password, timeout_s, source_tables, in_dump, notes)
+            tables = _compare((conn_params, password), (scratch_params, restore_password), timeout_s,
+                              source_tables, in_dump, notes)
         finally:
-            _drop(conn_params, password, timeout_s, scratch, notes)
+            _drop(restore_params, restore_password, timeout_s, scratch, notes)
     except BackupDrillError as exc:
         raise BackupDrillError(redactor.scrub(str(exc))) from None
     except psycopg.Error as exc:
@@ -208,11 +213,15 @@ def backup_restore_drill(contract: Contract, work_dir: Path, dump: Path | None =
 
 # --- pieces ---------------------------------------------------------------------------------
 
-def _connection(contract: Contract) -> tuple[dict[str, Any], str | None]:
-    """libpq parameters without the password, and the password apart: the parameters go on
-    pg_dump's command line, the password only into its environment."""
-    params = conninfo_to_dict(contract.timescale.dsn())
+def _connection(contract: Contract, duty: str | None = None) -> tuple[dict[str, Any], str | None]:
+    """libpq parameters (the CA as a file when the contract carries one) without the password,
+    and the password apart: the parameters go on pg_dump's command line, the password only
+    into its environment. As the account of `duty` where the contract names one."""
+    params = conninfo_to_dict(contract.timescale.dsn(duty))
     password = params.pop("password", None)
+    if contract.timescale.ca_pem:
+        from ..clients.tls import ca_file
+        params["sslrootcert"] = ca_file(contract.timescale.ca_pem)
     return params, password
 
 
@@ -276,8 +285,8 @@ def _dump_tables(pg_restore: str, dump: Path, env: dict[str, str], timeout_s: fl
     return {(m.group(1), m.group(2)) for m in map(_TOC_TABLE.match, toc.splitlines()) if m}
 
 
-def _compare(source: dict[str, Any], scratch: dict[str, Any], password: str | None, timeout_s: float,
-             source_tables: list[tuple[str, str]], in_dump: set[tuple[str, str]],
+def _compare(source: tuple[dict[str, Any], str | None], scratch: tuple[dict[str, Any], str | None],
+             timeout_s: float, source_tables: list[tuple[str, str]], in_dump: set[tuple[str, str]],
              notes: list[str]) -> dict[str, tuple[int, int | None]]:
     # backbone's own tables are compared even when the dump lacks them: a dump without
     # daily_bars is not a backup of this system
@@ -287,7 +296,7 @@ def _compare(source: dict[str, Any], scratch: dict[str, Any], password: str | No
     if skipped:
         notes.append("not in the dump, so not compared: " + ", ".join(_name(t) for t in skipped))
     tables: dict[str, tuple[int, int | None]] = {}
-    with _connect(source, password, timeout_s) as src, _connect(scratch, password, timeout_s) as dst:
+    with _connect(*source, timeout_s) as src, _connect(*scratch, timeout_s) as dst:
         for schema, table in wanted:
             ident = sql.Identifier(schema, table)
             count = sql.SQL("SELECT count(*) FROM {}").format(ident)
