@@ -373,7 +373,9 @@ def patroni_config(p: PatroniSettings, pg: PostgresSettings, member: PatroniMemb
     local_params: dict[str, str] = postgresql_tls_settings(tls) if tls else {}
     if socket_dir:
         local_params["unix_socket_directories"] = socket_dir
-    verify = {"sslmode": "verify-full", "sslrootcert": tls.ca} if tls else {}
+    # the member's own certificate as the client's too: libpq then never looks for one in the
+    # (perhaps unreadable) home directory of the account Patroni runs as
+    verify = {"sslmode": "verify-full", "sslrootcert": tls.ca, "sslcert": tls.cert, "sslkey": tls.key} if tls else {}
     postgresql: dict = {
         "listen": f"{member.bind}:{member.pg_port}",
         "connect_address": f"{member.host}:{member.pg_port}",
