@@ -306,6 +306,29 @@ def timescale_privileges(r: TimescaleRoles) -> list[str]:
         f'GRANT CREATE ON SCHEMA public TO "{r.owner}"',
         # `migrate` and its readiness check read shared_preload_libraries (is TimescaleDB loaded)
         f'GRANT pg_read_all_settings TO "{r.owner}", "{r.app}"',
+        # the restore drill puts its scratch database in TimescaleDB's restoring mode
+        f'GRANT SET ON PARAMETER timescaledb.restoring TO "{r.restore}"',
+    ]
+
+
+# A template database with TimescaleDB installed whose internal schemas and catalogue the
+# restore account may write: the extension's objects belong to the bootstrap superuser in
+# every database, so a non-superuser's pg_restore of a TimescaleDB dump needs them granted.
+# The restore drill clones it for its scratch databases (only those: no other database is
+# made from it). Connections to it are off once it is made.
+RESTORE_TEMPLATE = "backbone_restore_template"
+_TS_SCHEMAS = "_timescaledb_internal, _timescaledb_catalog, _timescaledb_config, _timescaledb_cache, " \
+              "_timescaledb_functions"
+
+
+def timescale_restore_template(r: TimescaleRoles) -> list[str]:
+    """What the superuser runs in RESTORE_TEMPLATE, once, after CREATE EXTENSION timescaledb."""
+    return [
+        f'GRANT USAGE, CREATE ON SCHEMA {_TS_SCHEMAS} TO "{r.restore}"',
+        f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA _timescaledb_catalog, _timescaledb_config, "
+        f'_timescaledb_internal TO "{r.restore}"',
+        f'GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA _timescaledb_catalog, _timescaledb_config '
+        f'TO "{r.restore}"',
     ]
 
 

@@ -28,6 +28,7 @@ from ..contract import Contract
 from ..errors import BackboneError
 from ..local.binaries import SETUP_HINT, find_binaries
 from ..report import Redactor
+from ..serviceconfig import RESTORE_TEMPLATE
 from ..migrate.schema import metadata
 from .live import mark, rounded
 
@@ -173,25 +174,44 @@ def backup_restore_drill(contract: Contract, work_dir: Path, dump: Path | None =
         started = time.monotonic()
         try:
             with _connect(restore_params, restore_password, timeout_s) as conn:
-                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(scratch)))
+                superuser = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0]
+                # a server may offer a template whose TimescaleDB internals the restore account
+                # may write (serviceconfig.RESTORE_TEMPLATE): without it, only a superuser can
+                # restore a TimescaleDB dump
+                template = conn.execute("SELECT datname FROM pg_database WHERE datname = %s AND datistemplate",
+                                        (RESTORE_TEMPLATE,)).fetchone()
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(scratch))
+                             + (sql.SQL(" TEMPLATE {}").format(sql.Identifier(template[0])) if template else sql.SQL("")))
+                if timescale_version and not superuser:
+                    # timescaledb_pre_restore() stops background workers, which only a superuser
+                    # may: a restore account (granted SET on this one parameter) puts the whole
+                    # scratch database in restoring mode before the extension exists instead, so
+                    # its scheduler never runs the copy's jobs (a retention job would drop old
+                    # chunks the source still has); the drill's own sessions turn it off for
+                    # themselves. The database is dropped afterwards.
+                    conn.execute(sql.SQL("ALTER DATABASE {} SET timescaledb.restoring = 'on'").format(
+                        sql.Identifier(scratch)))
             scratch_params = restore_params | {"dbname": scratch}
             if timescale_version:
                 # TimescaleDB's documented restore: extension first, catalogue triggers off
                 # while pg_restore writes, back on afterwards
                 with _connect(scratch_params, restore_password, timeout_s) as conn:
                     conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
-                    conn.execute("SELECT timescaledb_pre_restore()")
-            _run([tools["pg_restore"], "--no-password", "--no-owner", "--no-privileges", "--exit-on-error",
+                    if superuser:
+                        conn.execute("SELECT timescaledb_pre_restore()")
+            _run([tools["pg_restore"], "--no-password", "--no-owner", "--no-privileges", "--no-comments", "--exit-on-error",
                   f"--dbname={make_conninfo(**scratch_params)}", str(dump)], _child_env(restore_password), timeout_s,
                  "pg_restore")
+            if timescale_version and not superuser:
+                scratch_params = scratch_params | {"options": "-c timescaledb.restoring=off"}
             restored_chunks: dict[str, int] = {}
             if timescale_version:
                 with _connect(scratch_params, restore_password, timeout_s) as conn:
-                    # The copy's policies must not run while it is compared: a retention job
-                    # would drop old chunks the source still has. The scratch database is dropped
-                    # afterwards, so its jobs stay unscheduled.
-                    conn.execute("SELECT alter_job(id, scheduled => false) FROM _timescaledb_config.bgw_job")
-                    conn.execute("SELECT timescaledb_post_restore()")
+                    if superuser:
+                        # The copy's policies must not run while it is compared (see above).
+                        # The scratch database is dropped afterwards, so its jobs stay unscheduled.
+                        conn.execute("SELECT alter_job(id, scheduled => false) FROM _timescaledb_config.bgw_job")
+                        conn.execute("SELECT timescaledb_post_restore()")
                     restored_chunks = _chunks(conn)
             restore_s = time.monotonic() - started
             tables = _compare((conn_params, password), (scratch_params, restore_password), timeout_s,

@@ -119,9 +119,28 @@ def bootstrap(state: dict[str, Any], port: int, timeout_s: float = 5) -> None:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE)) + owner)
     if not secure(state):
         return
+    _restore_template(state, port, timeout_s)
     for dbname in ("template1", DATABASE):
         with admin(state, port, dbname, timeout_s, autocommit=True) as conn:
             if dbname == DATABASE:
                 conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
             for statement in sc.timescale_privileges(ROLES):
                 conn.execute(statement)
+
+
+def _restore_template(state: dict[str, Any], port: int, timeout_s: float) -> None:
+    """The template the restore drill clones (serviceconfig.RESTORE_TEMPLATE), made once."""
+    from psycopg import sql
+    name = sql.Identifier(sc.RESTORE_TEMPLATE)
+    with admin(state, port, "postgres", timeout_s, autocommit=True) as conn:
+        row = conn.execute("SELECT datallowconn FROM pg_database WHERE datname = %s", (sc.RESTORE_TEMPLATE,)).fetchone()
+        if row is not None and not row[0]:
+            return  # made (connections are turned off last)
+        if row is None:
+            conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0 IS_TEMPLATE true").format(name))
+    with admin(state, port, sc.RESTORE_TEMPLATE, timeout_s, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+        for statement in sc.timescale_restore_template(ROLES):
+            conn.execute(statement)
+    with admin(state, port, "postgres", timeout_s, autocommit=True) as conn:
+        conn.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS false").format(name))
