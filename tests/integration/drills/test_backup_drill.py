@@ -12,6 +12,7 @@ import pytest
 
 from backbone.contract import Contract, merge_outputs
 from backbone.drills.backup import BackupDrillError, backup_restore_drill
+from ..pg import url
 
 
 def contract_of(local_env, **changes) -> Contract:
@@ -24,7 +25,7 @@ def contract_of(local_env, **changes) -> Contract:
 
 
 def connect(contract: Contract):
-    return psycopg.connect(contract.timescale.dsn(), autocommit=True)
+    return psycopg.connect(url(contract), autocommit=True)
 
 
 def insert_bars(contract: Contract, n: int) -> str:

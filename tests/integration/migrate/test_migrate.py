@@ -10,66 +10,24 @@ from backbone.contract import Sources, load_contract
 from backbone.migrate import catalog, ops
 
 from ..conftest import run_backbone
+from ..pg import create_database, drop_database, owner_url
 
 HEAD = catalog.expected()["head"]
 SERVICES = ("--extra", "REDIS_HOST=127.0.0.1", "--extra", "KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9")
 
 
 def pg_dsn(local_env, database=None):
-    c = local_env["contract"]
-    ts = c["backbone"]["timescale"]
-    pw = c["backbone_secrets"]["timescale"]["password"]
-    return f"postgresql://{ts['user']}:{pw}@{ts['host']}:{ts['port']}/{database or ts['database']}"
+    """The schema owner's URL (migrations and policy changes are the owner's), the CA as sslrootcert."""
+    return owner_url(local_env, database)
 
 
 @pytest.fixture
 def scratch_db(local_env):
     """A fresh database on the session's PostgreSQL (`local up` already migrated the main one)."""
     name = "scratch_" + uuid.uuid4().hex[:8]
-    with psycopg.connect(pg_dsn(local_env), autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
+    create_database(local_env, name)
     yield name
-    with psycopg.connect(pg_dsn(local_env), autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
-
-
-def migrate(*args, outputs=None, extra=()):
-    src = ("--outputs", str(outputs)) if outputs else SERVICES
-    return run_backbone("migrate", *args, *src, *extra)
-
-
-def test_plan_apply_check_and_out_of_band_column_change_on_postgresql(local_env, scratch_db):
-    outputs = local_env["outputs"]
-
-    def migrate(*args):
-        return run_backbone("migrate", *args, "--outputs", str(outputs),
-                            "--extra", f"TIMESCALEDB_DATABASE={scratch_db}")
-    plan = migrate("plan")
-    assert plan.returncode == 0, plan.stderr
-    assert "CREATE TABLE daily_bars" in plan.stdout and "CREATE TABLE ingest_runs" in plan.stdout
-    with psycopg.connect(pg_dsn(local_env, scratch_db)) as conn:  # plan wrote nothing
-        assert conn.execute("SELECT to_regclass('daily_bars'), to_regclass('alembic_version')").fetchone() == (None, None)
-
-    pending = migrate("check")
-    assert pending.returncode == 1 and "pending migration 0001" in pending.stdout
-
-    applied = migrate("apply", "--format", "json")
-    assert applied.returncode == 0, applied.stderr
-    assert json.loads(applied.stdout)["writes"] > 0
-    again = migrate("apply", "--format", "json")
-    assert json.loads(again.stdout)["writes"] == 0  # up to date: no DDL at all
-
-    ok = migrate("check")
-    assert ok.returncode == 0, ok.stdout
-    assert f"Schema at {HEAD}, no drift" in ok.stdout and "plain PostgreSQL" not in ok.stdout
-
-    with psycopg.connect(pg_dsn(local_env, scratch_db), autocommit=True) as conn:
-        conn.execute("ALTER TABLE daily_bars ALTER COLUMN source TYPE text")
-        conn.execute("ALTER TABLE macro_events ADD COLUMN note text")
-    drift = migrate("check")
-    assert drift.returncode == 1
-    assert "daily_bars.source: type is TEXT, declared VARCHAR(64)" in drift.stdout
-    assert "macro_events.note: column not declared" in drift.stdout
+    drop_database(local_env, name)
 
 
 def test_timescaledb_missing_is_degraded_unless_the_contract_accepts_plain_postgresql(local_env, scratch_db):
@@ -77,7 +35,7 @@ def test_timescaledb_missing_is_degraded_unless_the_contract_accepts_plain_postg
     hand, or on a server without TimescaleDB)."""
     base = ("--outputs", str(local_env["outputs"]), "--extra", f"TIMESCALEDB_DATABASE={scratch_db}")
     contract = load_contract(Sources(outputs=local_env["outputs"], extras=(f"TIMESCALEDB_DATABASE={scratch_db}",)))
-    ops.upgrade_schema_only(ops.engine_for(contract))
+    ops.upgrade_schema_only(ops.engine_for(contract, duty="owner"))
     proc = run_backbone("migrate", "check", *base)
     assert proc.returncode == 0
     assert "timescaledb extension not installed" in proc.stdout + proc.stderr

@@ -179,10 +179,8 @@ def test_a_failing_timescaledb_job_is_degraded_and_named(local_env):
 
     import psycopg
 
-    c = local_env["contract"]
-    ts, pw = c["backbone"]["timescale"], c["backbone_secrets"]["timescale"]["password"]
-    dsn = f"postgresql://{ts['user']}:{pw}@{ts['host']}:{ts['port']}/{ts['database']}"
-    with psycopg.connect(dsn, autocommit=True) as conn:
+    from ..pg import owner_url
+    with psycopg.connect(owner_url(local_env), autocommit=True) as conn:  # a job is the schema owner's to add
         conn.execute("CREATE OR REPLACE PROCEDURE backbone_test_broken_job(job_id int, config jsonb) "
                      "LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'planted job failure'; END $$")
         job = conn.execute("SELECT add_job('backbone_test_broken_job', '1 hour', initial_start => now())").fetchone()[0]
