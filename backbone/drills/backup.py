@@ -118,8 +118,9 @@ class BackupDrill(RestoreVerdict):
             lines.append(f"| {name} | {src} | {'missing' if restored is None else restored} | "
                          f"{mark(src == restored)} |")
         if self.hypertables:
-            lines += ["", f"TimescaleDB {self.timescaledb}: restored between `timescaledb_pre_restore()` and "
-                      "`timescaledb_post_restore()`.", "",
+            lines += ["", f"TimescaleDB {self.timescaledb}: restored in TimescaleDB's restoring mode "
+                      "(`timescaledb_pre_restore()` / `timescaledb_post_restore()`; for a restore account that is "
+                      "no superuser, `timescaledb.restoring` set on the scratch database).", "",
                       "| hypertable | source chunks | restored chunks | match |", "|---|---|---|---|"]
             for name, (src, restored) in self.hypertables.items():
                 lines.append(f"| {name} | {src} | {'missing' if restored is None else restored} | "

@@ -30,6 +30,45 @@ def scratch_db(local_env):
     drop_database(local_env, name)
 
 
+def migrate(*args, outputs=None, extra=()):
+    src = ("--outputs", str(outputs)) if outputs else SERVICES
+    return run_backbone("migrate", *args, *src, *extra)
+
+
+def test_plan_apply_check_and_out_of_band_column_change_on_postgresql(local_env, scratch_db):
+    outputs = local_env["outputs"]
+
+    def migrate(*args):
+        return run_backbone("migrate", *args, "--outputs", str(outputs),
+                            "--extra", f"TIMESCALEDB_DATABASE={scratch_db}")
+    plan = migrate("plan")
+    assert plan.returncode == 0, plan.stderr
+    assert "CREATE TABLE daily_bars" in plan.stdout and "CREATE TABLE ingest_runs" in plan.stdout
+    with psycopg.connect(pg_dsn(local_env, scratch_db)) as conn:  # plan wrote nothing
+        assert conn.execute("SELECT to_regclass('daily_bars'), to_regclass('alembic_version')").fetchone() == (None, None)
+
+    pending = migrate("check")
+    assert pending.returncode == 1 and "pending migration 0001" in pending.stdout
+
+    applied = migrate("apply", "--format", "json")
+    assert applied.returncode == 0, applied.stderr
+    assert json.loads(applied.stdout)["writes"] > 0
+    again = migrate("apply", "--format", "json")
+    assert json.loads(again.stdout)["writes"] == 0  # up to date: no DDL at all
+
+    ok = migrate("check")
+    assert ok.returncode == 0, ok.stdout
+    assert f"Schema at {HEAD}, no drift" in ok.stdout and "plain PostgreSQL" not in ok.stdout
+
+    with psycopg.connect(pg_dsn(local_env, scratch_db), autocommit=True) as conn:
+        conn.execute("ALTER TABLE daily_bars ALTER COLUMN source TYPE text")
+        conn.execute("ALTER TABLE macro_events ADD COLUMN note text")
+    drift = migrate("check")
+    assert drift.returncode == 1
+    assert "daily_bars.source: type is TEXT, declared VARCHAR(64)" in drift.stdout
+    assert "macro_events.note: column not declared" in drift.stdout
+
+
 def test_timescaledb_missing_is_degraded_unless_the_contract_accepts_plain_postgresql(local_env, scratch_db):
     """A database whose schema is at head but that never got the extension (created by
     hand, or on a server without TimescaleDB)."""
