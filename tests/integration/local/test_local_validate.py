@@ -7,7 +7,12 @@ from ..conftest import run_backbone
 
 
 def secrets_of(env):
-    return [v for section in env["contract"]["backbone_secrets"].values() for v in section.values()]
+    """Every secret string of backbone_secrets (each duty's password sits one level deeper)."""
+    def strings(value):
+        if isinstance(value, dict):
+            return [s for v in value.values() for s in strings(v)]
+        return [value] if isinstance(value, str) else []
+    return strings(env["contract"]["backbone_secrets"])
 
 
 def test_outputs_contract_is_private_and_splits_secrets(local_env):
