@@ -402,6 +402,91 @@ def render_postgresql_conf(params: dict[str, str]) -> str:
 
 
 @dataclass(frozen=True)
+class TlsFiles:
+    """A server's certificate and key and the CA that verifies its peers, as paths the process
+    reads (local files, or where a Secret is mounted)."""
+
+    cert: str
+    key: str
+    ca: str
+
+
+def postgresql_tls_settings(tls: TlsFiles) -> dict[str, str]:
+    """postgresql.conf parameters of a server that speaks TLS (1.2 at least)."""
+    return {"ssl": "on", "ssl_cert_file": tls.cert, "ssl_key_file": tls.key, "ssl_ca_file": tls.ca,
+            "ssl_min_protocol_version": "TLSv1.2"}
+
+
+def pg_hba(network: str, replication_user: str | None = None, tls: bool = True) -> list[str]:
+    """pg_hba lines: scram-sha-256 everywhere, over TLS only (`hostssl`: a plaintext connection
+    matches no line and is refused) unless `tls` is False; the Unix socket (a directory only
+    the server's account reads) for local administration; replication for its user only."""
+    host = "hostssl" if tls else "host"
+    lines = ["local all all scram-sha-256"]
+    if replication_user:
+        lines.append(f"{host} replication {replication_user} {network} scram-sha-256")
+    return lines + [f"{host} all all {network} scram-sha-256"]
+
+
+@dataclass(frozen=True)
+class TimescaleRoles:
+    """The accounts by duty (docs/security.md): the application's (reads and writes), the
+    schema's owner (migrations, the tier switch's triggers), a reader, and the restore drill's
+    (exactly CREATEDB). None of them is a superuser."""
+
+    app: str = "backbone"
+    owner: str = "backbone_owner"
+    reader: str = "backbone_reader"
+    restore: str = "backbone_restore"
+
+    def attributes(self) -> dict[str, str]:
+        base = "LOGIN NOSUPERUSER NOCREATEROLE NOREPLICATION NOBYPASSRLS"
+        return {self.owner: f"{base} NOCREATEDB", self.app: f"{base} NOCREATEDB",
+                self.reader: f"{base} NOCREATEDB", self.restore: f"{base} CREATEDB"}
+
+
+def timescale_privileges(r: TimescaleRoles) -> list[str]:
+    """What the superuser runs in a database (template1 too: databases created later, the
+    scratch ones of tests and drills, inherit it) so the tables the owner creates are usable
+    by the application (read and write) and the reader (read only). Idempotent."""
+    return [
+        f'ALTER DEFAULT PRIVILEGES FOR ROLE "{r.owner}" GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO "{r.app}"',
+        f'ALTER DEFAULT PRIVILEGES FOR ROLE "{r.owner}" GRANT USAGE, SELECT ON SEQUENCES TO "{r.app}"',
+        f'ALTER DEFAULT PRIVILEGES FOR ROLE "{r.owner}" GRANT SELECT ON TABLES TO "{r.reader}"',
+        f'ALTER DEFAULT PRIVILEGES FOR ROLE "{r.owner}" GRANT SELECT ON SEQUENCES TO "{r.reader}"',
+        f'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO "{r.app}"',
+        f'GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO "{r.app}"',
+        f'GRANT SELECT ON ALL TABLES IN SCHEMA public TO "{r.reader}"',
+        f'GRANT CREATE ON SCHEMA public TO "{r.owner}"',
+        # `migrate` and its readiness check read shared_preload_libraries (is TimescaleDB loaded)
+        f'GRANT pg_read_all_settings TO "{r.owner}", "{r.app}"',
+        # the restore drill puts its scratch database in TimescaleDB's restoring mode
+        f'GRANT SET ON PARAMETER timescaledb.restoring TO "{r.restore}"',
+    ]
+
+
+# A template database with TimescaleDB installed whose internal schemas and catalogue the
+# restore account may write: the extension's objects belong to the bootstrap superuser in
+# every database, so a non-superuser's pg_restore of a TimescaleDB dump needs them granted.
+# The restore drill clones it for its scratch databases (only those: no other database is
+# made from it). Connections to it are off once it is made.
+RESTORE_TEMPLATE = "backbone_restore_template"
+_TS_SCHEMAS = "_timescaledb_internal, _timescaledb_catalog, _timescaledb_config, _timescaledb_cache, " \
+              "_timescaledb_functions"
+
+
+def timescale_restore_template(r: TimescaleRoles) -> list[str]:
+    """What the superuser runs in RESTORE_TEMPLATE, once, after CREATE EXTENSION timescaledb."""
+    return [
+        f'GRANT USAGE, CREATE ON SCHEMA {_TS_SCHEMAS} TO "{r.restore}"',
+        f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA _timescaledb_catalog, _timescaledb_config, "
+        f'_timescaledb_internal TO "{r.restore}"',
+        f'GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA _timescaledb_catalog, _timescaledb_config '
+        f'TO "{r.restore}"',
+    ]
+
+
+@dataclass(frozen=True)
 class PatroniSettings:
     scope: str = "backbone"
     ttl: int = 20  # Patroni raises anything lower to 20
@@ -450,40 +535,54 @@ class PatroniCredentials:
 def patroni_config(p: PatroniSettings, pg: PostgresSettings, member: PatroniMember, dcs: dict,
                    credentials: PatroniCredentials, bin_dir: str | None = None,
                    socket_dir: str | None = None, pgpass: str | None = None,
-                   hba_network: str = "127.0.0.1/32") -> dict:
+                   hba_network: str = "127.0.0.1/32", tls: TlsFiles | None = None,
+                   api_auth: tuple[str, str] | None = None) -> dict:
     """A member's whole patroni.yml. `dcs` is the DCS section as Patroni spells it, e.g.
-    {"etcd3": {"hosts": ["127.0.0.1:2379"]}} or {"kubernetes": {...}}.
+    {"etcd3": {"hosts": ["127.0.0.1:2379"]}} (see `patroni_etcd3`) or {"kubernetes": {...}}.
+
+    With `tls` (the member's certificate, valid for client and server use, and the CA):
+    PostgreSQL speaks TLS only (hostssl), the superuser and replication connections verify
+    the server (verify-full), the REST API serves https and Patroni's own calls to the other
+    members' APIs (the `ctl` section) verify them and present the member's certificate.
+    `api_auth` (user, password) guards the REST API's unsafe endpoints (switchover, restart).
 
     Carries passwords: write it where only the postgres user reads it (or a Secret)."""
-    local_params: dict[str, str] = {}
+    local_params: dict[str, str] = postgresql_tls_settings(tls) if tls else {}
     if socket_dir:
         local_params["unix_socket_directories"] = socket_dir
+    # the member's own certificate as the client's too: libpq then never looks for one in the
+    # (perhaps unreadable) home directory of the account Patroni runs as
+    verify = {"sslmode": "verify-full", "sslrootcert": tls.ca, "sslcert": tls.cert, "sslkey": tls.key} if tls else {}
     postgresql: dict = {
         "listen": f"{member.bind}:{member.pg_port}",
         "connect_address": f"{member.host}:{member.pg_port}",
         "data_dir": member.data_dir,
         "authentication": {
-            "superuser": {"username": credentials.superuser, "password": credentials.superuser_password},
+            "superuser": {"username": credentials.superuser, "password": credentials.superuser_password,
+                          **verify},
             "replication": {"username": credentials.replication_user,
-                            "password": credentials.replication_password},
+                            "password": credentials.replication_password, **verify},
         },
         # scram everywhere: the replication user only for replication, nothing trusted
-        "pg_hba": [
-            "local all all scram-sha-256",
-            f"host replication {credentials.replication_user} {hba_network} scram-sha-256",
-            f"host all all {hba_network} scram-sha-256",
-        ],
+        "pg_hba": pg_hba(hba_network, credentials.replication_user, tls=tls is not None),
         "parameters": local_params,
     }
     if bin_dir:
         postgresql["bin_dir"] = bin_dir
     if pgpass:
         postgresql["pgpass"] = pgpass
+    restapi: dict = {"listen": f"{member.bind}:{member.api_port}", "connect_address": f"{member.host}:{member.api_port}"}
+    ctl: dict = {}
+    if tls:
+        restapi |= {"certfile": tls.cert, "keyfile": tls.key, "cafile": tls.ca}
+        ctl = {"ctl": {"insecure": False, "cacert": tls.ca, "certfile": tls.cert, "keyfile": tls.key}}
+    if api_auth:
+        restapi["authentication"] = {"username": api_auth[0], "password": api_auth[1]}
     return {
         "scope": p.scope,
         "name": member.name,
-        "restapi": {"listen": f"{member.bind}:{member.api_port}",
-                    "connect_address": f"{member.host}:{member.api_port}"},
+        "restapi": restapi,
+        **ctl,
         **dcs,
         "bootstrap": {
             "dcs": patroni_dynamic_config(p, pg),
@@ -495,12 +594,32 @@ def patroni_config(p: PatroniSettings, pg: PostgresSettings, member: PatroniMemb
     }
 
 
-def etcd_args(name: str, host: str, client_port: int, peer_port: int, data_dir: str) -> list[str]:
-    """Arguments of a single-node etcd (v3 API; Patroni's `etcd3` DCS speaks it)."""
-    peer = f"http://{host}:{peer_port}"
-    client = f"http://{host}:{client_port}"
-    return [f"--name={name}", f"--data-dir={data_dir}",
+def etcd_args(name: str, host: str, client_port: int, peer_port: int, data_dir: str,
+              tls: TlsFiles | None = None) -> list[str]:
+    """Arguments of a single-node etcd (v3 API; Patroni's `etcd3` DCS speaks it). With `tls`
+    (a certificate valid for server and client use, and the CA): https for clients and peers,
+    and both must present a certificate the CA signed."""
+    scheme = "https" if tls else "http"
+    peer = f"{scheme}://{host}:{peer_port}"
+    client = f"{scheme}://{host}:{client_port}"
+    args = [f"--name={name}", f"--data-dir={data_dir}",
             f"--listen-client-urls={client}", f"--advertise-client-urls={client}",
             f"--listen-peer-urls={peer}", f"--initial-advertise-peer-urls={peer}",
             f"--initial-cluster={name}={peer}", "--initial-cluster-state=new",
             "--initial-cluster-token=backbone-patroni"]
+    if tls:
+        args += [f"--cert-file={tls.cert}", f"--key-file={tls.key}", f"--trusted-ca-file={tls.ca}",
+                 "--client-cert-auth", f"--peer-cert-file={tls.cert}", f"--peer-key-file={tls.key}",
+                 f"--peer-trusted-ca-file={tls.ca}", "--peer-client-cert-auth", "--cipher-suites="
+                 "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,"
+                 "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305"]
+    return args
+
+
+def patroni_etcd3(hosts: list[str], tls: TlsFiles | None = None) -> dict:
+    """Patroni's DCS section for etcd's v3 API; with `tls`, https with the client certificate
+    etcd's --client-cert-auth asks for, the server verified with the CA."""
+    section: dict = {"hosts": hosts}
+    if tls:
+        section |= {"protocol": "https", "cacert": tls.ca, "cert": tls.cert, "key": tls.key}
+    return {"etcd3": section}

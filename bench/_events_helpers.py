@@ -15,6 +15,7 @@ from confluent_kafka import KafkaError, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from backbone.clients.kafka import ensure_topic, kafka_client_config
+from backbone.clients.timescale import libpq_url
 from backbone.contract import Contract
 from backbone.contract.model import TopicSpec
 from backbone.events.relay import _SELECT, PRODUCER_SETTINGS, backlog
@@ -176,10 +177,27 @@ def warm(producer: Producer, topic: str) -> None:
 def header(contract, events: int) -> None:
     """What the figures were measured on: brokers, PostgreSQL, cores, client versions."""
     brokers = len(AdminClient(kafka_client_config(contract.kafka, 10)).list_topics(timeout=10).brokers)
-    with psycopg.connect(contract.timescale.dsn()) as conn:
+    with psycopg.connect(libpq_url(contract.timescale)) as conn:
         pg = conn.execute("SHOW server_version").fetchone()[0]
     settings = ", ".join(f"{k}={v}" for k, v in PRODUCER_SETTINGS.items())
     print(f"## bench/events.py: {contract.environment} environment ({contract.platform}), {brokers} Kafka brokers "
           f"(KRaft), topics 6 partitions RF 3 min.insync.replicas 2, PostgreSQL {pg}, {os.cpu_count()} cores, "
           f"confluent-kafka {confluent_kafka.version()[0]} / librdkafka {confluent_kafka.libversion()[0]}\n")
     print(f"PRODUCER_SETTINGS: {settings}; payload shape of data.outbox, {events:,} events per run")
+
+
+def create_scratch_database(timescale, name: str) -> None:
+    """A scratch database made by the contract's `restore` account (the one that may create
+    databases), the schema's owner allowed to migrate it (its CREATE privilege)."""
+    from psycopg import sql
+    with psycopg.connect(libpq_url(timescale, "restore"), autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        if "owner" in timescale.roles:
+            conn.execute(sql.SQL("GRANT ALL ON DATABASE {} TO {}").format(
+                sql.Identifier(name), sql.Identifier(timescale.roles["owner"].user)))
+
+
+def drop_scratch_database(timescale, name: str) -> None:
+    from psycopg import sql
+    with psycopg.connect(libpq_url(timescale, "restore"), autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))

@@ -30,6 +30,7 @@ from backbone.clients.redis import redis_client
 from backbone.contract import Sources, load_contract
 from backbone.data import open_backbone
 from backbone.data.rows import Bar
+from backbone.clients.timescale import libpq_url
 
 COLS = ("symbol", "ts", "open", "high", "low", "close", "volume", "source")
 TYPES = ["text", "timestamptz", "float8", "float8", "float8", "float8", "int8", "text"]
@@ -72,7 +73,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     contract = load_contract(Sources(outputs=args.outputs, environ={}))
-    dsn, n = contract.timescale.dsn(), args.rows
+    dsn, n = libpq_url(contract.timescale), args.rows
     names = ("raw COPY", "upsert", "raw executemany ON CONFLICT")
     times: dict[tuple[str, str], list[float]] = {(w, k): [] for w in ("new", "changed") for k in names}
     with open_backbone(contract) as bb:

@@ -48,6 +48,7 @@ import _relay_variants as rv  # noqa: E402
 
 from backbone.contract import Sources, load_contract  # noqa: E402
 from backbone.events.relay import Relay  # noqa: E402
+from backbone.clients.timescale import libpq_url
 
 SWEEP = [{"compression.type": c, "linger.ms": l} for c in ("none", "lz4", "zstd") for l in (0, 5, 20)] + [
     {"compression.type": "lz4", "linger.ms": 5, "batch.size": 65536},
@@ -67,7 +68,7 @@ class Bench:
         self.contract, self.n, self.rounds = contract, events, rounds
         self.token = uuid.uuid4().hex[:8]
         self.topics: list[str] = []
-        self.conn = psycopg.connect(contract.timescale.dsn(), autocommit=True)
+        self.conn = psycopg.connect(libpq_url(contract.timescale), autocommit=True)
         self.msg_bytes = 0.0
 
     def topic(self, kind: str):

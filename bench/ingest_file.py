@@ -55,6 +55,7 @@ from backbone.data.rows import dimension
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _measure import backbone_cmd, local_environment  # noqa: E402
+from backbone.clients.timescale import libpq_url
 
 REPO = Path(__file__).resolve().parent.parent
 TIME = os.access("/usr/bin/time", os.X_OK)
@@ -141,10 +142,10 @@ def _vm_hwm_kib(pid: int) -> int:
 class Bench:
     def __init__(self, outputs: Path, work: Path):
         self.outputs, self.work = outputs, work
-        self.dsn = load_contract(Sources(outputs=outputs, environ={})).timescale.dsn()
+        self.dsn = libpq_url(load_contract(Sources(outputs=outputs, environ={})).timescale, "owner")  # it makes scratch tables
         info = conninfo_to_dict(self.dsn)
         keys = {"host": "PGHOST", "port": "PGPORT", "user": "PGUSER", "password": "PGPASSWORD",
-                "dbname": "PGDATABASE", "sslmode": "PGSSLMODE"}
+                "dbname": "PGDATABASE", "sslmode": "PGSSLMODE", "sslrootcert": "PGSSLROOTCERT"}
         clean = {k: v for k, v in os.environ.items() if not k.startswith(("BACKBONE_", "PG"))}
         self.env = clean
         self.pg_env = clean | {keys[k]: str(v) for k, v in info.items() if k in keys}

@@ -15,6 +15,7 @@ import psycopg
 
 from backbone.migrate import ops as migrate
 from backbone.contract.sources import Sources, load_contract
+from backbone.clients.timescale import libpq_url
 
 
 def main() -> None:
@@ -23,15 +24,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=10)
     args = parser.parse_args()
     contract = load_contract(Sources(outputs=args.outputs))
-    migrate.apply(migrate.engine_for(contract), contract)  # bring it up to date first
+    migrate.apply(migrate.engine_for(contract, duty="owner"), contract)  # bring it up to date first
     applies, raws, counters = [], [], []
     for _ in range(args.rounds):
         started = time.perf_counter()
-        _, counter = migrate.apply(migrate.engine_for(contract), contract)
+        _, counter = migrate.apply(migrate.engine_for(contract, duty="owner"), contract)
         applies.append(time.perf_counter() - started)
         counters.append(counter)
         started = time.perf_counter()
-        with psycopg.connect(contract.timescale.dsn()) as conn:
+        with psycopg.connect(libpq_url(contract.timescale)) as conn:
             conn.execute("SELECT version_num FROM alembic_version").fetchone()
         raws.append(time.perf_counter() - started)
     a, r = statistics.median(applies), statistics.median(raws)

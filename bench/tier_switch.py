@@ -95,8 +95,7 @@ def main(argv=None) -> int:
         doc = json.loads(outputs.read_text())
         base = load_contract(Sources(outputs=outputs, environ={}))
         database = "bench_tier_" + uuid.uuid4().hex[:8]
-        with psycopg.connect(base.timescale.dsn(), autocommit=True) as admin:
-            admin.execute(f'CREATE DATABASE "{database}"')
+        h.create_scratch_database(base.timescale, database)
         work = args.report / database
         work.mkdir(parents=True, exist_ok=True)
         store = work / "bootstrap.db"
@@ -107,8 +106,7 @@ def main(argv=None) -> int:
         try:
             return run(args, inst_file, store)
         finally:
-            with psycopg.connect(base.timescale.dsn(), autocommit=True) as admin:
-                admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+            h.drop_scratch_database(base.timescale, database)
             inst_file.unlink()
 
 
@@ -122,7 +120,7 @@ def run(args, inst_file: Path, store: Path) -> int:
     fill_rate = fill(source, args.rows)
     subprocess.run(h.backbone_cmd() + ["migrate", "apply", "--outputs", str(inst_file)], check=True, capture_output=True)
     say("raw copy (sqlite3 -> psycopg binary COPY) ...")
-    raw = raw_copy(store, target.timescale.dsn())
+    raw = raw_copy(store, h.libpq_url(target.timescale, "owner"))  # it makes scratch tables
     plan = make_plan(source, target, 0)
     switch = Switch(source, target, {"outputs": str(inst_file.resolve())}, Options(), say)
     outcomes = {}

@@ -35,8 +35,10 @@ from pathlib import Path
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _events_helpers as h  # noqa: E402
 import _measure as measure  # noqa: E402
 
+from backbone.clients.timescale import libpq_url  # noqa: E402
 from backbone.contract import Contract, merge_outputs  # noqa: E402
 from backbone.data.store_sqlite import to_text  # noqa: E402
 from backbone.tier.tables import TABLES  # noqa: E402
@@ -139,10 +141,9 @@ def raw(store: Path, dsn: str, tables: list[str], together: bool = False) -> tup
 
 def bench(outputs: Path, rows: int, rounds: int, work: Path) -> None:
     doc = json.loads(outputs.read_text())
-    admin = Contract.model_validate(merge_outputs(doc)).timescale.dsn()
+    base = Contract.model_validate(merge_outputs(doc)).timescale
     database = "bench_verify_" + uuid.uuid4().hex[:8]
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{database}"')
+    h.create_scratch_database(base, database)
     try:
         doc["backbone"]["timescale"] = {**doc["backbone"]["timescale"], "database": database}
         target = work / "institutional.json"
@@ -152,7 +153,8 @@ def bench(outputs: Path, rows: int, rounds: int, work: Path) -> None:
         source.write_text(json.dumps({"contract_version": 1, "tier": "bootstrap", "bootstrap": {"store": str(store)}}))
         run("migrate", "apply", "--outputs", str(source))
         run("migrate", "apply", "--outputs", str(target))
-        dsn = Contract.model_validate(merge_outputs(doc)).timescale.dsn()
+        # the owner's: the bench empties a table (TRUNCATE) for its mismatch listing
+        dsn = libpq_url(Contract.model_validate(merge_outputs(doc)).timescale, "owner")
         fill(store, dsn, rows)
         print(f"peak RSS after filling: {measure.rss_mib():.0f} MiB")
         tables = ["daily_bars", "intraday_trades"]
@@ -184,8 +186,7 @@ def bench(outputs: Path, rows: int, rounds: int, work: Path) -> None:
         print(f"peak RSS: {measure.rss_mib():.0f} MiB")
         mismatches(dsn, store, tables, work)
     finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        h.drop_scratch_database(base, database)
 
 
 def mismatches(dsn: str, store: Path, tables: list[str], work: Path) -> None:

@@ -23,10 +23,11 @@ from backbone.checks import run_concurrently
 from backbone.cli.checks import plan_checks
 from backbone.clients.kafka import kafka_client_config
 from backbone.contract.sources import Sources, load_contract
+from backbone.clients.timescale import libpq_url
 
 
 def raw_round_trips(contract, timeout_s: float) -> None:
-    with psycopg.connect(contract.timescale.dsn(), connect_timeout=int(timeout_s)) as conn:
+    with psycopg.connect(libpq_url(contract.timescale), connect_timeout=int(timeout_s)) as conn:
         conn.execute("SELECT 1").fetchone()
     client = redis.Redis.from_url(contract.redis.connection_url(), socket_timeout=timeout_s,
                                   **({"ssl_ca_data": contract.redis.ca_pem} if contract.redis.tls else {}))

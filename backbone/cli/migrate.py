@@ -34,7 +34,7 @@ def run(args) -> int:
     try:
         if action in ("plan", "apply"):
             from ..migrate import ops as migrate
-            engine = migrate.engine_for(contract, args.timeout)
+            engine = migrate.engine_for(contract, args.timeout, duty="owner")
         if action == "plan":
             state, sql = migrate.render_plan(engine, contract)
             data = {"action": "plan", "current": state.current, "head": state.head, "pending": state.pending,

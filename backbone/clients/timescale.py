@@ -44,6 +44,18 @@ def connect(ep: TimescaleEndpoint, timeout_s: float, *, duty: str | None = None,
     return connect_dsn(ep.dsn(duty), timeout_s, ca_pem=ep.ca_pem, **kwargs)
 
 
+def libpq_url(ep: TimescaleEndpoint, duty: str | None = None) -> str:
+    """The contract's libpq URL as the account of `duty`, with the CA that verifies the server
+    as a file (`sslrootcert`) when the contract carries one: for what takes a URL (pg_dump,
+    psql, scripts). Holds the password: never print it."""
+    url = ep.dsn(duty)
+    if not ep.ca_pem:
+        return url
+    from urllib.parse import quote
+    from .tls import ca_file
+    return url + ("&" if "?" in url else "?") + "sslrootcert=" + quote(ca_file(ep.ca_pem), safe="/")
+
+
 def tls_args(ca_pem: str | None) -> dict[str, Any]:
     """libpq's keyword for the CA that verifies the server (a file, written once)."""
     if not ca_pem:
@@ -97,6 +109,9 @@ def classify(exc: BaseException) -> tuple[str, str]:
     text = str(exc).lower()
     if "password authentication failed" in text or "authentication failed" in text:
         return "auth_failed", "authentication failed"
+    if "no pg_hba.conf entry" in text:  # e.g. plaintext to a server that admits TLS only
+        return "refused", "the server's access rules refuse this connection" + (
+            " (it requires TLS)" if "no encryption" in text else "")
     if "timeout expired" in text or "timed out" in text:
         return "timeout", "no answer in time"
     if "connection refused" in text:

@@ -28,6 +28,7 @@ from ..contract import Contract
 from ..errors import BackboneError
 from ..local.binaries import SETUP_HINT, find_binaries
 from ..report import Redactor
+from ..serviceconfig import RESTORE_TEMPLATE
 from ..migrate.schema import metadata
 from .live import mark, rounded
 
@@ -117,8 +118,9 @@ class BackupDrill(RestoreVerdict):
             lines.append(f"| {name} | {src} | {'missing' if restored is None else restored} | "
                          f"{mark(src == restored)} |")
         if self.hypertables:
-            lines += ["", f"TimescaleDB {self.timescaledb}: restored between `timescaledb_pre_restore()` and "
-                      "`timescaledb_post_restore()`.", "",
+            lines += ["", f"TimescaleDB {self.timescaledb}: restored in TimescaleDB's restoring mode "
+                      "(`timescaledb_pre_restore()` / `timescaledb_post_restore()`; for a restore account that is "
+                      "no superuser, `timescaledb.restoring` set on the scratch database).", "",
                       "| hypertable | source chunks | restored chunks | match |", "|---|---|---|---|"]
             for name, (src, restored) in self.hypertables.items():
                 lines.append(f"| {name} | {src} | {'missing' if restored is None else restored} | "
@@ -138,7 +140,10 @@ def backup_restore_drill(contract: Contract, work_dir: Path, dump: Path | None =
     if contract.timescale is None:
         raise BackupDrillError("the backup drill needs a timescale section in the contract (institutional tier)")
     redactor = Redactor(contract.secrets())
+    # the dump and the source's counts as the contract's user; the scratch database (created,
+    # restored into, compared, dropped) as the `restore` duty, which may create databases
     conn_params, password = _connection(contract)
+    restore_params, restore_password = _connection(contract, "restore")
     tools = _tools()
     env = _child_env(password)
     objectives = contract.objectives.timescale.model_dump()
@@ -169,30 +174,51 @@ def backup_restore_drill(contract: Contract, work_dir: Path, dump: Path | None =
         notes: list[str] = []
         started = time.monotonic()
         try:
-            with _connect(conn_params, password, timeout_s) as conn:
-                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(scratch)))
-            scratch_params = conn_params | {"dbname": scratch}
+            with _connect(restore_params, restore_password, timeout_s) as conn:
+                superuser = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0]
+                # a server may offer a template whose TimescaleDB internals the restore account
+                # may write (serviceconfig.RESTORE_TEMPLATE): without it, only a superuser can
+                # restore a TimescaleDB dump
+                template = conn.execute("SELECT datname FROM pg_database WHERE datname = %s AND datistemplate",
+                                        (RESTORE_TEMPLATE,)).fetchone()
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(scratch))
+                             + (sql.SQL(" TEMPLATE {}").format(sql.Identifier(template[0])) if template else sql.SQL("")))
+                if timescale_version and not superuser:
+                    # timescaledb_pre_restore() stops background workers, which only a superuser
+                    # may: a restore account (granted SET on this one parameter) puts the whole
+                    # scratch database in restoring mode before the extension exists instead, so
+                    # its scheduler never runs the copy's jobs (a retention job would drop old
+                    # chunks the source still has); the drill's own sessions turn it off for
+                    # themselves. The database is dropped afterwards.
+                    conn.execute(sql.SQL("ALTER DATABASE {} SET timescaledb.restoring = 'on'").format(
+                        sql.Identifier(scratch)))
+            scratch_params = restore_params | {"dbname": scratch}
             if timescale_version:
                 # TimescaleDB's documented restore: extension first, catalogue triggers off
                 # while pg_restore writes, back on afterwards
-                with _connect(scratch_params, password, timeout_s) as conn:
+                with _connect(scratch_params, restore_password, timeout_s) as conn:
                     conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
-                    conn.execute("SELECT timescaledb_pre_restore()")
-            _run([tools["pg_restore"], "--no-password", "--no-owner", "--no-privileges", "--exit-on-error",
-                  f"--dbname={make_conninfo(**scratch_params)}", str(dump)], env, timeout_s, "pg_restore")
+                    if superuser:
+                        conn.execute("SELECT timescaledb_pre_restore()")
+            _run([tools["pg_restore"], "--no-password", "--no-owner", "--no-privileges", "--no-comments", "--exit-on-error",
+                  f"--dbname={make_conninfo(**scratch_params)}", str(dump)], _child_env(restore_password), timeout_s,
+                 "pg_restore")
+            if timescale_version and not superuser:
+                scratch_params = scratch_params | {"options": "-c timescaledb.restoring=off"}
             restored_chunks: dict[str, int] = {}
             if timescale_version:
-                with _connect(scratch_params, password, timeout_s) as conn:
-                    # The copy's policies must not run while it is compared: a retention job
-                    # would drop old chunks the source still has. The scratch database is dropped
-                    # afterwards, so its jobs stay unscheduled.
-                    conn.execute("SELECT alter_job(id, scheduled => false) FROM _timescaledb_config.bgw_job")
-                    conn.execute("SELECT timescaledb_post_restore()")
+                with _connect(scratch_params, restore_password, timeout_s) as conn:
+                    if superuser:
+                        # The copy's policies must not run while it is compared (see above).
+                        # The scratch database is dropped afterwards, so its jobs stay unscheduled.
+                        conn.execute("SELECT alter_job(id, scheduled => false) FROM _timescaledb_config.bgw_job")
+                        conn.execute("SELECT timescaledb_post_restore()")
                     restored_chunks = _chunks(conn)
             restore_s = time.monotonic() - started
-            tables = _compare(conn_params, scratch_params, password, timeout_s, source_tables, in_dump, notes)
+            tables = _compare((conn_params, password), (scratch_params, restore_password), timeout_s,
+                              source_tables, in_dump, notes)
         finally:
-            _drop(conn_params, password, timeout_s, scratch, notes)
+            _drop(restore_params, restore_password, timeout_s, scratch, notes)
     except BackupDrillError as exc:
         raise BackupDrillError(redactor.scrub(str(exc))) from None
     except psycopg.Error as exc:
@@ -208,11 +234,15 @@ def backup_restore_drill(contract: Contract, work_dir: Path, dump: Path | None =
 
 # --- pieces ---------------------------------------------------------------------------------
 
-def _connection(contract: Contract) -> tuple[dict[str, Any], str | None]:
-    """libpq parameters without the password, and the password apart: the parameters go on
-    pg_dump's command line, the password only into its environment."""
-    params = conninfo_to_dict(contract.timescale.dsn())
+def _connection(contract: Contract, duty: str | None = None) -> tuple[dict[str, Any], str | None]:
+    """libpq parameters (the CA as a file when the contract carries one) without the password,
+    and the password apart: the parameters go on pg_dump's command line, the password only
+    into its environment. As the account of `duty` where the contract names one."""
+    params = conninfo_to_dict(contract.timescale.dsn(duty))
     password = params.pop("password", None)
+    if contract.timescale.ca_pem:
+        from ..clients.tls import ca_file
+        params["sslrootcert"] = ca_file(contract.timescale.ca_pem)
     return params, password
 
 
@@ -276,8 +306,8 @@ def _dump_tables(pg_restore: str, dump: Path, env: dict[str, str], timeout_s: fl
     return {(m.group(1), m.group(2)) for m in map(_TOC_TABLE.match, toc.splitlines()) if m}
 
 
-def _compare(source: dict[str, Any], scratch: dict[str, Any], password: str | None, timeout_s: float,
-             source_tables: list[tuple[str, str]], in_dump: set[tuple[str, str]],
+def _compare(source: tuple[dict[str, Any], str | None], scratch: tuple[dict[str, Any], str | None],
+             timeout_s: float, source_tables: list[tuple[str, str]], in_dump: set[tuple[str, str]],
              notes: list[str]) -> dict[str, tuple[int, int | None]]:
     # backbone's own tables are compared even when the dump lacks them: a dump without
     # daily_bars is not a backup of this system
@@ -287,7 +317,7 @@ def _compare(source: dict[str, Any], scratch: dict[str, Any], password: str | No
     if skipped:
         notes.append("not in the dump, so not compared: " + ", ".join(_name(t) for t in skipped))
     tables: dict[str, tuple[int, int | None]] = {}
-    with _connect(source, password, timeout_s) as src, _connect(scratch, password, timeout_s) as dst:
+    with _connect(*source, timeout_s) as src, _connect(*scratch, timeout_s) as dst:
         for schema, table in wanted:
             ident = sql.Identifier(schema, table)
             count = sql.SQL("SELECT count(*) FROM {}").format(ident)

@@ -222,7 +222,7 @@ class LocalFaults:
                 from ..local import patroni
                 state = self._state()
                 peer = next(m for m in patroni.MEMBERS if m != member)
-                leader = patroni._leader(patroni._get(state["services"][peer]["api_port"], "/cluster", 2))
+                leader = patroni._leader(patroni.api(state, peer, "/cluster", 2))
                 return leader not in (None, member)
             family = topology(self._state())[service]  # Redis: the Sentinels, which are on the majority side
             return family.primary(self._state(), 2) != member

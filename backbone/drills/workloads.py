@@ -150,7 +150,9 @@ class TimescaleWorkload:
         self.timeout_s = timeout_s
         self.run_id = uuid.uuid4().hex[:12]
         self.conn: psycopg.Connection | None = None
-        with self._connect() as conn:
+        # the drill's table is the schema owner's to create (default privileges let the
+        # application, which the drill writes as, insert and read)
+        with timescale_client.connect(self.ep, self.timeout_s, autocommit=True, duty="owner") as conn:
             conn.execute("CREATE TABLE IF NOT EXISTS backbone_drill (run_id text NOT NULL, seq bigint NOT NULL, "
                          "at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (run_id, seq))")
 

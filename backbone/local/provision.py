@@ -16,7 +16,7 @@ from .services import LocalError
 
 
 def provision(contract: Contract, progress: Callable[[str], None], timeout_s: float = 30) -> None:
-    state, counter = migrate.apply(migrate.engine_for(contract, timeout_s), contract)
+    state, counter = migrate.apply(migrate.engine_for(contract, timeout_s, duty="owner"), contract)
     progress(f"migrations applied: schema at {state.head} ({counter.writes} write statement(s))")
     if contract.kafka is None:
         return

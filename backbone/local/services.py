@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 
 from .. import serviceconfig as sc
 from ..errors import BackboneError
-from ..clients import timescale as timescale_client
 from ..clients.kafka import NodeAccess, node_admin
 if TYPE_CHECKING:
     from .pki import Authority
@@ -97,7 +96,12 @@ def pg_user() -> str | None:
 
 # --- Timescale (PostgreSQL 15 + TimescaleDB, built by scripts/setup.sh) ------------------
 
-def prepare_timescale(state_dir: Path, bins: Binaries, password: str) -> dict[str, Any]:
+def prepare_timescale(state_dir: Path, bins: Binaries, passwords: dict[str, str],
+                      ca: "Authority | None" = None) -> dict[str, Any]:
+    """One PostgreSQL server; with `ca`, TLS only (hostssl) and the accounts of `pgaccess`."""
+    from . import pgaccess
+    pgaccess.make_passwords(passwords, ca is not None)
+    superuser, password = pgaccess.superuser(passwords, ca is not None)
     port = free_port()
     # Root's paths may not be readable by the postgres user: the cluster lives in its own
     # temp dir, owned by that user, recorded in the state so `down` removes it.
@@ -112,13 +116,19 @@ def prepare_timescale(state_dir: Path, bins: Binaries, password: str) -> dict[st
             os.chown(path, uid, -1)
     os.chmod(home, 0o700)
     os.chmod(pwfile, 0o600)
-    proc = run_as([str(bins.pg_bin / "initdb"), "-D", str(data), "-U", "backbone", f"--pwfile={pwfile}",
+    proc = run_as([str(bins.pg_bin / "initdb"), "-D", str(data), "-U", superuser, f"--pwfile={pwfile}",
                    "--auth=scram-sha-256", "--encoding=UTF8", "--no-instructions"], user)
     pwfile.unlink()
     if proc.returncode != 0:
         raise LocalError(f"initdb failed: {(proc.stderr or proc.stdout).strip()[-800:]}")
     params = sc.postgresql_settings(sc.PostgresSettings(port=port, listen_addresses="127.0.0.1"))
     params["unix_socket_directories"] = str(home)
+    extra: dict[str, Any] = {}
+    if ca is not None:
+        tls = pgaccess.server_tls(ca, "timescale", home, user)
+        params |= sc.postgresql_tls_settings(tls)
+        (data / "pg_hba.conf").write_text("".join(f"{line}\n" for line in sc.pg_hba("127.0.0.1/32")))
+        extra["ca"] = tls.ca
     (data / "backbone.conf").write_text(sc.render_postgresql_conf(params))
     with open(data / "postgresql.conf", "a") as conf:
         conf.write("\ninclude 'backbone.conf'\n")
@@ -126,15 +136,15 @@ def prepare_timescale(state_dir: Path, bins: Binaries, password: str) -> dict[st
         os.chown(data / "backbone.conf", pwd.getpwnam(user).pw_uid, -1)
     return {"kind": "timescale", "port": port, "home": str(home), "outside_state_dir": str(home), "user": user,
             "log": str(state_dir / "logs" / "timescale.log"),
-            "argv": [str(bins.pg_bin / "postgres"), "-D", str(data)]}
+            "argv": [str(bins.pg_bin / "postgres"), "-D", str(data)], **extra}
 
 
-def timescale_ready(svc: dict[str, Any], password: str, timeout_s: float) -> float:
+def timescale_ready(state: dict[str, Any], timeout_s: float) -> float:
+    from . import pgaccess
+    svc = state["services"]["timescale"]
+
     def ready() -> bool:
-        with timescale_client.superuser("127.0.0.1", svc["port"], "backbone", password, "postgres", 2,
-                                        autocommit=True) as conn:
-            if conn.execute("SELECT 1 FROM pg_database WHERE datname = 'backbone'").fetchone() is None:
-                conn.execute("CREATE DATABASE backbone")
+        pgaccess.bootstrap(state, svc["port"], 2)
         return True
     return _wait("timescale (PostgreSQL)", ready, timeout_s, Path(svc["log"]), lambda: _alive(svc))
 
@@ -255,17 +265,16 @@ class SingleTimescale:
     @staticmethod
     def prepare(state_dir: Path, bins: Binaries, passwords: dict[str, str],
                 ca: "Authority | None" = None) -> dict[str, dict[str, Any]]:
-        return {"timescale": prepare_timescale(state_dir, bins, passwords["timescale"])}
+        return {"timescale": prepare_timescale(state_dir, bins, passwords, ca)}
 
     @staticmethod
     def ready(state: dict[str, Any], names: list[str], timeout_s: float) -> float:
-        return timescale_ready(state["services"]["timescale"], state["passwords"]["timescale"], timeout_s)
+        return timescale_ready(state, timeout_s)
 
     @staticmethod
     def contract(state: dict[str, Any]) -> dict[str, Any]:
-        return {"host": "127.0.0.1", "port": state["services"]["timescale"]["port"], "database": "backbone",
-                "user": "backbone", "password": state["passwords"]["timescale"], "sslmode": "disable",
-                "require_timescaledb": True}
+        from . import pgaccess
+        return pgaccess.contract(state, "127.0.0.1", state["services"]["timescale"]["port"])
 
 
 class SingleRedis:

@@ -110,7 +110,7 @@ def _write(argv: list[str]) -> int:
         with sqlite3.connect(f"{tmp}/store.db") as conn:
             doc["sqlite"] = describe(conn, "sqlite", tables)
     pg_contract = load_contract(Sources(outputs=args.outputs))
-    engine = ops.engine_for(pg_contract)
+    engine = ops.engine_for(pg_contract, duty="owner")  # it creates the schema
     ops.upgrade_schema_only(engine)
     with engine.connect() as conn:
         doc["postgresql"] = describe(conn.connection.driver_connection, "postgresql", tables)

@@ -35,13 +35,15 @@ _WRITE = re.compile(r"^\s*(CREATE|ALTER|DROP|INSERT|UPDATE|DELETE|TRUNCATE|GRANT
                     r"|add_compression_policy|remove_compression_policy)\s*\(", re.I)
 
 
-def engine_for(contract: Contract, timeout_s: float = 10) -> Engine:
+def engine_for(contract: Contract, timeout_s: float = 10, duty: str | None = None) -> Engine:
+    """The engine migrations use; `duty="owner"` for what changes the schema (`apply`, `plan`:
+    the schema's owner role where the contract names one, docs/security.md)."""
     if contract.tier == "bootstrap":
         store = Path(contract.bootstrap.store)
         store.parent.mkdir(parents=True, exist_ok=True)
         return create_engine(f"sqlite:///{store}", poolclass=NullPool)
     # one connection per use: a migration runs once
-    return timescale_client.engine(contract.timescale, timeout_s, pooled=False)
+    return timescale_client.engine(contract.timescale, timeout_s, pooled=False, duty=duty)
 
 
 def alembic_config() -> Config:

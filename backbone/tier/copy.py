@@ -17,7 +17,7 @@ import datetime as dt
 import json
 import sqlite3
 import time
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 import psycopg
 from psycopg import sql
@@ -26,6 +26,9 @@ from psycopg.types.json import Jsonb
 from ..clients import timescale as timescale_client
 from .tables import TABLES, MovedTable
 from .tracking import APPLY_SETTING
+
+if TYPE_CHECKING:
+    from ..contract import TimescaleEndpoint
 
 CHUNK = 50_000
 UTC = dt.timezone.utc
@@ -52,10 +55,11 @@ def sqlite_ts(value) -> str:
     return ts.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
 
 
-def open_target(dsn: str, timeout_s: float = 10.0) -> psycopg.Connection:
-    """The switch's session on the target: its writes are never tracked as the reverse
-    stream's (they are the switch's own)."""
-    pg = timescale_client.connect_dsn(dsn, timeout_s, statement_timeout=False)
+def open_target(ep: "TimescaleEndpoint", timeout_s: float = 10.0, duty: str | None = None) -> psycopg.Connection:
+    """The switch's session on the target (TLS and credentials as its contract says; as the
+    account of `duty`: "owner" where the session installs or removes the change-tracking
+    triggers): its writes are never tracked as the reverse stream's (they are the switch's own)."""
+    pg = timescale_client.connect(ep, timeout_s, duty=duty, statement_timeout=False)
     pg.execute(f"SET {APPLY_SETTING} = 'on'")
     pg.commit()
     return pg

@@ -68,7 +68,7 @@ PG_KIND = {"text": "text", "ts": "timestamptz", "float": "float8", "int": "int8"
 
 
 def _measure(lite: sqlite3.Connection, target: Contract, plan: Plan) -> None:
-    with mover.open_target(target.timescale.dsn(), 5.0) as pg:
+    with mover.open_target(target.timescale, 5.0, duty="owner") as pg:  # it samples the copy rate, as the switch writes
         migrated = pg.execute("SELECT to_regclass('daily_bars') IS NOT NULL").fetchone()[0]
         for t in TABLES:
             plan.on_target[t] = pg.execute(f"SELECT count(*) FROM {t}").fetchone()[0] if migrated else None

@@ -128,7 +128,7 @@ def mirror_once(contract) -> int | None:
         active, state = read_active(lite), get_state(lite, "switch") or {}
         if active is None or active.tier != "institutional" or state.get("phase") != "switched":
             return None
-        with mover.open_target(contract.timescale.dsn(), 5.0) as pg:
+        with mover.open_target(contract.timescale, 5.0) as pg:
             return sync(lite, pg)[0]
     finally:
         lite.close()

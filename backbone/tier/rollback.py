@@ -53,7 +53,7 @@ def rollback(source: Contract, target: Contract, options: Options, force: bool =
     try:
         _active_institutional(lite)
         try:
-            pg = mover.open_target(target.timescale.dsn(), 5.0)
+            pg = mover.open_target(target.timescale, 5.0, duty="owner")
         except Exception as exc:
             if not force:
                 raise SwitchError(f"the institutional tier is unreachable ({type(exc).__name__}); rollback refused: "
@@ -190,7 +190,7 @@ def complete(source: Contract, target: Contract, say=lambda _: None) -> str:
             return "already completed; nothing to do"
         if active.tier != "institutional":
             raise ConfigError(f"the {active.tier} tier is active: complete ends a switch to institutional")
-        with mover.open_target(target.timescale.dsn(), 5.0) as pg:
+        with mover.open_target(target.timescale, 5.0, duty="owner") as pg:
             left = reverse.sync(lite, pg)[0]  # the bootstrap copy is as fresh as it can be when kept
             with pg.transaction():
                 tracking.remove_pg(pg)

@@ -30,7 +30,7 @@ def status(source: Contract, target: Contract) -> dict:
     finally:
         lite.close()
     try:
-        with mover.open_target(target.timescale.dsn(), 5.0) as pg:
+        with mover.open_target(target.timescale, 5.0) as pg:
             copied = {t: mover.get_pg_state(pg, f"copy:{t}") for t in TABLES}
             caught = (mover.get_pg_state(pg, "catchup") or {"seq": 0})["seq"]
             reverse = (mover.get_pg_state(pg, "reverse") or {"seq": 0})["seq"]

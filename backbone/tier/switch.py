@@ -165,13 +165,13 @@ class Switch:
         return self.outcome
 
     def _target(self):
-        return mover.open_target(self.target.timescale.dsn())
+        return mover.open_target(self.target.timescale, duty="owner")
 
     def _migrate(self) -> None:
         from ..migrate import ops
         self.say("migrate: the target to head")
         try:
-            ops.apply(ops.engine_for(self.target), self.target)
+            ops.apply(ops.engine_for(self.target, duty="owner"), self.target)
         except Exception as exc:  # nothing has moved and nothing is flipped
             raise SwitchError(f"migrating the target failed: {type(exc).__name__}: {str(exc)[:300]}") from None
 

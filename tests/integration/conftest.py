@@ -34,8 +34,11 @@ def local_environment(tmp_path_factory, name, *up_args):
             pytest.fail(reason)
         pytest.skip(reason)
     state_dir = tmp_path_factory.mktemp(name) / "env"
-    # a secure up (certificates, SCRAM users, ACLs) on a loaded 2-core machine outlasts 180 s
-    up = run_backbone("local", "up", *up_args, "--state-dir", str(state_dir), timeout=600)
+    try:  # a loaded machine (other sessions' environments) can take minutes to start three brokers
+        up = run_backbone("local", "up", *up_args, "--state-dir", str(state_dir), timeout=600)
+    except subprocess.TimeoutExpired:
+        run_backbone("local", "down", "--state-dir", str(state_dir))
+        raise
     if up.returncode != 0:
         run_backbone("local", "down", "--state-dir", str(state_dir))
         pytest.fail(f"backbone local up {' '.join(up_args)} failed (exit {up.returncode}):\n{up.stderr}")

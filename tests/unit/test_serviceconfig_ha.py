@@ -89,3 +89,56 @@ def test_sentinel_quorum_and_failure_detection():
     assert "sentinel failover-timeout backbone 10000" in lines
     assert not any("auth-pass" in line for line in lines)
     assert sc.sentinel_auth_conf("backbone", 'a"b') == 'sentinel auth-pass backbone "a\\"b"\n'
+
+
+TLS = sc.TlsFiles(cert="/m/pg-2.pem", key="/m/pg-2.key", ca="/m/ca.pem")
+
+
+def test_secure_patroni_member_is_tls_only_verifies_its_peers_and_guards_its_api():
+    c = config(tls=TLS, api_auth=("patroni", "api-secret"))
+    hba = c["postgresql"]["pg_hba"]
+    # plaintext matches no network line: only hostssl (and the private Unix socket)
+    assert [line.split()[0] for line in hba] == ["local", "hostssl", "hostssl"]
+    assert "hostssl replication replicator 127.0.0.1/32 scram-sha-256" in hba
+    params = c["postgresql"]["parameters"]
+    assert params["ssl"] == "on" and params["ssl_min_protocol_version"] == "TLSv1.2"
+    assert (params["ssl_cert_file"], params["ssl_key_file"], params["ssl_ca_file"]) == (TLS.cert, TLS.key, TLS.ca)
+    for account in c["postgresql"]["authentication"].values():
+        assert account["sslmode"] == "verify-full" and account["sslrootcert"] == TLS.ca
+    api = c["restapi"]
+    assert (api["certfile"], api["keyfile"], api["cafile"]) == (TLS.cert, TLS.key, TLS.ca)
+    assert api["authentication"] == {"username": "patroni", "password": "api-secret"}
+    assert c["ctl"] == {"insecure": False, "cacert": TLS.ca, "certfile": TLS.cert, "keyfile": TLS.key}
+
+
+def test_patroni_without_tls_keeps_the_plaintext_shape():
+    c = config()
+    assert "ctl" not in c and "certfile" not in c["restapi"] and "authentication" not in c["restapi"]
+    assert "sslmode" not in c["postgresql"]["authentication"]["superuser"]
+    assert all(not line.startswith("hostssl") for line in c["postgresql"]["pg_hba"])
+
+
+def test_etcd_with_tls_requires_client_certificates_from_clients_and_peers():
+    args = sc.etcd_args("etcd-1", "127.0.0.1", 2379, 2380, "/state/etcd", TLS)
+    assert "--listen-client-urls=https://127.0.0.1:2379" in args
+    assert "--initial-cluster=etcd-1=https://127.0.0.1:2380" in args
+    for flag in ("--client-cert-auth", "--peer-client-cert-auth", f"--trusted-ca-file={TLS.ca}",
+                 f"--peer-trusted-ca-file={TLS.ca}", f"--cert-file={TLS.cert}", f"--peer-key-file={TLS.key}"):
+        assert flag in args
+    assert sc.patroni_etcd3(["127.0.0.1:2379"], TLS) == {"etcd3": {
+        "hosts": ["127.0.0.1:2379"], "protocol": "https", "cacert": TLS.ca, "cert": TLS.cert, "key": TLS.key}}
+    assert sc.patroni_etcd3(["127.0.0.1:2379"]) == DCS
+
+
+def test_postgresql_roles_by_duty_none_super_and_only_restore_creates_databases():
+    roles = sc.TimescaleRoles()
+    attrs = roles.attributes()
+    assert set(attrs) == {roles.app, roles.owner, roles.reader, roles.restore}
+    for role, text in attrs.items():
+        assert "NOSUPERUSER" in text and "NOCREATEROLE" in text
+        assert ("CREATEDB" in text.replace("NOCREATEDB", "")) == (role == roles.restore)
+    grants = sc.timescale_privileges(roles)
+    assert any(f'FOR ROLE "{roles.owner}" GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO "{roles.app}"' in g
+               for g in grants)
+    assert any(f'GRANT SELECT ON TABLES TO "{roles.reader}"' in g for g in grants)
+    assert not any(f'TO "{roles.reader}"' in g and ("INSERT" in g or "UPDATE" in g) for g in grants)

@@ -15,6 +15,7 @@ from backbone.contract import Contract, merge_outputs
 from backbone.data import columnar, open_backbone, pgcopy
 from backbone.data.rows import dimension
 from backbone.data.store_timescale import TimescaleStore
+from ..pg import url
 
 UTC = dt.timezone.utc
 TEXT = st.one_of(st.none(), st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
@@ -34,7 +35,7 @@ def contract(local_env) -> Contract:
 
 @pytest.fixture(scope="module")
 def pg(contract):
-    with psycopg.connect(contract.timescale.dsn(), autocommit=True) as conn:
+    with psycopg.connect(url(contract), autocommit=True) as conn:
         conn.execute("CREATE TEMP TABLE copied (n int8, a text, b timestamptz, c float8, d int8, e text)")
         yield conn
 

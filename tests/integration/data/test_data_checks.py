@@ -28,6 +28,7 @@ from backbone.data.checks import cache_check
 from backbone.events.checks import consumer_lag_check
 
 from ..conftest import run_backbone
+from ..pg import create_database, drop_database, owner_url
 
 DATA_CHECKS = ("freshness.bars", "freshness.trades", "freshness.macro", "outbox", "consumer_lag", "cache_ratios")
 BAR_HEADER = "symbol,ts,open,high,low,close,volume\n"
@@ -77,26 +78,22 @@ def backbone(*args, outputs=None, cwd=None, timeout=120):
 
 
 def pg_dsn(local_env, database=None):
-    c = local_env["contract"]
-    ts = c["backbone"]["timescale"]
-    return (f"postgresql://{ts['user']}:{c['backbone_secrets']['timescale']['password']}@{ts['host']}:{ts['port']}/"
-            f"{database or ts['database']}")
+    """The schema owner's URL: the tests plant constraints and journal rows by hand."""
+    return owner_url(local_env, database)
 
 
 @pytest.fixture
 def scratch(local_env, tmp_path):
     """A migrated database of its own on the session's server: (name, outputs pointing at it)."""
     name = "checks_" + uuid.uuid4().hex[:8]
-    with psycopg.connect(pg_dsn(local_env), autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
+    create_database(local_env, name)
     try:
         outputs = outputs_with(local_env, tmp_path, database=name)
         applied = backbone("migrate", "apply", outputs=outputs)
         assert applied.returncode == 0, applied.stderr
         yield name, outputs
     finally:
-        with psycopg.connect(pg_dsn(local_env), autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+        drop_database(local_env, name)
 
 
 def ingest_file(outputs, path, dimension="bars", cwd=None):

@@ -15,6 +15,7 @@ import pytest
 from backbone.contract import Contract, merge_outputs
 from backbone.data import IngestRejected, open_backbone
 from backbone.data.rows import Bar, Trade
+from ..pg import admin, url
 
 T0 = dt.datetime(2024, 3, 4, tzinfo=dt.timezone.utc)
 
@@ -193,12 +194,13 @@ def _query_counter(bb, local_env):
     """How often the windowed bars query ran: PostgreSQL's own count (pg_stat_statements) on
     the institutional tier; the store's calls on the embedded one (no server to ask)."""
     if bb.store.dialect == "postgresql":
-        dsn = institutional(local_env).timescale.dsn()
-        with psycopg.connect(dsn, autocommit=True) as conn:
+        # the server's superuser: the extension, and other accounts' statements, are its to see
+        database = institutional(local_env).timescale.database
+        with admin(local_env, database) as conn:
             conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
 
         def count() -> int:
-            with psycopg.connect(dsn, autocommit=True) as conn:
+            with admin(local_env, database) as conn:
                 return conn.execute("SELECT coalesce(sum(calls), 0) FROM pg_stat_statements WHERE query LIKE "
                                     "'SELECT symbol, ts, open%FROM daily_bars WHERE symbol = ANY%'").fetchone()[0]
         return count
@@ -235,7 +237,7 @@ def test_an_upsert_into_a_compressed_chunk(local_env):
     start = dt.datetime(2017, 1, 2, tzinfo=dt.timezone.utc)  # chunks no other test writes to
     with open_backbone(contract) as bb:
         bb.ingest("bars", bars(syms, 90, start=start), source="test")
-        with psycopg.connect(contract.timescale.dsn(), autocommit=True) as conn:
+        with psycopg.connect(url(contract, "owner"), autocommit=True) as conn:  # the hypertable's owner
             compressed = conn.execute("SELECT count(compress_chunk(c, if_not_compressed => true)) FROM show_chunks("
                                       "'daily_bars', newer_than => '2016-11-01'::timestamptz, "
                                       "older_than => '2017-03-01'::timestamptz) c").fetchone()[0]

@@ -14,6 +14,7 @@ import psycopg
 import pytest
 
 from ..conftest import BACKBONE, run_backbone
+from ..pg import create_database, drop_database
 from .test_data_checks import BAR_HEADER, data_checks_of, outputs_with, pg_dsn
 
 ROWS = 1_500_000
@@ -91,8 +92,7 @@ def test_bootstrap_interrupted_ingest_writes_nothing_and_is_journaled_interrupte
 def test_timescale_interrupted_ingest_writes_nothing_and_is_journaled_interrupted(local_env, tmp_path, big_file,
                                                                                   sig):
     name = "interrupt_" + uuid.uuid4().hex[:8]
-    with psycopg.connect(pg_dsn(local_env), autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
+    create_database(local_env, name)
     try:
         outputs = outputs_with(local_env, tmp_path, database=name)
         assert run_backbone("migrate", "apply", "--outputs", str(outputs)).returncode == 0
@@ -119,5 +119,4 @@ def test_timescale_interrupted_ingest_writes_nothing_and_is_journaled_interrupte
         assert f"backbone: ingest stopped by {sig.name} after reading " in done.stderr, done.stderr
         assert "Traceback" not in done.stderr
     finally:
-        with psycopg.connect(pg_dsn(local_env), autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+        drop_database(local_env, name)

@@ -12,6 +12,7 @@ import pytest
 
 from backbone.contract import Contract, merge_outputs
 from backbone.drills.backup import BackupDrillError, backup_restore_drill
+from ..pg import url
 
 
 def contract_of(local_env, **changes) -> Contract:
@@ -24,7 +25,7 @@ def contract_of(local_env, **changes) -> Contract:
 
 
 def connect(contract: Contract):
-    return psycopg.connect(contract.timescale.dsn(), autocommit=True)
+    return psycopg.connect(url(contract), autocommit=True)
 
 
 def insert_bars(contract: Contract, n: int) -> str:
@@ -82,6 +83,7 @@ def test_hypertables_with_compressed_chunks_restore_through_timescales_procedure
             cur.executemany("INSERT INTO daily_bars (symbol, ts, open, high, low, close, volume, source) "
                             "VALUES (%s, %s, 1, 2, 0.5, 1.5, 100, 'drill-test') ON CONFLICT DO NOTHING",
                             [(symbol, start + timedelta(days=i)) for i in range(120)])
+    with psycopg.connect(url(contract, "owner"), autocommit=True) as conn:  # compression is the table owner's
         compressed = conn.execute(
             "SELECT count(compress_chunk(c, if_not_compressed => true)) FROM show_chunks('daily_bars', "
             "newer_than => '2018-11-01'::timestamptz, older_than => '2019-06-01'::timestamptz) c").fetchone()[0]

@@ -17,6 +17,7 @@ from backbone.data import IngestRejected, open_backbone
 from backbone.data.rows import Bar
 from backbone.events.bridge import open_bridge
 from backbone.events.relay import Relay
+from ..pg import url
 
 T0 = dt.datetime(2024, 5, 6, tzinfo=dt.timezone.utc)
 
@@ -37,7 +38,7 @@ def fresh_symbols(n):
 
 def outbox_rows(contract, symbols):
     keys = [f"bars:{s}" for s in symbols]
-    with psycopg.connect(contract.timescale.dsn()) as pg:
+    with psycopg.connect(url(contract)) as pg:
         # the last column: published (at or below the relay's position)
         return pg.execute("SELECT id, aggregatetype, aggregateid, type, payload, "
                           "seq <= (SELECT seq FROM outbox_position WHERE name = 'relay') FROM outbox "

@@ -14,6 +14,7 @@ from backbone.errors import ConfigError
 from backbone.events.relay import Relay
 
 from .test_outbox import T0, consume_all, contract_of
+from ..pg import url
 
 
 def events_for(symbol: str) -> list[dict]:
@@ -22,7 +23,7 @@ def events_for(symbol: str) -> list[dict]:
 
 def connect(contract) -> psycopg.Connection:
     # a lock wait this test did not mean fails it instead of hanging the session
-    return psycopg.connect(contract.timescale.dsn(), options="-c lock_timeout=30000")
+    return psycopg.connect(url(contract), options="-c lock_timeout=30000")
 
 
 def symbols_in_two_buckets() -> tuple[str, str]:
@@ -92,7 +93,7 @@ def test_one_series_events_leave_in_commit_order_when_its_ingests_overlap(local_
     writer = threading.Thread(target=write_and_commit)
     try:
         writer.start()
-        with psycopg.connect(contract.timescale.dsn(), autocommit=True) as watch:
+        with psycopg.connect(url(contract), autocommit=True) as watch:
             # until the second transaction has committed or waits on a lock
             while writer.is_alive() and not watch.execute(
                     "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone()[0]:

@@ -21,6 +21,7 @@ from backbone.local import patroni, sentinel
 from backbone.local.binaries import SETUP_HINT, find_binaries
 
 from ..conftest import run_backbone
+from ..pg import url
 
 SENTINEL_FAILOVER_BOUND_S = 30
 KEY = "emp:cache:ha:drill"  # in the application's namespace: its ACL user writes nowhere else
@@ -145,7 +146,7 @@ def test_patroni_failover_elects_the_other_member(ha_env):
     while time.monotonic() - killed < PATRONI_FAILOVER_BOUND_S:
         try:
             # the contract's multi-host DSN: libpq skips the dead member and any standby
-            with psycopg.connect(c.timescale.dsn(), connect_timeout=2, autocommit=True) as conn:
+            with psycopg.connect(url(c, "owner"), connect_timeout=2, autocommit=True) as conn:  # it creates a table
                 conn.execute("CREATE TABLE IF NOT EXISTS ha_drill (note text)")
                 conn.execute("INSERT INTO ha_drill VALUES ('written after failover')")
             wrote_after = time.monotonic() - killed

@@ -7,14 +7,12 @@ from ..conftest import run_backbone
 
 
 def secrets_of(env):
-    """Every secret string, nested ones too (Kafka's principals: principals.<duty>.password)."""
-    def leaves(value):
+    """Every secret string of backbone_secrets (each duty's password sits one level deeper)."""
+    def strings(value):
         if isinstance(value, dict):
-            for v in value.values():
-                yield from leaves(v)
-        else:
-            yield value
-    return list(leaves(env["contract"]["backbone_secrets"]))
+            return [s for v in value.values() for s in strings(v)]
+        return [value] if isinstance(value, str) else []
+    return strings(env["contract"]["backbone_secrets"])
 
 
 def test_outputs_contract_is_private_and_splits_secrets(local_env):

@@ -11,19 +11,18 @@ from backbone.contract import Sources, load_contract
 from backbone.migrate import catalog, ops
 from backbone.migrate.check import fast_state, migrations_check
 
+from ..pg import create_database, drop_database
 from .test_migrate import pg_dsn
 
 
 @pytest.fixture
 def migrated_db(local_env):
     name = "catalog_" + uuid.uuid4().hex[:8]
-    with psycopg.connect(pg_dsn(local_env), autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
+    create_database(local_env, name)
     contract = load_contract(Sources(outputs=local_env["outputs"], extras=(f"TIMESCALEDB_DATABASE={name}",)))
-    ops.apply(ops.engine_for(contract), contract)
+    ops.apply(ops.engine_for(contract, duty="owner"), contract)
     yield contract, pg_dsn(local_env, name)
-    with psycopg.connect(pg_dsn(local_env), autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+    drop_database(local_env, name)
 
 
 def test_a_freshly_migrated_database_matches_the_stored_catalogue(migrated_db):

@@ -10,27 +10,24 @@ from backbone.contract import Sources, load_contract
 from backbone.migrate import catalog, ops
 
 from ..conftest import run_backbone
+from ..pg import create_database, drop_database, owner_url
 
 HEAD = catalog.expected()["head"]
 SERVICES = ("--extra", "REDIS_HOST=127.0.0.1", "--extra", "KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9")
 
 
 def pg_dsn(local_env, database=None):
-    c = local_env["contract"]
-    ts = c["backbone"]["timescale"]
-    pw = c["backbone_secrets"]["timescale"]["password"]
-    return f"postgresql://{ts['user']}:{pw}@{ts['host']}:{ts['port']}/{database or ts['database']}"
+    """The schema owner's URL (migrations and policy changes are the owner's), the CA as sslrootcert."""
+    return owner_url(local_env, database)
 
 
 @pytest.fixture
 def scratch_db(local_env):
     """A fresh database on the session's PostgreSQL (`local up` already migrated the main one)."""
     name = "scratch_" + uuid.uuid4().hex[:8]
-    with psycopg.connect(pg_dsn(local_env), autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
+    create_database(local_env, name)
     yield name
-    with psycopg.connect(pg_dsn(local_env), autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+    drop_database(local_env, name)
 
 
 def migrate(*args, outputs=None, extra=()):
@@ -77,7 +74,7 @@ def test_timescaledb_missing_is_degraded_unless_the_contract_accepts_plain_postg
     hand, or on a server without TimescaleDB)."""
     base = ("--outputs", str(local_env["outputs"]), "--extra", f"TIMESCALEDB_DATABASE={scratch_db}")
     contract = load_contract(Sources(outputs=local_env["outputs"], extras=(f"TIMESCALEDB_DATABASE={scratch_db}",)))
-    ops.upgrade_schema_only(ops.engine_for(contract))
+    ops.upgrade_schema_only(ops.engine_for(contract, duty="owner"))
     proc = run_backbone("migrate", "check", *base)
     assert proc.returncode == 0
     assert "timescaledb extension not installed" in proc.stdout + proc.stderr

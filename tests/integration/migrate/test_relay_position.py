@@ -28,7 +28,7 @@ EVENT = ("INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload) "
 
 def test_upgrade_from_0004_keeps_every_unpublished_event_and_downgrade_marks_the_published(local_env, scratch_db):  # noqa: F811
     contract = load_contract(Sources(outputs=local_env["outputs"], extras=(f"TIMESCALEDB_DATABASE={scratch_db}",)))
-    engine = ops.engine_for(contract)
+    engine = ops.engine_for(contract, duty="owner")
     to(engine, "0004")
     with psycopg.connect(pg_dsn(local_env, scratch_db), autocommit=True) as pg:
         for i in range(1, 6):

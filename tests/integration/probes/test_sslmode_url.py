@@ -1,6 +1,6 @@
 """The sslmode a report shows is the one the connection used, on the session's real
-PostgreSQL (which has no TLS): an explicit TIMESCALEDB_URL's ?sslmode= wins over the
-outputs file's sslmode, in what happens and in what is said."""
+PostgreSQL (TLS only, the contract says verify-full): an explicit TIMESCALEDB_URL's
+?sslmode= wins over the outputs file's sslmode, in what happens and in what is said."""
 import json
 
 from ..conftest import run_backbone
@@ -21,13 +21,14 @@ def probe(local_env, url: str):
 
 
 def test_the_urls_sslmode_is_used_and_reported(local_env):
-    assert local_env["contract"]["backbone"]["timescale"]["sslmode"] == "disable"  # what the URL overrides
-    report, timescale = probe(local_env, url_of(local_env, "require"))
-    assert timescale["code"] == "tls_failed"  # libpq insisted on TLS: the URL's sslmode was used
-    assert report["manifest"]["timescale"]["sslmode"] == "require"
+    assert local_env["contract"]["backbone"]["timescale"]["sslmode"] == "verify-full"  # what the URL overrides
+    report, timescale = probe(local_env, url_of(local_env, "disable"))
+    assert timescale["code"] == "refused", timescale  # plaintext, as the URL said: the server admits TLS only
+    assert "requires TLS" in timescale["message"]
+    assert report["manifest"]["timescale"]["sslmode"] == "disable"
 
 
 def test_a_url_without_sslmode_uses_and_reports_the_contracts(local_env):
     report, timescale = probe(local_env, url_of(local_env, None))
-    assert timescale["status"] == "ok", timescale
-    assert report["manifest"]["timescale"]["sslmode"] == "disable"
+    assert timescale["status"] == "ok", timescale  # verify-full, with the outputs file's CA
+    assert report["manifest"]["timescale"]["sslmode"] == "verify-full"

@@ -18,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from backbone.contract import Contract, merge_outputs
 from backbone.local.services import free_port
+from ..pg import url
 
 pytestmark = pytest.mark.integration
 
@@ -206,7 +207,7 @@ def test_a_dropped_file_is_ingested_exactly_once_across_a_restart(local_env, tmp
     finally:
         second.kill()
 
-    with psycopg.connect(contract.timescale.dsn()) as pg:
+    with psycopg.connect(url(contract)) as pg:
         assert pg.execute("SELECT count(*) FROM ingested_files WHERE checksum = %s", (checksum,)).fetchone()[0] == 1
         assert pg.execute("SELECT count(*) FROM ingest_runs WHERE source = %s", (name,)).fetchone()[0] == 1
 

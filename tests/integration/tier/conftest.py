@@ -10,6 +10,7 @@ import pytest
 from backbone.contract import Contract, merge_outputs
 
 from ..conftest import run_backbone
+from ..pg import create_database, drop_database, url
 
 
 class Deployment:
@@ -22,9 +23,8 @@ class Deployment:
         self.store = tmp_path / "bootstrap" / "backbone.db"
         self.database = "tier_" + uuid.uuid4().hex[:10]
         doc = json.loads(local_env["outputs"].read_text())
-        self.admin_dsn = Contract.model_validate(merge_outputs(doc)).timescale.dsn()
-        with psycopg.connect(self.admin_dsn, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{self.database}"')
+        self.env = local_env
+        create_database(local_env, self.database)
         doc["backbone"] = {**doc["backbone"], "bootstrap": {"store": str(self.store)}}
         doc["backbone"]["timescale"] = {**doc["backbone"]["timescale"], "database": self.database}
         doc["backbone"]["redis"] = {**doc["backbone"]["redis"],
@@ -43,12 +43,12 @@ class Deployment:
     def bootstrap(self) -> Contract:
         return Contract.model_validate(json.loads(self.bootstrap_outputs.read_text()))
 
-    def target(self) -> psycopg.Connection:
-        return psycopg.connect(self.institutional().timescale.dsn(), autocommit=True)
+    def target(self, duty=None) -> psycopg.Connection:
+        """A session on the target as the contract's user (`duty="owner"`: the schema's owner)."""
+        return psycopg.connect(url(self.institutional(), duty), autocommit=True)
 
     def drop(self) -> None:
-        with psycopg.connect(self.admin_dsn, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
+        drop_database(self.env, self.database)
 
 
 @pytest.fixture

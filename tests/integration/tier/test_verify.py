@@ -145,7 +145,7 @@ def test_many_mismatches_in_bounded_memory_every_one_in_the_listing(tiers, tmp_p
 
 
 def test_a_chunk_missing_on_one_side_and_a_missing_table_are_never_equal(tiers):
-    with tiers.target() as pg:
+    with tiers.target("owner") as pg:  # the schema's owner: the application may not drop tables
         pg.execute("DELETE FROM macro_events WHERE calendar = 'EDGE'")
         pg.execute("DROP TABLE ingested_files")
         result = verify(tiers.store, pg, tables=["macro_events", "ingested_files"])

@@ -69,3 +69,24 @@ def test_importing_the_client_loads_no_driver():
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'psycopg', 'sqlalchemy'}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "[]"
+
+
+CA = ("-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n")
+
+
+def test_libpq_url_carries_the_contracts_ca_as_a_file_and_the_duty_account(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    ep = TimescaleEndpoint(host="db", port=5433, user="app", password=PLANTED, sslmode="verify-full", ca_pem=CA,
+                           roles={"owner": {"user": "own", "password": "o-pw"}})
+    url = client.libpq_url(ep, "owner")
+    info = psycopg.conninfo.conninfo_to_dict(url)
+    assert (info["user"], info["password"], info["sslmode"]) == ("own", "o-pw", "verify-full")
+    assert open(info["sslrootcert"]).read() == CA and info["sslrootcert"].startswith(str(tmp_path))
+    assert "sslrootcert" not in client.libpq_url(TimescaleEndpoint(password=PLANTED))  # no CA: the URL as it is
+
+
+def test_a_plaintext_connection_refused_by_pg_hba_is_named_without_the_drivers_text():
+    exc = psycopg.OperationalError(f'connection failed: FATAL:  no pg_hba.conf entry for host "127.0.0.1", user '
+                                   f'"app", database "{PLANTED}", no encryption')
+    code, sentence = client.classify(exc)
+    assert code == "refused" and "requires TLS" in sentence and PLANTED not in sentence
