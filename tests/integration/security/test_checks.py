@@ -134,3 +134,26 @@ def test_no_secret_real_or_planted_in_any_format(single, tmp_path):
                 for piece in _pieces(secret):
                     assert piece not in text, f"a secret in validate --format {fmt}"
     assert "PRIVATE KEY" not in validate(wrong, "json")[1]
+
+
+def test_ha_every_patroni_member_and_sentinel_is_checked(ha):
+    """With Patroni and Sentinel: the tls check visits every PostgreSQL member, the Redis master
+    and every Sentinel; the exposure check tries each Sentinel without auth."""
+    checks = checks_of(ha)
+    contract = ha["contract"]["backbone"]
+    sentinels = [f"{s['host']}:{s['port']}" for s in contract["redis"]["sentinels"]]
+    assert sentinels
+    exposure = checks["exposure.redis"]
+    tried = {code for codes in exposure["details"].values() for code in codes}
+    assert {f"sentinel_anonymous:{s}" for s in sentinels} <= tried
+    sentinel_refused = [c for c in exposure["details"]["refused"] if c.startswith("sentinel_anonymous:")]
+    assert (len(sentinel_refused) == len(sentinels)) == ha["secure"], exposure["message"]
+    for service in ("timescale", "redis"):
+        assert (checks[f"exposure.{service}"]["status"] == "ok") == ha["secure"]
+        tls = checks[f"tls.{service}"]
+        assert (tls["status"] == "ok") == ha["secure"], tls["message"]
+    if ha["secure"]:
+        members = 1 + len(contract["timescale"]["replicas"])
+        assert len(checks["tls.timescale"]["details"]["addresses"]) == members
+        redis_rows = {r["address"] for r in checks["tls.redis"]["details"]["addresses"]}
+        assert set(sentinels) <= redis_rows and len(redis_rows) == len(sentinels) + 1
