@@ -1,7 +1,8 @@
-"""Redis's exposure attempts: the right password over plaintext to the server's port; PING
-with no AUTH (NOAUTH expected); a wrong password; the application's user running
-`CONFIG GET maxmemory` (NOPERM expected); and, in sentinel mode, PING to each Sentinel
-with no auth."""
+"""Redis's exposure attempts: PING in plaintext to the server's port (let in when the server
+answers at all, even NOAUTH: it speaks plaintext, so a client's AUTH would cross in the
+clear; no password is sent to find out); PING with no AUTH over the contract's TLS (NOAUTH
+expected); a wrong password; the application's user running `CONFIG GET maxmemory` (NOPERM
+expected); and, in sentinel mode, PING to each Sentinel with no auth."""
 from __future__ import annotations
 
 import secrets
@@ -37,20 +38,19 @@ def _ca(ep: RedisEndpoint) -> str | None:
     return ep.ca_pem if ep.target()["tls"] else None
 
 
-def _account(ep: RedisEndpoint) -> tuple[str | None, str | None]:
-    """The contract's user and password, from the URL when it gives one."""
+def _user(ep: RedisEndpoint) -> str | None:
+    """The contract's user, from the URL when it gives one."""
     if ep.url is not None:
         parts = urlsplit(ep.url.get_secret_value())
-        return (unquote(parts.username) if parts.username else None,
-                unquote(parts.password) if parts.password else None)
-    return ep.username, ep.password.get_secret_value() if ep.password else None
+        return unquote(parts.username) if parts.username else None
+    return ep.username
 
 
 def attempts(ep: RedisEndpoint, timeout_s: float) -> list[Attempt]:
-    user, password = _account(ep)
+    user = _user(ep)
     found: list[Attempt] = [
-        Attempt("plaintext", "a plaintext connection with the right password",
-                lambda: _ping(ep, timeout_s, user, password, tls=False)),
+        Attempt("plaintext", "a plaintext connection",
+                lambda: _ping(ep, timeout_s, None, None, tls=False, any_answer=True)),
         Attempt("anonymous", "PING without AUTH", lambda: _ping(ep, timeout_s, None, None, tls=True)),
         Attempt("wrong_password", "the contract's user with a wrong password",
                 lambda: _ping(ep, timeout_s, user, secrets.token_urlsafe(24), tls=True)),
@@ -63,7 +63,8 @@ def attempts(ep: RedisEndpoint, timeout_s: float) -> list[Attempt]:
     return found
 
 
-def _ping(ep: RedisEndpoint, timeout_s: float, user: str | None, password: str | None, *, tls: bool) -> str:
+def _ping(ep: RedisEndpoint, timeout_s: float, user: str | None, password: str | None, *, tls: bool,
+          any_answer: bool = False) -> str:
     if ep.mode == "sentinel":
         where = sentinel_master(ep, timeout_s / 2)
         if where is None:
@@ -72,15 +73,18 @@ def _ping(ep: RedisEndpoint, timeout_s: float, user: str | None, password: str |
     else:
         target = ep.target()
         host, port = target["host"], target["port"]
-    return _ping_at(host, port, timeout_s, user, password, _ca(ep) if tls else None)
+    return _ping_at(host, port, timeout_s, user, password, _ca(ep) if tls else None, any_answer=any_answer)
 
 
 def _ping_at(host: str, port: int, timeout_s: float, user: str | None, password: str | None,
-             ca_pem: str | None) -> str:
+             ca_pem: str | None, *, any_answer: bool = False) -> str:
+    """PONG is let in; with `any_answer`, so is any reply of the server's (NOAUTH included)."""
     client = node_client(host, port, timeout_s, username=user if password else None, password=password,
                          ca_pem=ca_pem, retry=False)
     try:
         return LET_IN if client.ping() else REFUSED
+    except (redis.AuthenticationError, redis.ResponseError):
+        return LET_IN if any_answer else REFUSED
     except _REFUSALS:
         return REFUSED
     finally:
