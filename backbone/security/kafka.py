@@ -112,7 +112,7 @@ def _code(exc: KafkaException) -> int | None:
     return exc.args[0].code() if exc.args and hasattr(exc.args[0], "code") else None
 
 
-def _create_topic(ep: KafkaEndpoint, timeout_s: float) -> str:
+def _create_topic(ep: KafkaEndpoint, timeout_s: float) -> str | tuple[str, str]:
     admin = kafka_client.admin(ep, timeout_s)
     try:
         admin.create_topics([NewTopic(PROBE_TOPIC, 1, 1)], validate_only=True,
@@ -123,9 +123,11 @@ def _create_topic(ep: KafkaEndpoint, timeout_s: float) -> str:
         if code in _AUTHORIZATION:
             return REFUSED
         # authorization comes before the name: a topic already there was let in too
-        outcome = LET_IN if code == KafkaError.TOPIC_ALREADY_EXISTS else NOT_TRIED
+        if code != KafkaError.TOPIC_ALREADY_EXISTS:
+            return NOT_TRIED, f"the creation was answered with {exc.args[0].name() if exc.args else 'an error'}"
+        outcome = LET_IN
     except Exception:  # the future's own timeout  # noqa: BLE001
-        return NOT_TRIED
+        return NOT_TRIED, f"no answer within {timeout_s:g} s"
     if outcome == LET_IN:
         _delete_if_there(admin, timeout_s)
     return outcome

@@ -10,7 +10,7 @@ from urllib.parse import unquote, urlsplit
 
 import redis
 
-from ..clients.redis import node_client, redis_client
+from ..clients.redis import describe, node_client, redis_client
 from ..contract import RedisEndpoint
 from .exposure import LET_IN, NOT_TRIED, REFUSED, Attempt
 
@@ -64,11 +64,11 @@ def attempts(ep: RedisEndpoint, timeout_s: float) -> list[Attempt]:
 
 
 def _ping(ep: RedisEndpoint, timeout_s: float, user: str | None, password: str | None, *, tls: bool,
-          any_answer: bool = False) -> str:
+          any_answer: bool = False) -> str | tuple[str, str]:
     if ep.mode == "sentinel":
         where = sentinel_master(ep, timeout_s / 2)
         if where is None:
-            return NOT_TRIED  # no master to try: the probe says why
+            return NOT_TRIED, "no Sentinel named the master"
         host, port = where
     else:
         target = ep.target()
@@ -91,20 +91,21 @@ def _ping_at(host: str, port: int, timeout_s: float, user: str | None, password:
         client.close()
 
 
-def _config_get(ep: RedisEndpoint, timeout_s: float) -> str:
+def _config_get(ep: RedisEndpoint, timeout_s: float) -> str | tuple[str, str]:
     client = redis_client(ep, timeout_s)
     try:
         try:
             client.ping()
-        except _REFUSALS:
-            return NOT_TRIED
+        except _REFUSALS as exc:
+            return NOT_TRIED, f"the contract's account could not connect: {describe(exc, timeout_s)}"
         try:
             client.execute_command("CONFIG", "GET", "maxmemory")
             return LET_IN
         except redis.ResponseError as exc:  # NOPERM (redis-py may name it NoPermissionError)
-            return REFUSED if "NOPERM" in str(exc) or isinstance(exc, redis.exceptions.NoPermissionError) \
-                else NOT_TRIED
-        except _REFUSALS:
-            return NOT_TRIED
+            if "NOPERM" in str(exc) or isinstance(exc, redis.exceptions.NoPermissionError):
+                return REFUSED
+            return NOT_TRIED, "CONFIG GET failed otherwise"
+        except _REFUSALS as exc:
+            return NOT_TRIED, f"CONFIG GET got no answer: {describe(exc, timeout_s)}"
     finally:
         client.close()

@@ -83,12 +83,12 @@ def _connects(ep: TimescaleEndpoint, timeout_s: float, **override: str) -> str:
     return LET_IN
 
 
-def _create_role(ep: TimescaleEndpoint, timeout_s: float) -> str:
+def _create_role(ep: TimescaleEndpoint, timeout_s: float) -> str | tuple[str, str]:
     import psycopg
     try:
         conn = timescale_client.connect(ep, timeout_s, application_name="backbone-exposure")
-    except psycopg.Error:
-        return NOT_TRIED
+    except psycopg.Error as exc:
+        return NOT_TRIED, f"the contract's account could not connect: {timescale_client.describe(exc)}"
     try:
         # CREATE ROLE checks the privilege before the name: a role already there means let in too
         conn.execute(f"CREATE ROLE {PROBE_ROLE} NOLOGIN")
@@ -97,8 +97,8 @@ def _create_role(ep: TimescaleEndpoint, timeout_s: float) -> str:
         return REFUSED
     except psycopg.errors.DuplicateObject:
         return LET_IN
-    except psycopg.Error:
-        return NOT_TRIED
+    except psycopg.Error as exc:
+        return NOT_TRIED, f"CREATE ROLE failed otherwise ({type(exc).__name__})"
     finally:
         try:
             conn.rollback()

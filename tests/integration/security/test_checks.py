@@ -153,7 +153,8 @@ def test_ha_every_patroni_member_and_sentinel_is_checked(ha):
     sentinel_refused = [c for c in exposure["details"]["refused"] if c.startswith("sentinel_anonymous:")]
     assert (len(sentinel_refused) == len(sentinels)) == ha["secure"], exposure["message"]
     for service in ("timescale", "redis"):
-        assert (checks[f"exposure.{service}"]["status"] == "ok") == ha["secure"]
+        exposure = checks[f"exposure.{service}"]
+        assert (exposure["status"] == "ok") == ha["secure"], exposure["message"]
         tls = checks[f"tls.{service}"]
         assert (tls["status"] == "ok") == ha["secure"], tls["message"]
     if ha["secure"]:

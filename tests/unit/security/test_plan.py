@@ -87,7 +87,8 @@ def test_anything_let_in_is_down_and_named_by_code():
     attempts = [attempt("plaintext", LET_IN), attempt("anonymous", REFUSED), attempt("app_admin", NOT_TRIED)]
     result = judge("exposure.x", "X", attempts, {a.code: a.run() for a in attempts}, 1.0)
     assert (result.status, result.code) == (DOWN, "let_in")
-    assert result.details == {"refused": ["anonymous"], "let_in": ["plaintext"], "not_tried": ["app_admin"]}
+    assert result.details == {"refused": ["anonymous"], "let_in": ["plaintext"], "not_tried": ["app_admin"],
+                              "why_not_tried": {"app_admin": "could not connect"}}
     assert "the plaintext attempt got in" in result.message
 
 
@@ -95,9 +96,13 @@ def test_all_refused_is_ok_and_an_untried_insider_attempt_is_degraded():
     refused = [attempt("plaintext", REFUSED), attempt("anonymous", REFUSED)]
     assert judge("exposure.x", "X", refused, {a.code: REFUSED for a in refused}, 1.0).status == OK
     untried = refused + [attempt("app_admin", NOT_TRIED, insider=True)]
-    result = judge("exposure.x", "X", untried, {a.code: a.run() for a in untried}, 1.0)
+    result = judge("exposure.x", "X", untried, {a.code: a.run() for a in untried}, 1.0,
+                   {"app_admin": "the contract's account could not connect: authentication failed"})
     assert (result.status, result.code) == (DEGRADED, "not_tried")
-    assert "2 of 3" in result.message
+    assert "2 of 3" in result.message and "(the contract's account could not connect: authentication failed)" \
+        in result.message
+    assert result.details["why_not_tried"] == {"app_admin": "the contract's account could not connect: "
+                                                            "authentication failed"}
 
 
 def test_a_hung_outsider_attempt_counts_as_refused_a_hung_insider_as_not_tried_a_raising_one_not_tried():
@@ -111,8 +116,11 @@ def test_a_hung_outsider_attempt_counts_as_refused_a_hung_insider_as_not_tried_a
         raise RuntimeError("secret-looking driver text")
 
     started = time.monotonic()
+    why: dict[str, str] = {}
     outcomes = run_attempts([Attempt("outsider", "o", hang), Attempt("insider", "i", hang, insider=True),
-                             Attempt("boom", "b", boom)], 0.3)
+                             Attempt("boom", "b", boom), Attempt("said", "s", lambda: (NOT_TRIED, "no master"))],
+                            0.3, why)
     hold.set()
-    assert outcomes == {"outsider": REFUSED, "insider": NOT_TRIED, "boom": NOT_TRIED}
+    assert outcomes == {"outsider": REFUSED, "insider": NOT_TRIED, "boom": NOT_TRIED, "said": NOT_TRIED}
+    assert why == {"insider": "no answer within 0.3 s", "boom": "unexpected RuntimeError", "said": "no master"}
     assert time.monotonic() - started < 1.0
