@@ -10,9 +10,9 @@ from .common import contract_from, emit, err, positive, report_args, sources_arg
 
 
 def register(sub) -> None:
-    for name, text in (("validate", "post-deploy readiness: probes, migrations, topics, a smoke round trip and the "
-                                    "data path (ingest freshness, outbox backlog, consumer lag, cache ratios) in one "
-                                    "report, with an exit code CI can gate on"),
+    for name, text in (("validate", "post-deploy readiness: probes, TLS and exposure per service, migrations, topics, "
+                                    "a smoke round trip and the data path (ingest freshness, outbox backlog, consumer "
+                                    "lag, cache ratios) in one report, with an exit code CI can gate on"),
                        ("probe", "the service probes only")):
         p = sub.add_parser(name, help=text, description=text)
         sources_args(p)
