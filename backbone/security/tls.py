@@ -22,8 +22,8 @@ PG_SSL_REQUEST = struct.pack("!ii", 8, 80877103)  # length 8, the SSLRequest cod
 
 # code -> the one sentence that explains it (each ends without a full stop: the check adds it)
 SENTENCES = {
-    "unreachable": "cannot connect",
-    "timeout": "no answer in time",
+    "unreachable": "cannot connect (the service probe says whether it is down; TLS is not verified there)",
+    "timeout": "the TLS handshake got no answer in time",
     "tls_refused": "the server refuses TLS (it answered the SSLRequest with N)",
     "not_tls": "the server does not speak TLS",
     "untrusted": "the certificate is not signed by the contract's CA",
@@ -56,9 +56,7 @@ def handshake(host: str, port: int, ca_pem: str | None, timeout_s: float, *, pos
     context = client_context(ca_pem)
     try:
         sock = socket.create_connection((host, port), timeout=timeout_s)
-    except socket.timeout:
-        raise TlsFailure("timeout") from None
-    except OSError:
+    except OSError:  # refused, or no route, or no TCP answer in time: no handshake to judge
         raise TlsFailure("unreachable") from None
     try:
         if postgres:
@@ -111,10 +109,12 @@ def _ssl_code(exc: ssl.SSLError) -> str:
 
 
 def judge_address(address: str, found: Handshake | TlsFailure) -> dict:
-    """One address's verdict: down on any failure or under DAYS_DOWN days, degraded under
-    DAYS_DEGRADED days, else ok; a plain dict for the check's details."""
+    """One address's verdict: down on a failed handshake or under DAYS_DOWN days, degraded
+    under DAYS_DEGRADED days or when nothing could be reached (an outage is the service
+    probe's to report: a stopped broker is no TLS fault), else ok; a plain dict for the
+    check's details."""
     if isinstance(found, TlsFailure):
-        return {"address": address, "status": DOWN, "code": found.code}
+        return {"address": address, "status": DEGRADED if found.code == "unreachable" else DOWN, "code": found.code}
     days = found.days_left
     if days < 0:
         status, code = DOWN, "expired"

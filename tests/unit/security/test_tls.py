@@ -160,12 +160,17 @@ def test_a_server_that_only_offers_tls_1_1_is_down(ca, serve):
     assert (result.status, result.code) == (DOWN, "protocol_old")
 
 
-def test_nothing_listening_is_unreachable(ca):
+def test_nothing_listening_is_unreachable_and_only_degraded(ca, serve):
+    """A stopped server is the service probe's to report (down there); its TLS cannot be judged."""
     with socket.create_server(("127.0.0.1", 0)) as s:
         port = s.getsockname()[1]
     with pytest.raises(TlsFailure) as failure:
         handshake("127.0.0.1", port, ca.pem, 1.0)
     assert failure.value.code == "unreachable"
+    good = serve("tls", ca.issue("valid"))
+    result = check_addresses("tls.test", "Test", [("127.0.0.1", good.port), ("127.0.0.1", port)], ca.pem, 2.0)
+    assert (result.status, result.code) == (DEGRADED, "unreachable")
+    assert [r["status"] for r in result.details["addresses"]] == [OK, DEGRADED]
 
 
 def test_a_silent_server_times_out_within_the_budget(ca, serve):
