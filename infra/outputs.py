@@ -3,11 +3,17 @@
 `contract_halves` builds the whole document with a placeholder password, validates it with
 `backbone.contract.Contract` (so a bad shape fails before any resource is declared) and
 splits it into the redaction-safe `backbone` output and the shape of `backbone_secrets`;
-`secrets_output` fills that shape with the real password Outputs as one Pulumi secret.
+`secrets_output` fills that shape with the stack's secrets (its config, infra/generated.py) as
+one Pulumi secret.
+
+Every service section carries the stack's CA (`ca_pem`) and says how to verify it:
+`sslmode: verify-full`, Redis `tls: true`, Kafka SASL_SSL with SCRAM-SHA-512; the accounts
+by duty (`timescale.roles`, `kafka.principals`) and the Sentinels' password. The superuser,
+the replication accounts and Redis' admin user are never in the contract.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pulumi
@@ -15,16 +21,27 @@ from pydantic import ValidationError
 
 from backbone.contract import CONTRACT_VERSION, Contract, split_secrets
 
+from infra import security
 from infra import topology as t
 from infra.spec import SpecError, StackSpec
 
 # Stands in for each password while the document's shape is validated; it must never
 # reach an output (tests assert so).
 PASSWORD_PLACEHOLDER = "placeholder-password-0000"
-PASSWORD_SECTIONS = ("timescale", "redis")
+# Where each secret of the contract comes from: its path in the document -> the stack's
+# generated config key (infra/generated.py).
+SECRET_SOURCES = {
+    "timescale.password": "timescale_password",
+    **{f"timescale.roles.{duty}.password": key for duty, (_, key) in security.TIMESCALE_ROLES.items()},
+    "redis.password": "redis_password",
+    "redis.sentinel_password": "sentinel_password",
+    "kafka.sasl_password": security.KAFKA_APP[1],
+    **{f"kafka.principals.{duty}.password": key for duty, (_, key) in security.KAFKA_PRINCIPALS.items()},
+}
 
 
-def contract_document(spec: StackSpec, passwords: Mapping[str, str]) -> dict[str, Any]:
+def contract_document(spec: StackSpec, passwords: Mapping[str, str], ca_pem: str) -> dict[str, Any]:
+    """`passwords`: by SECRET_SOURCES path."""
     document: dict[str, Any] = {
         "contract_version": CONTRACT_VERSION,
         "environment": spec.stack,
@@ -41,13 +58,20 @@ def contract_document(spec: StackSpec, passwords: Mapping[str, str]) -> dict[str
     endpoints = _docker_endpoints(spec) if spec.platform == "docker" else _kubernetes_endpoints(spec)
     document["timescale"] = {
         **endpoints["timescale"],
-        "database": t.DATABASE, "user": t.DATABASE_USER, "password": passwords["timescale"],
-        "sslmode": "prefer", "require_timescaledb": True,
+        "database": t.DATABASE, "user": security.APP, "password": passwords["timescale.password"],
+        "sslmode": "verify-full", "ca_pem": ca_pem, "require_timescaledb": True,
+        "roles": {duty: {"user": user, "password": passwords[f"timescale.roles.{duty}.password"]}
+                  for duty, (user, _) in security.TIMESCALE_ROLES.items()},
         "pool": spec.pool.model_dump(mode="json"),
     }
+    sentinel_auth = ({"sentinel_username": security.SENTINEL_CLIENT_USER,
+                      "sentinel_password": passwords["redis.sentinel_password"]}
+                     if spec.redis_mode == "sentinel" else {})
     document["redis"] = {
         **endpoints["redis"],
-        "password": passwords["redis"], "master_name": t.REDIS_MASTER_NAME,
+        "username": security.REDIS_APP, "password": passwords["redis.password"], "tls": True, "ca_pem": ca_pem,
+        **sentinel_auth,
+        "master_name": t.REDIS_MASTER_NAME,
         "cache_policy": spec.cache_policy.model_dump(mode="json"),
         # what every Redis node's redis.conf enforces (infra/service_settings.py), for the drills
         "min_replicas_to_write": spec.redis.min_replicas_to_write,
@@ -55,7 +79,10 @@ def contract_document(spec: StackSpec, passwords: Mapping[str, str]) -> dict[str
     }
     document["kafka"] = {
         **endpoints["kafka"],
-        "security_protocol": "PLAINTEXT",
+        "security_protocol": "SASL_SSL", "sasl_mechanism": security.SCRAM, "ca_pem": ca_pem,
+        "sasl_username": security.KAFKA_APP[0], "sasl_password": passwords["kafka.sasl_password"],
+        "principals": {duty: {"user": user, "password": passwords[f"kafka.principals.{duty}.password"]}
+                       for duty, (user, _) in security.KAFKA_PRINCIPALS.items()},
         "topics": [topic.model_dump(mode="json") for topic in spec.topics],
     }
     return document
@@ -87,9 +114,12 @@ def _kubernetes_endpoints(spec: StackSpec) -> dict[str, dict[str, Any]]:
     }
 
 
-def contract_halves(spec: StackSpec) -> tuple[dict[str, Any], dict[str, Any]]:
+def contract_halves(spec: StackSpec, ca_pem: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
     """(public output, secrets shape) of a validated contract document."""
-    document = contract_document(spec, {s: PASSWORD_PLACEHOLDER for s in PASSWORD_SECTIONS})
+    if spec.declares_services and not ca_pem:
+        raise SpecError([("tls_ca_pem", f"missing: issue the stack's certificates with `python -m infra.deploy "
+                                        f"secrets --stack {spec.stack}`")])
+    document = contract_document(spec, {path: PASSWORD_PLACEHOLDER for path in SECRET_SOURCES}, ca_pem or "")
     try:
         Contract.model_validate(document)
     except ValidationError as err:
@@ -98,13 +128,13 @@ def contract_halves(spec: StackSpec) -> tuple[dict[str, Any], dict[str, Any]]:
     return split_secrets(document)
 
 
-def secrets_output(shape: Mapping[str, Mapping[str, Any]],
-                   passwords: Mapping[str, pulumi.Input[str]]) -> pulumi.Output[dict[str, Any]]:
-    """`backbone_secrets`: the shape's placeholders replaced by the real passwords."""
-    filled: dict[str, dict[str, Any]] = {}
-    for section, fields in shape.items():
-        for field in fields:
-            if field != "password":  # the stacks set no URL or SASL secret; a new one needs wiring here
-                raise ValueError(f"no value for secret field {section}.{field}")
-            filled.setdefault(section, {})[field] = passwords[section]
-    return pulumi.Output.secret(filled)
+def secrets_output(shape: Mapping[str, Any], secret: Callable[[str], pulumi.Output[str]]) -> pulumi.Output[dict]:
+    """`backbone_secrets`: each placeholder of the shape replaced by the stack's secret
+    (`secret(generated key)`), as one Pulumi secret."""
+    def fill(node: Any, path: str) -> Any:
+        if isinstance(node, Mapping):
+            return {k: fill(v, f"{path}.{k}" if path else k) for k, v in node.items()}
+        if path not in SECRET_SOURCES:  # a new secret field needs its source here
+            raise ValueError(f"no value for secret field {path}")
+        return secret(SECRET_SOURCES[path])
+    return pulumi.Output.secret(pulumi.Output.from_input(fill(shape, "")))

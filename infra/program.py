@@ -12,27 +12,31 @@ from __future__ import annotations
 
 import pulumi
 
+from infra import generated
 from infra.outputs import contract_halves, secrets_output
 from infra.spec import SpecError, StackSpec, build_spec
-from infra.stack_config import read_stack_config
+from infra.stack_config import read_stack_config, tls_problems
 
 
 def main() -> None:
     try:
         spec = build_spec(read_stack_config(), stack=pulumi.get_stack())
-        public, secret_shape = contract_halves(spec)
+        if spec.declares_services:
+            tls_problems(spec)
+        public, secret_shape = contract_halves(
+            spec, generated.certificate("tls_ca_pem") if spec.declares_services else None)
     except SpecError as err:
         # RunError: the CLI prints the message alone, without a Python traceback.
         raise pulumi.RunError(f"invalid stack config:\n{err}") from None
-    passwords = declare(spec)
+    declare(spec)
     pulumi.export("backbone", public)
-    pulumi.export("backbone_secrets", secrets_output(secret_shape, passwords))
+    pulumi.export("backbone_secrets", secrets_output(secret_shape, generated.secret))
 
 
-def declare(spec: StackSpec) -> dict[str, pulumi.Output[str]]:
-    """Declare the stack's services; returns their passwords by contract section."""
+def declare(spec: StackSpec) -> None:
+    """Declare the stack's services (their secrets are the stack's config: infra/generated.py)."""
     if not spec.declares_services:
-        return {}  # the bootstrap tier manages nothing: clients use the embedded store
+        return  # the bootstrap tier manages nothing: clients use the embedded store
     if spec.platform == "docker":
         from infra import docker
         return docker.declare(spec)

@@ -12,9 +12,10 @@ from typing import Any
 import pulumi
 import pulumi.runtime.config as runtime_config
 
-from infra.generated import SECRET_KEYS
-from infra.spec import SCALAR_KEYS, STRUCTURED_KEYS
-from infra.spec_errors import PROJECT
+from infra import certificates
+from infra.generated import GENERATED_KEYS
+from infra.spec import SCALAR_KEYS, STRUCTURED_KEYS, StackSpec
+from infra.spec_errors import PROJECT, SpecError
 
 
 def read_stack_config() -> dict[str, Any]:
@@ -25,7 +26,7 @@ def read_stack_config() -> dict[str, Any]:
     for full_key in sorted(_all_config_keys()):
         namespace, _, key = full_key.partition(":")
         # the generated secrets are read where they are used (infra/generated.py), never here
-        if namespace == PROJECT and key not in SECRET_KEYS:
+        if namespace == PROJECT and key not in GENERATED_KEYS:
             values[key] = None
     for key in values:
         raw = config.get(key)
@@ -54,3 +55,24 @@ def _all_config_keys() -> set[str]:
     except (AttributeError, TypeError, ValueError):
         pass
     return keys
+
+
+def tls_problems(spec: StackSpec) -> None:
+    """Refuse (SpecError) certificates that would not serve the stack: missing, signed by
+    another CA than `tls_ca_pem`, or not naming a host the platform's clients use (a changed
+    namespace). The helper re-issues them: `python -m infra.deploy secrets --stack NAME`."""
+    config = pulumi.Config(PROJECT)
+    ca = config.get("tls_ca_pem")
+    hint = f"run `python -m infra.deploy secrets --stack {spec.stack}` to issue it"
+    if not ca:
+        raise SpecError([("tls_ca_pem", f"missing: {hint}")])
+    problems = []
+    for service in certificates.SERVICES:
+        key = f"tls_{service}_cert"
+        cert = config.get(key)
+        found = "missing" if not cert else certificates.problem(
+            cert, ca, certificates.service_names(service, spec.platform, spec.namespace))
+        if found:
+            problems.append((key, f"{found}: {hint}"))
+    if problems:
+        raise SpecError(problems)

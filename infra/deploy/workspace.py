@@ -16,7 +16,8 @@ from pathlib import Path
 
 from backbone.serviceconfig import PULUMI_KUBERNETES_VERSION, deploy_tool
 
-from infra.generated import SECRET_KEYS, generate
+from infra import certificates
+from infra.generated import ENCRYPTED_KEYS, SECRET_KEYS, generate
 from infra.spec_errors import PROJECT
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -97,25 +98,33 @@ def select_stack(workspace: Workspace, stack: str) -> None:
 
 
 def ensure_secrets(workspace: Workspace, stack: str) -> list[str]:
-    """Generate each of the stack's missing secrets (infra/generated.py) once; the keys set.
+    """Generate each of the stack's missing secrets (infra/generated.py) once, and issue its
+    TLS material (infra/certificates.py: a CA once, a service's certificate when missing,
+    no longer matching the stack's namespace or platform, or due for renewal); the keys set.
 
-    The value goes to `pulumi config set --secret` on standard input, never as an argument
+    The value goes to `pulumi config set` on standard input, never as an argument
     (arguments are visible to every user of the machine)."""
-    listed = workspace.cli("config", "--json", stack=stack)
+    listed = workspace.cli("config", "--json", "--show-secrets", stack=stack)
     if listed.returncode != 0:
         raise DeployInputError(f"stack {stack}: reading its config failed: {last_error(listed.stderr)}")
     present = json.loads(listed.stdout or "{}")
+    for key in ENCRYPTED_KEYS:
+        entry = present.get(f"{PROJECT}:{key}")
+        if entry is not None and not entry.get("secret"):
+            raise DeployInputError(f"stack {stack}: {PROJECT}:{key} is set in plain text; set it again with "
+                                   f"`pulumi config set --secret {PROJECT}:{key}`")
+    wanted = {key: generate(key) for key in SECRET_KEYS if f"{PROJECT}:{key}" not in present}
+    values = {key[len(PROJECT) + 1:]: entry.get("value") for key, entry in present.items()
+              if key.startswith(f"{PROJECT}:")}
+    wanted.update(certificates.material(stack, str(values.get("platform") or "docker"),
+                                        str(values.get("namespace") or "backbone"),
+                                        {k: v for k, v in values.items() if isinstance(v, str)}))
     created = []
-    for key in SECRET_KEYS:
-        full = f"{PROJECT}:{key}"
-        if full in present:
-            if not present[full].get("secret"):
-                raise DeployInputError(f"stack {stack}: {full} is set in plain text; set it again with "
-                                       f"`pulumi config set --secret {full}`")
-            continue
-        done = workspace.cli("config", "set", "--secret", full, stack=stack, stdin=generate(key))
+    for key, value in wanted.items():
+        secret = "--secret" if key in ENCRYPTED_KEYS else "--plaintext"
+        done = workspace.cli("config", "set", secret, f"{PROJECT}:{key}", stack=stack, stdin=value)
         if done.returncode != 0:
-            raise DeployInputError(f"stack {stack}: setting {full} failed: {last_error(done.stderr)}")
+            raise DeployInputError(f"stack {stack}: setting {PROJECT}:{key} failed: {last_error(done.stderr)}")
         created.append(key)
     return created
 

@@ -13,11 +13,10 @@ from infra.spec import StackSpec
 __all__ = ["declare", "Kafka", "Redis", "Timescale"]
 
 
-def declare(spec: StackSpec) -> dict[str, pulumi.Output[str]]:
-    """Declare the services; returns their passwords by contract section."""
+def declare(spec: StackSpec) -> None:
+    """Declare the services."""
     network = docker.Network("network", name=t.docker_name(spec, "net"), driver="bridge",
                              labels=[docker.NetworkLabelArgs(label="backbone.stack", value=spec.stack)])
-    timescale = Timescale("timescale", spec, network)
-    redis = Redis("redis", spec, network)
+    Timescale("timescale", spec, network)
+    Redis("redis", spec, network)
     Kafka("kafka", spec, network)
-    return {"timescale": timescale.password, "redis": redis.password}

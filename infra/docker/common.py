@@ -42,3 +42,20 @@ def labels(service: str, stack: str) -> list[docker.ContainerLabelArgs]:
 
 def network_attachment(network: docker.Network, alias: str) -> list[docker.ContainerNetworksAdvancedArgs]:
     return [docker.ContainerNetworksAdvancedArgs(name=network.name, aliases=[alias])]
+
+
+def secret_uploads(files: dict[str, pulumi.Input[str]], uid: int, mode: str = "0400") -> list[docker.ContainerUploadArgs]:
+    """Files only the service's user reads (path -> content): the way secrets reach a container
+    here, never its environment. The content is a Pulumi secret, so the state holds it encrypted."""
+    return [docker.ContainerUploadArgs(file=path, content=content, owner=str(uid), group=str(uid), permissions=mode)
+            for path, content in files.items()]
+
+
+def tls_uploads(service: str, prefix: str, uid: int) -> list[docker.ContainerUploadArgs]:
+    """The stack's CA, the service's certificate (public) and key (secret), owned by the service's
+    user (PostgreSQL refuses a key others can read)."""
+    from infra import generated, security
+    files = security.tls_files(prefix)
+    return secret_uploads({files.ca: generated.certificate("tls_ca_pem") or "",
+                           files.cert: generated.certificate(f"tls_{service}_cert") or "",
+                           files.key: generated.secret(f"tls_{service}_key")}, uid, "0400")

@@ -1,4 +1,10 @@
-"""TimescaleDB on docker: one container of the official image, settings from the generator."""
+"""TimescaleDB on docker: one container of the official image, settings from the generator.
+
+TLS only (`hostssl` + scram-sha-256 in the uploaded pg_hba.conf, the stack's certificate),
+the superuser `postgres` for the container's own socket, and the roles by duty created by an
+init script at the first start (infra/security.py). Passwords are uploaded files the
+postgres user alone reads (`POSTGRES_PASSWORD_FILE`), never the container's environment.
+"""
 from __future__ import annotations
 
 import pulumi
@@ -6,12 +12,19 @@ import pulumi_docker as docker
 
 from backbone.serviceconfig import postgresql_settings
 
-from infra import generated, service_settings
+from infra import generated, security, service_settings
 from infra import topology as t
 from infra.docker import common
 from infra.spec import StackSpec
 
 DATA_DIR = "/var/lib/postgresql/data"
+# The postgres user's home: it exists in the image (uploads do not create directories), and the
+# data volume is its subdirectory.
+FILES = "/var/lib/postgresql/backbone-"
+TLS = security.tls_files(FILES)
+HBA_FILE = f"{FILES}pg_hba.conf"
+SECRETS = f"{FILES}secret-"
+POSTGRES_UID = 70  # `postgres` of the (Alpine) timescale/timescaledb image
 
 
 class Timescale(pulumi.ComponentResource):
@@ -29,27 +42,40 @@ class Timescale(pulumi.ComponentResource):
 
         # The generator's parameters become `postgres -c key=value` flags, which override
         # whatever the image's init scripts write into postgresql.conf.
-        settings = postgresql_settings(service_settings.postgres(spec))
+        settings = {**postgresql_settings(service_settings.postgres(spec)), **security.postgres_ssl(TLS),
+                    "hba_file": HBA_FILE}
         command = ["postgres"] + [arg for key, value in settings.items() for arg in ("-c", f"{key}={value}")]
-        env = self.password.apply(lambda password: [
-            f"POSTGRES_USER={t.DATABASE_USER}",
-            f"POSTGRES_DB={t.DATABASE}",
-            f"POSTGRES_PASSWORD={password}",
+        env = [
+            f"POSTGRES_USER={security.SUPERUSER}",
+            # a path: the entrypoint reads the superuser's password from the uploaded file
+            f"POSTGRES_PASSWORD_FILE={SECRETS}superuser-password",
+            "POSTGRES_INITDB_ARGS=--auth-host=scram-sha-256 --auth-local=peer",
             "TIMESCALEDB_TELEMETRY=off",
             "NO_TS_TUNE=true",  # the settings above are the tuning; no second opinion at init
-        ])
+        ]
+        secrets = {f"{SECRETS}{file}": generated.secret(key) for file, key in security.TIMESCALE_SECRET_FILES.items()}
+        uploads = [
+            *common.secret_uploads(secrets, POSTGRES_UID, "0400"),
+            *common.tls_uploads("timescale", FILES, POSTGRES_UID),
+            docker.ContainerUploadArgs(file=HBA_FILE, content="\n".join(security.pg_hba(replication=False)) + "\n",
+                                       permissions="0644"),
+            # run once by the entrypoint on a new data directory, as the superuser over the socket
+            docker.ContainerUploadArgs(file="/docker-entrypoint-initdb.d/900-backbone-roles.sql",
+                                       content=security.roles_sql(SECRETS), permissions="0644"),
+        ]
         self.container = docker.Container(
             f"{name}-container",
             name=container_name,
             image=image.image_id,
             command=command,
             envs=env,
+            uploads=uploads,
             ports=[common.localhost_port(t.TIMESCALE_PORT, spec.ports.timescale)],
             volumes=[docker.ContainerVolumeArgs(volume_name=volume.name, container_path=DATA_DIR)],
             # Over TCP, not the socket: during init the entrypoint's temporary server listens
-            # on the socket only, and must not count as healthy.
+            # on the socket only, and must not count as healthy. pg_isready does not log in.
             healthcheck=common.healthcheck(
-                f"pg_isready -h 127.0.0.1 -p {t.TIMESCALE_PORT} -U {t.DATABASE_USER} -d {t.DATABASE}"),
+                f"pg_isready -h 127.0.0.1 -p {t.TIMESCALE_PORT} -U {security.APP} -d {t.DATABASE}"),
             restart=common.RESTART_POLICY,
             wait=True,
             wait_timeout=120,
@@ -58,5 +84,4 @@ class Timescale(pulumi.ComponentResource):
             **common.limits(spec.sizes.resources.timescale),
             opts=child,
         )
-        self.register_outputs({"container": self.container.name, "port": spec.ports.timescale,
-                               "password": self.password})
+        self.register_outputs({"container": self.container.name, "port": spec.ports.timescale})

@@ -13,13 +13,12 @@ from infra.spec import StackSpec
 __all__ = ["declare", "Kafka", "Namespace", "Redis", "Timescale"]
 
 
-def declare(spec: StackSpec) -> dict[str, pulumi.Output[str]]:
-    """Declare the services; returns their passwords by contract section."""
+def declare(spec: StackSpec) -> None:
+    """Declare the services."""
     # Children inherit their component's transformations: with await_readiness off, the
     # StatefulSets and Services wait for what an API-only cluster can do (common.API_ONLY_WAITS).
     opts = None if spec.await_readiness else pulumi.ResourceOptions(transformations=[api_only_waits])
     namespace = Namespace("namespace", spec.namespace, opts=opts)
-    timescale = Timescale("timescale", spec, namespace.name, opts=opts)
-    redis = Redis("redis", spec, namespace.name, opts=opts)
+    Timescale("timescale", spec, namespace.name, opts=opts)
+    Redis("redis", spec, namespace.name, opts=opts)
     Kafka("kafka", spec, namespace.name, opts=opts)
-    return {"timescale": timescale.password, "redis": redis.password}

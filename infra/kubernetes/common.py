@@ -18,6 +18,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
+from infra import generated
 from infra.spec import AntiAffinity, Resources
 
 # `backbone:await_readiness: false` (an API-only cluster: no pod ever runs). The provider's own
@@ -84,9 +85,10 @@ def tcp_probe(port: int, period: int = 10, failures: int = 3, initial_delay: int
             "failure_threshold": failures, "initial_delay_seconds": initial_delay}
 
 
-def http_probe(path: str, port: int, period: int = 10, failures: int = 3) -> dict[str, Any]:
-    return {"http_get": {"path": path, "port": port}, "period_seconds": period, "timeout_seconds": 5,
-            "failure_threshold": failures}
+def http_probe(path: str, port: int, period: int = 10, failures: int = 3, https: bool = False) -> dict[str, Any]:
+    # HTTPS: the kubelet does not verify the certificate, it only needs the endpoint's answer
+    return {"http_get": {"path": path, "port": port, "scheme": "HTTPS" if https else "HTTP"},
+            "period_seconds": period, "timeout_seconds": 5, "failure_threshold": failures}
 
 
 def pod_env(*names: str) -> list[dict[str, Any]]:
@@ -97,8 +99,27 @@ def pod_env(*names: str) -> list[dict[str, Any]]:
     return [{"name": name, "value_from": {"field_ref": {"field_path": fields[name]}}} for name in names]
 
 
-def secret_env(name: str, secret: pulumi.Input[str], key: str) -> dict[str, Any]:
-    return {"name": name, "value_from": {"secret_key_ref": {"name": secret, "key": key}}}
+def tls_secret(resource_name: str, name: str, namespace: pulumi.Input[str], component: str, service: str,
+               parent: pulumi.Resource) -> k8s.core.v1.Secret:
+    """A kubernetes.io/tls Secret with the service's certificate and key and the stack's CA
+    (`ca.crt`), from the stack's config (infra/certificates.py)."""
+    key = generated.secret(f"tls_{service}_key")
+    cert, ca = generated.certificate(f"tls_{service}_cert"), generated.certificate("tls_ca_pem")
+    return k8s.core.v1.Secret(
+        resource_name, metadata=metadata(name, namespace, component), type="kubernetes.io/tls",
+        string_data=key.apply(lambda k: {"tls.crt": cert, "tls.key": k, "ca.crt": ca}),
+        opts=pulumi.ResourceOptions(parent=parent))
+
+
+def secret_volume(name: str, secret: k8s.core.v1.Secret) -> dict[str, Any]:
+    """A Secret as read-only files: owner root, group the pod's fsGroup, 0440 (PostgreSQL and
+    libpq accept a root-owned key readable by the group; nobody else reads any of it)."""
+    return {"name": name, "secret": {"secret_name": secret.metadata.apply(lambda m: m.name), "default_mode": 0o440}}
+
+
+def certificate_checksum(*services: str) -> str:
+    """Part of the pod template's checksum: a renewed certificate rolls the pods that use it."""
+    return checksum({s: generated.certificate(f"tls_{s}_cert") or "" for s in services})
 
 
 def data_claim(size: str, storage_class: str) -> dict[str, Any]:
@@ -191,10 +212,12 @@ def disruption_budget(name: str, namespace: pulumi.Input[str], component: str, p
 
 
 def network_policy(name: str, namespace: pulumi.Input[str], component: str, client_ports: Sequence[int],
-                   peer_ports: Sequence[int], parent: pulumi.Resource) -> k8s.networking.v1.NetworkPolicy:
+                   peer_ports: Sequence[int], parent: pulumi.Resource,
+                   clients: Sequence[Mapping[str, Any]] | None = None) -> k8s.networking.v1.NetworkPolicy:
+    """`clients`: the peers that may reach the client ports (default: every pod of the namespace)."""
     rules: list[dict[str, Any]] = [{
         # An empty pod selector matches every pod of this namespace, and only those.
-        "from_": [{"pod_selector": {}}],
+        "from_": list(clients) if clients is not None else [{"pod_selector": {}}],
         "ports": [{"protocol": "TCP", "port": port} for port in client_ports],
     }]
     if peer_ports:

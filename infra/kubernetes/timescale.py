@@ -15,7 +15,7 @@ import pulumi_kubernetes as k8s
 
 from backbone.serviceconfig import patroni_dynamic_config
 
-from infra import generated, service_settings
+from infra import generated, security, service_settings
 from infra import topology as t
 from infra.kubernetes import common
 from infra.spec import StackSpec
@@ -26,42 +26,88 @@ PGROOT = "/home/postgres/pgdata"
 # A subdirectory: PostgreSQL refuses a data directory that holds a volume's lost+found.
 DATA_DIR = f"{PGROOT}/data"
 CONFIG_DIR = "/etc/patroni"
-SUPERUSER, REPLICATION_USER = "postgres", "standby"
+SUPERUSER, REPLICATION_USER, PATRONI_API_USER = security.SUPERUSER, security.REPLICATION_USER, security.PATRONI_API_USER
 ROLE_LABEL, PRIMARY, REPLICA = "role", "primary", "replica"
 
 
+SECRETS_DIR, TLS_DIR = "/etc/backbone/secrets", "/etc/backbone/tls"
+TLS = security.tls_files(f"{TLS_DIR}/")
+RUNTIME_CONFIG = "/tmp/patroni.yaml"  # the config with its passwords, written 0600 at start
+# Secret `timescale-credentials`: file name -> the generated key it holds
+CREDENTIAL_FILES = {**security.TIMESCALE_SECRET_FILES,
+                    "replication-password": "timescale_replication_password",
+                    "patroni-api-password": "patroni_api_password"}
+
+
 def patroni_config(spec: StackSpec) -> dict:
+    """patroni.yaml without a password (a ConfigMap); the start script adds them from the
+    mounted Secret (`start_script`)."""
+    member_host = f"$POD_NAME.{t.headless(t.TIMESCALE)}.{spec.namespace}.svc.cluster.local"
+    client_tls = {"sslmode": "verify-full", "sslrootcert": TLS.ca, "sslcert": TLS.cert, "sslkey": TLS.key}
     return {
         "bootstrap": {
             "dcs": patroni_dynamic_config(service_settings.patroni(spec), service_settings.postgres(spec)),
-            "initdb": [{"encoding": "UTF8"}, {"locale": "C.UTF-8"}, "data-checksums"],
+            "initdb": [{"encoding": "UTF8"}, {"locale": "C.UTF-8"}, "data-checksums", {"auth": "scram-sha-256"}],
             "post_bootstrap": f"{CONFIG_DIR}/post-bootstrap.sh",
         },
         "postgresql": {
-            "pg_hba": [
-                "local all all peer",
-                f"host replication {REPLICATION_USER} all scram-sha-256",
-                "host all all all scram-sha-256",
-            ],
+            "pg_hba": security.pg_hba(replication=True),
+            "parameters": security.postgres_ssl(TLS),
+            "authentication": {
+                "superuser": {"username": SUPERUSER},
+                # replicas verify the leader's certificate and present theirs (clientcert=verify-ca)
+                "replication": {"username": REPLICATION_USER, **client_tls},
+            },
         },
-        "restapi": {"listen": f"0.0.0.0:{t.PATRONI_API_PORT}"},
+        "restapi": {
+            "listen": f"0.0.0.0:{t.PATRONI_API_PORT}",
+            "certfile": TLS.cert, "keyfile": TLS.key, "cafile": TLS.ca,
+            # unsafe endpoints (switchover, failover, restart, config) need this account
+            "authentication": {"username": PATRONI_API_USER},
+        },
+        # patronictl and member-to-member calls: https, the CA verified
+        "ctl": {"insecure": False, "cacert": TLS.ca, "certfile": TLS.cert, "keyfile": TLS.key},
+        "_member_host": member_host,
     }
 
 
-# Runs once, on the member that initialises the cluster: the application role and database,
-# owned by a non-superuser, with the extension the contract requires.
-POST_BOOTSTRAP = f"""#!/bin/sh
+def start_script() -> str:
+    """Patroni's config with the passwords read from the Secret's files, written where only
+    the postgres user reads it; then Patroni."""
+    return f"""#!/bin/sh
 set -eu
-psql -v ON_ERROR_STOP=1 -v app_password="$APP_PASSWORD" "$1" <<'SQL'
-CREATE ROLE {t.DATABASE_USER} LOGIN PASSWORD :'app_password';
-CREATE DATABASE {t.DATABASE} OWNER {t.DATABASE_USER};
-\\connect {t.DATABASE}
-CREATE EXTENSION IF NOT EXISTS timescaledb;
-SQL
+umask 077
+python3 - <<'PY'
+import json, os
+with open("{CONFIG_DIR}/patroni.yaml") as f:
+    cfg = json.load(f)
+def secret(name):
+    with open(os.path.join("{SECRETS_DIR}", name)) as f:
+        return f.read()
+host = cfg.pop("_member_host").replace("$POD_NAME", os.environ["POD_NAME"])
+cfg["postgresql"]["connect_address"] = host + ":{t.TIMESCALE_PORT}"
+cfg["restapi"]["connect_address"] = host + ":{t.PATRONI_API_PORT}"
+auth = cfg["postgresql"]["authentication"]
+auth["superuser"]["password"] = secret("superuser-password")
+auth["replication"]["password"] = secret("replication-password")
+cfg["restapi"]["authentication"]["password"] = secret("patroni-api-password")
+with open("{RUNTIME_CONFIG}", "w") as f:
+    json.dump(cfg, f)
+PY
+exec patroni {RUNTIME_CONFIG}
 """
 
 
-def patroni_env(spec: StackSpec, credentials: pulumi.Input[str]) -> list[dict]:
+# Runs once, on the member that initialises the cluster (Patroni passes the superuser's
+# local connection string): the roles by duty and the database (infra/security.py).
+POST_BOOTSTRAP = f"""#!/bin/sh
+set -eu
+exec psql -X -q "$1" -f {CONFIG_DIR}/roles.sql
+"""
+
+
+def patroni_env(spec: StackSpec) -> list[dict]:
+    """No secret here: the passwords are files (start_script)."""
     values = {
         "PATRONI_SCOPE": service_settings.patroni(spec).scope,
         "PATRONI_NAME": "$(POD_NAME)",
@@ -75,19 +121,12 @@ def patroni_env(spec: StackSpec, credentials: pulumi.Input[str]) -> list[dict]:
         "PATRONI_KUBERNETES_STANDBY_LEADER_LABEL_VALUE": PRIMARY,
         "PATRONI_KUBERNETES_FOLLOWER_LABEL_VALUE": REPLICA,
         "PATRONI_POSTGRESQL_LISTEN": f"0.0.0.0:{t.TIMESCALE_PORT}",
-        "PATRONI_POSTGRESQL_CONNECT_ADDRESS": f"$(POD_IP):{t.TIMESCALE_PORT}",
-        "PATRONI_RESTAPI_CONNECT_ADDRESS": f"$(POD_IP):{t.PATRONI_API_PORT}",
         "PATRONI_POSTGRESQL_DATA_DIR": DATA_DIR,
         "PATRONI_POSTGRESQL_PGPASS": "/tmp/pgpass",
-        "PATRONI_SUPERUSER_USERNAME": SUPERUSER,
-        "PATRONI_REPLICATION_USERNAME": REPLICATION_USER,
         "PGDATA": DATA_DIR,
     }
     return (common.pod_env("POD_NAME", "POD_IP")
-            + [{"name": name, "value": value} for name, value in values.items()]
-            + [common.secret_env("PATRONI_SUPERUSER_PASSWORD", credentials, "superuser-password"),
-               common.secret_env("PATRONI_REPLICATION_PASSWORD", credentials, "replication-password"),
-               common.secret_env("APP_PASSWORD", credentials, "password")])
+            + [{"name": name, "value": value} for name, value in values.items()])
 
 
 class Timescale(pulumi.ComponentResource):
@@ -98,19 +137,18 @@ class Timescale(pulumi.ComponentResource):
         super().__init__("backbone:kubernetes:Timescale", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         members = 1 + spec.sizes.timescale_replicas
-        self.password = generated.secret("timescale_password")
-        superuser = generated.secret("timescale_superuser_password")
-        replication = generated.secret("timescale_replication_password")
+        passwords = {file: generated.secret(key) for file, key in CREDENTIAL_FILES.items()}
+        self.password = passwords["password"]
+        self.roles = {duty: (user, passwords[f"{duty}-password"]) for duty, (user, _) in security.TIMESCALE_ROLES.items()}
 
         credentials = k8s.core.v1.Secret(
             f"{name}-credentials", metadata=common.metadata("timescale-credentials", namespace, COMPONENT),
-            type="Opaque",
-            string_data=pulumi.Output.all(self.password, superuser, replication).apply(lambda pw: {
-                "password": pw[0], "superuser-password": pw[1], "replication-password": pw[2]}),
-            opts=child)
+            type="Opaque", string_data=pulumi.Output.all(**passwords), opts=child)
+        tls = common.tls_secret(f"{name}-tls", "timescale-tls", namespace, COMPONENT, "timescale", self)
         # JSON is YAML, so Patroni reads this file as it is.
         files = {"patroni.yaml": json.dumps(patroni_config(spec), indent=2, sort_keys=True),
-                 "post-bootstrap.sh": POST_BOOTSTRAP}
+                 "start-patroni.sh": start_script(), "post-bootstrap.sh": POST_BOOTSTRAP,
+                 "roles.sql": security.roles_sql(f"{SECRETS_DIR}/")}
         config = k8s.core.v1.ConfigMap(f"{name}-patroni", metadata=common.metadata("timescale-patroni", namespace,
                                                                                  COMPONENT),
                                        data=files, opts=child)
@@ -124,20 +162,21 @@ class Timescale(pulumi.ComponentResource):
             common.client_service(t.TIMESCALE_REPLICAS_SERVICE, namespace, COMPONENT,
                                   {"postgresql": t.TIMESCALE_PORT}, self, extra_selector={ROLE_LABEL: REPLICA})
 
-        credentials_name = credentials.metadata.apply(lambda m: m.name)
         container = {
             "name": "timescaledb", "image": spec.images.timescale_ha,
-            "command": ["patroni", f"{CONFIG_DIR}/patroni.yaml"],
-            "env": patroni_env(spec, credentials_name),
+            "command": ["sh", f"{CONFIG_DIR}/start-patroni.sh"],
+            "env": patroni_env(spec),
             "ports": [{"name": port_name, "container_port": port} for port_name, port in named_ports.items()],
             # Patroni's own health endpoints: /readiness is 200 on a running leader or a
             # streaming replica, /liveness while Patroni's loop is alive.
-            "readiness_probe": common.http_probe("/readiness", t.PATRONI_API_PORT, period=5),
-            "liveness_probe": common.http_probe("/liveness", t.PATRONI_API_PORT, period=10, failures=6),
+            "readiness_probe": common.http_probe("/readiness", t.PATRONI_API_PORT, period=5, https=True),
+            "liveness_probe": common.http_probe("/liveness", t.PATRONI_API_PORT, period=10, failures=6, https=True),
             "resources": common.resources(spec.sizes.resources.timescale),
             "security_context": common.container_security(),
             "volume_mounts": [{"name": "data", "mount_path": PGROOT},
-                              {"name": "patroni", "mount_path": CONFIG_DIR, "read_only": True}],
+                              {"name": "patroni", "mount_path": CONFIG_DIR, "read_only": True},
+                              {"name": "credentials", "mount_path": SECRETS_DIR, "read_only": True},
+                              {"name": "tls", "mount_path": TLS_DIR, "read_only": True}],
         }
         self.statefulset = k8s.apps.v1.StatefulSet(
             f"{name}-statefulset",
@@ -151,7 +190,8 @@ class Timescale(pulumi.ComponentResource):
                 "selector": {"match_labels": common.selector(COMPONENT)},
                 "template": {
                     "metadata": {"labels": common.labels(COMPONENT),
-                                 "annotations": {"backbone/config-checksum": common.checksum(files)}},
+                                 "annotations": {"backbone/config-checksum": common.checksum(files),
+                                                 "backbone/tls-checksum": common.certificate_checksum("timescale")}},
                     "spec": {
                         "service_account_name": account.metadata.apply(lambda m: m.name),
                         "enable_service_links": False,
@@ -160,7 +200,9 @@ class Timescale(pulumi.ComponentResource):
                         "termination_grace_period_seconds": 120,
                         "containers": [container],
                         "volumes": [{"name": "patroni", "config_map": {
-                            "name": config.metadata.apply(lambda m: m.name), "default_mode": 0o555}}],
+                            "name": config.metadata.apply(lambda m: m.name), "default_mode": 0o555}},
+                                    common.secret_volume("credentials", credentials),
+                                    common.secret_volume("tls", tls)],
                         **common.member_placement(COMPONENT, members, spec.placement.quorum_anti_affinity),
                     },
                 },

@@ -24,6 +24,8 @@ from backbone.local.kubernetes import KubeCluster, start_cluster
 from backbone.serviceconfig import deploy_tool
 
 ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:  # `import infra` (the certificates' checks), as tests/infra does
+    sys.path.insert(0, str(ROOT))
 STACK = "staging"
 NAMESPACE = "backbone-staging"
 BUILD_HINT = "build them with `bash scripts/tools/build.sh` (part of `make setup`; about 45 minutes cold on 2 cores)"

@@ -10,11 +10,15 @@ The tests depend on their order: each starts from the state the previous one lef
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import time
 from pathlib import Path
 
 import pytest
+
+from infra import certificates
+from infra.generated import CERTIFICATE_KEYS, ENCRYPTED_KEYS
 
 NAMESPACE = "backbone-staging"  # Pulumi.staging.yaml's backbone:namespace
 pytestmark = pytest.mark.timeout(900)
@@ -28,7 +32,7 @@ EXPECTED = {
     ("services", ""): {"timescale", "timescale-headless", "timescale-replica", "redis", "redis-headless",
                        "redis-sentinel", "redis-sentinel-headless", "kafka", "kafka-headless"},
     ("configmaps", ""): {"timescale-patroni", "redis-config", "kafka-config"},
-    ("secrets", ""): {"timescale-credentials", "redis-auth"},
+    ("secrets", ""): {"timescale-credentials", "timescale-tls", "redis-auth", "redis-tls", "kafka-credentials"},
     ("poddisruptionbudgets", "policy/v1"): set(STATEFULSETS),
     ("networkpolicies", "networking.k8s.io/v1"): set(STATEFULSETS),
     ("serviceaccounts", ""): {"timescale-patroni"},
@@ -52,11 +56,18 @@ def up(deployment) -> dict:
 def test_the_secrets_helper_generated_each_secret_once_and_keeps_them(deployment):
     listed = json.loads(deployment.pulumi("config", "--json", "--show-secrets").stdout)
     generated = {key: entry for key, entry in listed.items() if entry.get("secret")}
-    assert set(generated) == {f"backbone:{key}" for key in
-                              ("timescale_password", "timescale_superuser_password",
-                               "timescale_replication_password", "redis_password", "kafka_cluster_id")}
+    assert set(generated) == {f"backbone:{key}" for key in ENCRYPTED_KEYS}
     assert len(generated["backbone:kafka_cluster_id"]["value"]) == 22
-    assert len({entry["value"] for entry in generated.values()}) == 5
+    assert len({entry["value"] for entry in generated.values()}) == len(ENCRYPTED_KEYS)
+    # the certificates: public config values, issued for the stack's namespace by its CA, and
+    # the PEM survived `pulumi config set` from standard input intact
+    certs = {key: listed[f"backbone:{key}"] for key in CERTIFICATE_KEYS}
+    assert not any(entry.get("secret") for entry in certs.values())
+    ca = certs["tls_ca_pem"]["value"]
+    for service in certificates.SERVICES:
+        cert = certs[f"tls_{service}_cert"]["value"]
+        assert certificates.problem(cert, ca, certificates.service_names(service, "kubernetes", NAMESPACE)) is None
+        assert certificates.key_matches(cert, generated[f"backbone:tls_{service}_key"]["value"])
     code, _, stderr = deployment.deploy("secrets")
     assert code == 0 and "generated" not in stderr, stderr
     assert json.loads(deployment.pulumi("config", "--json", "--show-secrets").stdout) == listed
@@ -87,9 +98,54 @@ def test_institutional_up_has_the_api_server_admit_every_object(deployment):
     namespace = deployment.cluster.get(f"/api/v1/namespaces/{NAMESPACE}")
     assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
     # the engine decrypted the config secret and the API server holds it, in the Secret only
+    # (as the ACL file's hash of it: the servers never hold the application's password)
     auth = deployment.objects("secrets")["redis-auth"]
-    assert base64.b64decode(auth["data"]["password"]).decode() == PLANTED
+    acl = base64.b64decode(auth["data"]["users.acl"]).decode()
+    assert f"user backbone reset on #{hashlib.sha256(PLANTED.encode()).hexdigest()} " in acl
     assert PLANTED not in json.dumps(deployment.objects("configmaps"))
+    assert PLANTED not in json.dumps(deployment.objects("statefulsets", "apps/v1"))
+
+
+def _decoded(secret: dict) -> dict[str, str]:
+    return {key: base64.b64decode(value).decode() for key, value in secret["data"].items()}
+
+
+def test_the_api_server_holds_tls_only_authenticated_services_with_secrets_as_files(deployment):
+    secrets, config_maps = deployment.objects("secrets"), deployment.objects("configmaps")
+    # certificates: kubernetes.io/tls Secrets the CA signed, naming the Services and pods
+    listed = json.loads(deployment.pulumi("config", "--json").stdout)
+    ca = listed["backbone:tls_ca_pem"]["value"]
+    for service in ("timescale", "redis"):
+        tls = secrets[f"{service}-tls"]
+        assert tls["type"] == "kubernetes.io/tls"
+        files = _decoded(tls)
+        assert files["ca.crt"] == ca and "PRIVATE KEY" in files["tls.key"]
+        assert certificates.problem(files["tls.crt"], ca,
+                                    certificates.service_names(service, "kubernetes", NAMESPACE)) is None
+    assert "PRIVATE KEY" not in json.dumps(config_maps)
+    # config text: no plaintext listener anywhere
+    redis_files = config_maps["redis-config"]["data"]
+    for name, port in (("redis.conf", 6379), ("sentinel.conf", 26379)):
+        assert "port 0" in redis_files[name].splitlines() and f"tls-port {port}" in redis_files[name].splitlines()
+    acl = _decoded(secrets["redis-auth"])["users.acl"]
+    assert acl.startswith("user default reset off")
+    kafka = config_maps["kafka-config"]["data"]["server.properties"]
+    assert "listener.security.protocol.map=CLIENT:SASL_SSL,INTERNAL:SSL,CONTROLLER:SSL" in kafka.splitlines()
+    assert "allow.everyone.if.no.acl.found=false" in kafka.splitlines() and "PLAINTEXT" not in kafka
+    patroni = json.loads(config_maps["timescale-patroni"]["data"]["patroni.yaml"])
+    assert patroni["restapi"]["authentication"] == {"username": "patroni"}
+    assert all(line.startswith(("local ", "hostssl ")) for line in patroni["postgresql"]["pg_hba"])
+    # Secrets mounted read-only into the pod templates; no secret in any environment
+    for name, statefulset in deployment.objects("statefulsets", "apps/v1").items():
+        pod = statefulset["spec"]["template"]["spec"]
+        mounted = {v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v}
+        assert mounted and mounted <= set(secrets), name
+        for container in pod["containers"]:
+            assert "envFrom" not in container
+            assert not [e for e in container.get("env", []) if "secretKeyRef" in e.get("valueFrom", {})], name
+    # 26379 only from the Sentinels' clients
+    policy = deployment.objects("networkpolicies", "networking.k8s.io/v1")["redis-sentinel"]["spec"]
+    assert {} not in [source.get("podSelector") for source in policy["ingress"][0]["from"]]
 
 
 def test_the_statefulset_controller_creates_pods_that_pod_security_restricted_admits(deployment):
@@ -165,6 +221,9 @@ def test_backbone_reads_the_real_outputs_and_never_prints_the_secrets(deployment
     report = json.loads(validate.stdout)
     assert report and "Traceback" not in validate.stderr
     secrets = [PLANTED, outputs["backbone_secrets"]["timescale"]["password"]]
+    listed = json.loads(deployment.pulumi("config", "--json", "--show-secrets").stdout)
+    secrets += [listed[f"backbone:{key}"]["value"] for key in ENCRYPTED_KEYS]
+    assert outputs["backbone"]["kafka"]["ca_pem"] == listed["backbone:tls_ca_pem"]["value"]
     for proc in (manifest, validate):
         for secret in secrets:
             assert secret not in proc.stdout and secret not in proc.stderr

@@ -27,7 +27,8 @@ from pulumi.runtime import settings
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
-from infra.generated import SECRET_KEYS
+from infra import certificates
+from infra.generated import ENCRYPTED_KEYS, SECRET_KEYS
 
 ROOT = Path(__file__).resolve().parents[2]
 PROGRAM = ROOT / "infra"
@@ -65,6 +66,32 @@ def mock_password(name: str) -> str:
 MOCK_CLUSTER_ID = "AAAAAAAAAAAAAAAAAAAAAA"
 MOCK_SECRETS = {key: MOCK_CLUSTER_ID if key == "kafka_cluster_id" else mock_password(key.replace("_", "-"))
                 for key in SECRET_KEYS}
+
+
+def mock_contract_secrets(sentinels: bool) -> dict[str, Any]:
+    """`backbone_secrets` of an institutional stack run with MOCK_SECRETS."""
+    from infra.outputs import SECRET_SOURCES
+    out: dict[str, Any] = {}
+    for path, key in SECRET_SOURCES.items():
+        if path == "redis.sentinel_password" and not sentinels:
+            continue
+        *parents, leaf = path.split(".")
+        node = out
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = MOCK_SECRETS[key]
+    return out
+
+
+_TLS: dict[tuple[str, str], dict[str, str]] = {}
+
+
+def mock_tls(platform: str, namespace: str) -> dict[str, str]:
+    """What the helper would issue for a stack on `platform` in `namespace` (one CA and set of
+    leaves per pair, reused across runs: issuing keys costs time)."""
+    if (platform, namespace) not in _TLS:
+        _TLS[(platform, namespace)] = certificates.material("mock", platform, namespace, {})
+    return _TLS[(platform, namespace)]
 
 
 class RecordingMocks(pulumi.runtime.Mocks):
@@ -132,8 +159,9 @@ def run_stack(stack: str, config: dict[str, Any], timeout_s: float = 45) -> Stac
     """
     mocks = RecordingMocks()
     # Structured values reach a real program as JSON strings; so they do here.
+    tls = mock_tls(str(config.get("platform", "docker")), str(config.get("namespace", "backbone")))
     values = {f"{PROJECT}:{key}": value if isinstance(value, str) else json.dumps(value)
-              for key, value in {**MOCK_SECRETS, **config}.items()}
+              for key, value in {**MOCK_SECRETS, **tls, **config}.items()}
 
     def run() -> StackRun:
         loop = asyncio.new_event_loop()
@@ -165,7 +193,7 @@ def run_stack(stack: str, config: dict[str, Any], timeout_s: float = 45) -> Stac
 
 
 def _run_program(stack: str, values: dict[str, str], mocks: RecordingMocks) -> StackRun:
-    runtime_config.set_all_config(values, [f"{PROJECT}:{key}" for key in SECRET_KEYS])
+    runtime_config.set_all_config(values, [f"{PROJECT}:{key}" for key in ENCRYPTED_KEYS])
     settings.SETTINGS.outputs = set()
     settings.SETTINGS.lock = threading.Lock()
     settings.ROOT.set(None)

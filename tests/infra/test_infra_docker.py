@@ -8,7 +8,7 @@ import pytest
 from backbone.serviceconfig import redis_conf
 from infra import service_settings
 from infra.spec import build_spec
-from stack_harness import is_secret, mock_password, plain, stack_file_config
+from stack_harness import MOCK_SECRETS, mock_contract_secrets, plain, stack_file_config
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -47,7 +47,7 @@ def test_every_container_has_a_healthcheck_and_restarts(dev_run):
         assert container["wait"] is True, name
     checks = {name: c["healthcheck"]["tests"][1] for name, c in containers(dev_run).items()}
     assert checks["timescale"].startswith("pg_isready")
-    assert "redis-cli" in checks["redis"] and '-a "$REDIS_PASSWORD"' in checks["redis"]
+    assert "redis-cli" in checks["redis"] and "--tls" in checks["redis"] and "--user admin" in checks["redis"]
     assert "kafka-broker-api-versions.sh" in checks["kafka"]
 
 
@@ -69,48 +69,46 @@ def test_ports_are_published_on_loopback_only(dev_run):
     }
 
 
-def test_redis_requires_its_password(dev_run):
-    redis = next(d for d in dev_run.of_type(CONTAINER) if d.name == "redis-container")
-    assert is_secret(redis.inputs["envs"]), "the password env must be a secret input"
-    inputs = plain(redis.inputs)
-    assert inputs["envs"] == [f"REDIS_PASSWORD={mock_password('redis-password')}"]
-    assert '--requirepass "$REDIS_PASSWORD"' in inputs["command"][-1]
-    assert inputs["user"] == "999"
+def uploads(run, name: str) -> dict[str, dict]:
+    return {u["file"]: u for u in containers(run)[name]["uploads"]}
+
+
+def test_redis_takes_its_settings_from_the_generator(dev_run):
+    inputs = containers(dev_run)["redis"]
+    assert inputs["user"] == "999" and inputs["command"] == ["redis-server", "/usr/local/etc/redis.conf"]
     spec = build_spec(stack_file_config("dev"), "dev")
-    upload = inputs["uploads"][0]
-    assert upload["content"] == redis_conf(service_settings.redis(spec, "/data"))
-    assert "requirepass" not in upload["content"]
+    conf = uploads(dev_run, "redis")["/usr/local/etc/redis.conf"]["content"]
+    generated = redis_conf(service_settings.redis(spec, "/data"))
+    assert all(line in conf.splitlines() for line in generated.splitlines() if not line.startswith("port "))
+    assert "requirepass" not in conf and "mock-secret" not in conf
 
 
 def test_timescale_takes_its_settings_from_the_generator(dev_run):
-    timescale = next(d for d in dev_run.of_type(CONTAINER) if d.name == "timescale-container")
-    assert is_secret(timescale.inputs["envs"])
-    inputs = plain(timescale.inputs)
+    inputs = containers(dev_run)["timescale"]
     flags = dict(arg.split("=", 1) for arg in inputs["command"][2::2])
     assert inputs["command"][0] == "postgres"
     assert flags["shared_preload_libraries"] == "timescaledb,pg_stat_statements"
     assert flags["shared_buffers"] == "512MB"  # a quarter of the 2Gi limit
-    assert f"POSTGRES_PASSWORD={mock_password('timescale-password')}" in inputs["envs"]
     assert inputs["memory"] == 2048 and inputs["cpus"] == "2"
 
 
 def test_kafka_runs_kraft_from_the_generator(dev_run):
-    env = dict(e.split("=", 1) for e in containers(dev_run)["kafka"]["envs"])
-    assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
-    assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == "1@127.0.0.1:9093"
-    assert env["KAFKA_ADVERTISED_LISTENERS"] == "PLAINTEXT://127.0.0.1:9092"
-    assert env["KAFKA_BROKER_SESSION_TIMEOUT_MS"] == "9000"
-    assert len(env["CLUSTER_ID"]) == 22
+    text = uploads(dev_run, "kafka")["/opt/kafka/config/backbone-server.properties"]["content"]
+    props = dict(line.split("=", 1) for line in text.splitlines() if line)
+    assert props["process.roles"] == "broker,controller"
+    assert props["controller.quorum.voters"] == "1@127.0.0.1:9093"
+    assert props["advertised.listeners"] == "CLIENT://127.0.0.1:9092,INTERNAL://localhost:9094"
+    assert props["broker.session.timeout.ms"] == "9000"
+    cluster_id = uploads(dev_run, "kafka")["/opt/kafka/config/backbone-cluster-id"]
+    assert len(cluster_id["content"]) == 22 and cluster_id["permissions"] == "0400"
 
 
 def test_passwords_are_secret_outputs_and_absent_from_the_public_one(dev_run):
     assert "backbone_secrets" in dev_run.secret_outputs
     assert "backbone" not in dev_run.secret_outputs
-    secrets = dev_run.outputs["backbone_secrets"]
-    assert secrets == {"timescale": {"password": mock_password("timescale-password")},
-                       "redis": {"password": mock_password("redis-password")}}
+    assert dev_run.outputs["backbone_secrets"] == mock_contract_secrets(sentinels=False)
     public = json.dumps(dev_run.outputs["backbone"])
-    for password in (mock_password("timescale-password"), mock_password("redis-password"), "placeholder-password"):
+    for password in [*MOCK_SECRETS.values(), "placeholder-password"]:
         assert password not in public
     assert "password" not in public
 

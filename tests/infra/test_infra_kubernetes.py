@@ -96,14 +96,15 @@ def test_every_statefulset_has_services_a_budget_and_a_network_policy(staging_ru
     assert budget["spec"]["selector"] == {"matchLabels": pods}  # its values: test_infra_placement.py
     policy = manifest(staging_run, "NetworkPolicy", name)["spec"]
     assert policy["podSelector"] == {"matchLabels": pods} and policy["policyTypes"] == ["Ingress"]
-    assert policy["ingress"][0]["from"] == [{"podSelector": {}}], "clients: pods of this namespace only"
+    if name != "redis-sentinel":  # Sentinels: their clients only (test_infra_security.py)
+        assert policy["ingress"][0]["from"] == [{"podSelector": {}}], "clients: pods of this namespace only"
 
 
 def test_peer_ports_are_open_to_peers_only(staging_run):
     kafka = manifest(staging_run, "NetworkPolicy", "kafka")["spec"]["ingress"]
     assert [p["port"] for p in kafka[0]["ports"]] == [9092]
     assert kafka[1]["from"] == [{"podSelector": {"matchLabels": kafka_selector(staging_run)}}]
-    assert [p["port"] for p in kafka[1]["ports"]] == [9093]
+    assert [p["port"] for p in kafka[1]["ports"]] == [9093, 9094]
     timescale = manifest(staging_run, "NetworkPolicy", "timescale")["spec"]["ingress"]
     assert [p["port"] for p in timescale[1]["ports"]] == [8008]
 
@@ -112,27 +113,36 @@ def kafka_selector(run) -> dict:
     return manifest(run, "StatefulSet", "kafka")["spec"]["selector"]["matchLabels"]
 
 
+def server_properties(run) -> dict[str, str]:
+    text = manifest(run, "ConfigMap", "kafka-config")["data"]["server.properties"]
+    return dict(line.split("=", 1) for line in text.splitlines() if line)
+
+
 def test_kafka_is_a_three_voter_kraft_quorum(staging_run):
-    config = manifest(staging_run, "ConfigMap", "kafka-config")["data"]
-    voters = config["KAFKA_CONTROLLER_QUORUM_VOTERS"].split(",")
+    config = server_properties(staging_run)
+    voters = config["controller.quorum.voters"].split(",")
     assert voters == [f"{i}@kafka-{i}.kafka-headless.{NS}.svc.cluster.local:9093" for i in range(3)]
-    assert config["KAFKA_PROCESS_ROLES"] == "broker,controller"
-    assert config["KAFKA_MIN_INSYNC_REPLICAS"] == "2"
-    assert config["KAFKA_BROKER_SESSION_TIMEOUT_MS"] == "3000"  # staging: tuned failure detection
+    assert config["process.roles"] == "broker,controller"
+    assert config["min.insync.replicas"] == "2"
+    assert config["broker.session.timeout.ms"] == "3000"  # staging: tuned failure detection
     statefulset = manifest(staging_run, "StatefulSet", "kafka")
     assert statefulset["spec"]["podManagementPolicy"] == "Parallel"
     env = env_of(statefulset["spec"]["template"]["spec"]["containers"][0])
-    assert env["KAFKA_NODE_ID"] == "$(POD_INDEX)"
     assert env["POD_INDEX"] == {"fieldRef": {"fieldPath": "metadata.labels['apps.kubernetes.io/pod-index']"}}
-    assert env["KAFKA_ADVERTISED_LISTENERS"] == f"PLAINTEXT://$(POD_NAME).kafka-headless.{NS}.svc.cluster.local:9092"
-    names = [e["name"] for e in statefulset["spec"]["template"]["spec"]["containers"][0]["env"]]
-    assert names.index("POD_NAME") < names.index("KAFKA_ADVERTISED_LISTENERS"), "$(VAR) needs VAR defined first"
+    # the two per-pod properties: written by the start script from the downward-API variables
+    start = manifest(staging_run, "ConfigMap", "kafka-config")["data"]["start-kafka.sh"]
+    assert 'echo "node.id=$POD_INDEX"' in start
+    host = f"$POD_NAME.kafka-headless.{NS}.svc.cluster.local"
+    assert f'echo "advertised.listeners=CLIENT://{host}:9092,INTERNAL://{host}:9094"' in start
+    assert "node.id" not in config and "advertised.listeners" not in config
 
 
 def test_redis_has_replicas_and_three_sentinels(staging_run):
     spec = build_spec(stack_file_config("staging"), "staging")
     files = manifest(staging_run, "ConfigMap", "redis-config")["data"]
-    assert files["sentinel.conf"] == sentinel_conf(service_settings.sentinel(spec), "/data")
+    generated = sentinel_conf(service_settings.sentinel(spec), "/data")
+    assert files["sentinel.conf"].endswith("\n".join(line for line in generated.splitlines()
+                                                     if not line.startswith("port ")) + "\n")
     assert f"sentinel monitor backbone redis-0.redis-headless.{NS}.svc.cluster.local 6379 2" in files["sentinel.conf"]
     assert "sentinel down-after-milliseconds backbone 1000" in files["sentinel.conf"]
     assert "requirepass" not in json.dumps(files)
@@ -146,12 +156,14 @@ def test_redis_credentials_are_a_secret(staging_run):
     secret = staging_run.k8s("Secret", "redis-auth")
     assert is_secret(secret.inputs["stringData"])
     data = plain(secret.inputs)["stringData"]
-    password = mock_password("redis-password")
-    assert data["password"] == password
-    assert data["auth.conf"] == f'requirepass "{password}"\nmasterauth "{password}"\n'
-    assert data["sentinel-auth.conf"] == f'sentinel auth-pass backbone "{password}"\n'
-    redis_env = env_of(pod_spec(staging_run, "redis")["containers"][0])
-    assert redis_env["REDIS_PASSWORD"] == {"secretKeyRef": {"name": "redis-auth", "key": "password"}}
+    replication, sentinel = mock_password("redis-replication-password"), mock_password("sentinel-password")
+    assert data["auth.conf"] == (f"aclfile /etc/redis-auth/users.acl\nmasteruser replication\n"
+                                 f'masterauth "{replication}"\n')
+    assert f'sentinel auth-pass backbone "{mock_password("redis-sentinel-password")}"' in data["sentinel-auth.conf"]
+    assert f'requirepass "{sentinel}"' in data["sentinel-auth.conf"]
+    assert mock_password("redis-password") not in data["users.acl"], "the ACL file holds hashes only"
+    for container in pod_spec(staging_run, "redis")["containers"]:
+        assert not [e for e in container["env"] if "valueFrom" in e and "secretKeyRef" in e["valueFrom"]]
 
 
 def test_timescale_is_a_two_member_patroni_cluster(staging_run):
@@ -164,9 +176,8 @@ def test_timescale_is_a_two_member_patroni_cluster(staging_run):
     env = env_of(container)
     assert env["PATRONI_KUBERNETES_USE_ENDPOINTS"] == "true"
     assert env["PATRONI_KUBERNETES_NAMESPACE"] == NS
-    assert env["PATRONI_SUPERUSER_PASSWORD"] == {"secretKeyRef": {"name": "timescale-credentials",
-                                                                 "key": "superuser-password"}}
-    assert container["readinessProbe"]["httpGet"] == {"path": "/readiness", "port": 8008}
+    assert "PATRONI_SUPERUSER_PASSWORD" not in env  # a mounted file (test_infra_security.py)
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readiness", "port": 8008, "scheme": "HTTPS"}
     primary = manifest(staging_run, "Service", "timescale")["spec"]["selector"]
     replicas = manifest(staging_run, "Service", "timescale-replica")["spec"]["selector"]
     assert (primary["role"], replicas["role"]) == ("primary", "replica")

@@ -27,7 +27,7 @@ def test_staging_declares_the_expected_objects(staging_run):
     for manifest in kubernetes_manifests(staging_run):
         kinds[manifest["kind"]] = kinds.get(manifest["kind"], 0) + 1
     assert kinds == {"Namespace": 1, "StatefulSet": 4, "Service": 9, "PodDisruptionBudget": 4,
-                     "NetworkPolicy": 4, "ConfigMap": 3, "Secret": 2, "ServiceAccount": 1, "Role": 1,
+                     "NetworkPolicy": 4, "ConfigMap": 3, "Secret": 5, "ServiceAccount": 1, "Role": 1,
                      "RoleBinding": 1}
 
 

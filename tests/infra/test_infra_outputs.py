@@ -9,7 +9,7 @@ import pytest
 from backbone.contract import SECRET_FIELDS, Contract, merge_outputs
 from infra.outputs import PASSWORD_PLACEHOLDER, contract_halves
 from infra.spec import build_spec
-from stack_harness import mock_password, plain, stack_file_config
+from stack_harness import mock_contract_secrets, mock_password, mock_tls, plain, stack_file_config
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -77,8 +77,13 @@ def test_the_advertised_names_exist_in_the_cluster(staging_run):
 
 @pytest.mark.parametrize("stack", ["dev", "staging"])
 def test_secrets_and_public_halves_split_on_the_secret_fields(stack):
-    public, shape = contract_halves(build_spec(stack_file_config(stack), stack))
+    config = stack_file_config(stack)
+    ca = mock_tls(config["platform"], config["namespace"])["tls_ca_pem"]
+    public, shape = contract_halves(build_spec(config, stack), ca)
     for section, fields in SECRET_FIELDS.items():
         assert not set(fields) & set(public.get(section, {})), section
-    assert shape == {"timescale": {"password": PASSWORD_PLACEHOLDER}, "redis": {"password": PASSWORD_PLACEHOLDER}}
+    expected = mock_contract_secrets(sentinels=stack == "staging")
+    placeholders = json.loads(json.dumps(expected), object_hook=lambda d: {
+        k: PASSWORD_PLACEHOLDER if isinstance(v, str) else v for k, v in d.items()})
+    assert shape == placeholders
     assert PASSWORD_PLACEHOLDER not in json.dumps(public)

@@ -29,7 +29,7 @@ def bound_lines(to_write: int, max_lag_s: int) -> set[str]:
 
 def docker_redis_conf(run) -> str:
     [container] = [d for d in run.of_type(CONTAINER) if d.name == "redis-container"]
-    [upload] = plain(container.inputs)["uploads"]
+    [upload] = [u for u in plain(container.inputs)["uploads"] if u["file"] == "/usr/local/etc/redis.conf"]
     return upload["content"]
 
 

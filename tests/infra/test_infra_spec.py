@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from infra.generated import SECRET_KEYS
+from infra.generated import ENCRYPTED_KEYS, GENERATED_KEYS
 from infra.spec import SCALAR_KEYS, STRUCTURED_KEYS, SpecError, StackSpec, build_spec, cpu_millis, memory_bytes
 from stack_harness import ROOT, stack_file_config
 
@@ -120,14 +120,16 @@ def test_quantities():
 
 def test_project_file_declares_every_key_with_description_and_default():
     config = project_config()
-    assert set(config) == set(SCALAR_KEYS) | set(STRUCTURED_KEYS) | set(SECRET_KEYS)
+    assert set(config) == set(SCALAR_KEYS) | set(STRUCTURED_KEYS) | set(GENERATED_KEYS)
     for key, declaration in config.items():
         assert declaration.get("description"), f"{key} has no description"
         # Pulumi's project schema knows only these types; objects stay untyped.
         assert declaration.get("type") in (None, "string", "integer", "boolean", "array"), key
-        if key in SECRET_KEYS:
+        if key in ENCRYPTED_KEYS:
             # the CLI refuses a secret key with a (plain-text) default; without one it is required
             assert declaration == {**declaration, "type": "string", "secret": True} and "default" not in declaration
+        elif key in GENERATED_KEYS:  # certificates: public, required (no default)
+            assert declaration.get("type") == "string" and not declaration.get("secret") and "default" not in declaration
         else:
             assert "default" in declaration, f"{key} has no default"
     for key in SCALAR_KEYS:
@@ -142,7 +144,7 @@ def test_project_file_runs_the_infra_program_in_the_venv():
 
 def test_project_defaults_equal_the_spec_defaults():
     defaults = {key: declaration["default"] for key, declaration in project_config().items()
-                if key not in SECRET_KEYS}
+                if key not in GENERATED_KEYS}
     assert build_spec(defaults, "x").model_dump(mode="json") == StackSpec().model_dump(mode="json")
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import pytest
 
 from backbone.contract import SECRET_FIELDS, Contract, merge_outputs
-from stack_harness import StackRun, mock_password, run_stack, stack_file_config
+from stack_harness import MOCK_SECRETS, StackRun, mock_contract_secrets, mock_password, run_stack, stack_file_config
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -101,9 +101,8 @@ def test_institutional_tier_declares_the_services(switch):
 def test_institutional_passwords_travel_only_in_the_secrets_output(switch):
     run = switch.during
     outputs = exported(run)
-    passwords = {mock_password("timescale-password"), mock_password("redis-password")}
-    assert outputs["backbone_secrets"] == {"timescale": {"password": mock_password("timescale-password")},
-                                           "redis": {"password": mock_password("redis-password")}}
+    passwords = set(MOCK_SECRETS.values())
+    assert outputs["backbone_secrets"] == mock_contract_secrets(sentinels=switch.platform == "kubernetes")
     assert run.secret_outputs == {"backbone_secrets"}
     public_text = json.dumps(outputs["backbone"])
     assert not [p for p in passwords if p in public_text]
