@@ -10,9 +10,9 @@ from .common import contract_from, emit, err, positive, report_args, sources_arg
 
 
 def register(sub) -> None:
-    for name, text in (("validate", "post-deploy readiness: probes, migrations, topics, a smoke round trip and the "
-                                    "data path (ingest freshness, outbox backlog, consumer lag, cache ratios) in one "
-                                    "report, with an exit code CI can gate on"),
+    for name, text in (("validate", "post-deploy readiness: probes, TLS and exposure per service, migrations, topics, "
+                                    "a smoke round trip and the data path (ingest freshness, outbox backlog, consumer "
+                                    "lag, cache ratios) in one report, with an exit code CI can gate on"),
                        ("probe", "the service probes only")):
         p = sub.add_parser(name, help=text, description=text)
         sources_args(p)
@@ -34,7 +34,8 @@ def register(sub) -> None:
 NEEDS = {"timescale": ("timescale",), "redis": ("redis",), "kafka": ("kafka",), "migrations": ("timescale",),
          "topics": ("kafka",), "smoke": ("timescale", "redis", "kafka"),
          **{f"freshness.{d}": ("timescale",) for d in ("bars", "trades", "macro")},
-         "outbox": ("timescale",), "consumer_lag": ("kafka",), "cache_ratios": ("redis",)}
+         "outbox": ("timescale",), "consumer_lag": ("kafka",), "cache_ratios": ("redis",),
+         **{f"{kind}.{s}": (s,) for kind in ("tls", "exposure") for s in ("timescale", "redis", "kafka")}}
 
 
 def plan_checks(contract, command: str, timeout_s: float) -> dict:
@@ -42,6 +43,8 @@ def plan_checks(contract, command: str, timeout_s: float) -> dict:
     from ..probes import plan_probes
     checks = plan_probes(contract, timeout_s)
     if command == "validate":
+        from ..security import security_checks
+        checks.update(security_checks(contract, timeout_s))
         from ..probes.smoke import smoke_check
         from ..migrate.check import migrations_check
         checks["migrations"] = lambda: migrations_check(contract, timeout_s)

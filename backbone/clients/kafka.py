@@ -122,3 +122,21 @@ def ensure_topic(admin: AdminClient, topic: NewTopic, timeout_s: float) -> None:
     except KafkaException as exc:
         if not (exc.args and getattr(exc.args[0], "code", lambda: None)() == KafkaError.TOPIC_ALREADY_EXISTS):
             raise
+
+
+def outsider_admin(ep: KafkaEndpoint, timeout_s: float, *, protocol: str, user: str | None = None,
+                   password: str | None = None, settings: dict | None = None) -> AdminClient:
+    """An admin client of the contract's brokers as someone the contract does not name (the
+    exposure check's outsider): `protocol` as given, the contract's CA and host-name check
+    for SSL, and SASL with `user`/`password` (the contract's mechanism) only when given;
+    `settings` add to or override these."""
+    conf = {k: v for k, v in kafka_client_config(ep, timeout_s).items() if not k.startswith(("sasl.", "ssl."))}
+    conf["security.protocol"] = protocol
+    if protocol in ("SSL", "SASL_SSL"):
+        conf["ssl.endpoint.identification.algorithm"] = "https"
+        if ep.ca_pem:
+            conf["ssl.ca.pem"] = ep.ca_pem
+    if protocol.startswith("SASL_") and user:
+        conf |= {"sasl.mechanism": ep.sasl_mechanism or "SCRAM-SHA-512", "sasl.username": user,
+                 "sasl.password": password or ""}
+    return AdminClient(conf | (settings or {}))

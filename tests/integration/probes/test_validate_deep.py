@@ -13,7 +13,8 @@ from junitparser import JUnitXml
 from ..conftest import run_backbone
 
 CHECKS = {"timescale", "redis", "kafka", "migrations", "topics", "smoke", "freshness.bars", "freshness.trades",
-          "freshness.macro", "outbox", "consumer_lag", "cache_ratios"}
+          "freshness.macro", "outbox", "consumer_lag", "cache_ratios",
+          *(f"{kind}.{s}" for kind in ("tls", "exposure") for s in ("timescale", "redis", "kafka"))}
 
 
 @pytest.fixture(scope="module", autouse=True)
