@@ -45,6 +45,20 @@ def _float(raw: str) -> float:
         raise ValueError(f"expected a number, got {raw!r}") from None
 
 
+def _ca_file(raw: str) -> str:
+    """A CA bundle named by its file (what operators pass to libpq, redis-cli, librdkafka):
+    the contract carries the PEM text itself."""
+    path = Path(raw.strip()).expanduser()
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = "no such file" if isinstance(exc, FileNotFoundError) else "cannot be read as text"
+        raise ValueError(f"the CA file {str(path)!r}: {reason}") from None
+    if "-----BEGIN CERTIFICATE-----" not in text:
+        raise ValueError(f"the CA file {str(path)!r} holds no PEM certificate") from None
+    return text
+
+
 @dataclass(frozen=True)
 class Setting:
     path: str  # dotted contract path
@@ -65,6 +79,7 @@ SETTINGS: dict[str, Setting] = {
     "BACKBONE_TIMESCALE_USER": Setting("timescale.user", aliases=("TIMESCALEDB_USER",)),
     "BACKBONE_TIMESCALE_PASSWORD": Setting("timescale.password", aliases=("TIMESCALEDB_PASSWORD",)),
     "BACKBONE_TIMESCALE_SSLMODE": Setting("timescale.sslmode", aliases=("TIMESCALEDB_SSLMODE",)),
+    "BACKBONE_TIMESCALE_CA_FILE": Setting("timescale.ca_pem", _ca_file, ("TIMESCALEDB_SSLROOTCERT", "PGSSLROOTCERT")),
     "BACKBONE_TIMESCALE_REQUIRE_TIMESCALEDB": Setting("timescale.require_timescaledb", _bool),
     "BACKBONE_TIMESCALE_POOL_SIZE": Setting("timescale.pool.size", _int, ("TIMESCALEDB_POOL_SIZE",)),
     "BACKBONE_TIMESCALE_MAX_OVERFLOW": Setting("timescale.pool.max_overflow", _int, ("TIMESCALEDB_MAX_OVERFLOW",)),
@@ -77,6 +92,7 @@ SETTINGS: dict[str, Setting] = {
     "BACKBONE_REDIS_USERNAME": Setting("redis.username", aliases=("REDIS_USERNAME",)),
     "BACKBONE_REDIS_PASSWORD": Setting("redis.password", aliases=("REDIS_PASSWORD",)),
     "BACKBONE_REDIS_TLS": Setting("redis.tls", _bool, ("REDIS_SSL", "REDIS_TLS")),
+    "BACKBONE_REDIS_CA_FILE": Setting("redis.ca_pem", _ca_file, ("REDIS_CA_FILE",)),
     "BACKBONE_REDIS_DB": Setting("redis.db", _int, ("REDIS_DB",)),
     "BACKBONE_KAFKA_BOOTSTRAP_SERVERS": Setting("kafka.bootstrap_servers", aliases=("KAFKA_BOOTSTRAP_SERVERS",)),
     "BACKBONE_KAFKA_EXPECTED_BROKERS": Setting("kafka.expected_brokers", _int),
@@ -84,6 +100,7 @@ SETTINGS: dict[str, Setting] = {
     "BACKBONE_KAFKA_SASL_MECHANISM": Setting("kafka.sasl_mechanism", aliases=("KAFKA_SASL_MECHANISM",)),
     "BACKBONE_KAFKA_SASL_USERNAME": Setting("kafka.sasl_username", aliases=("KAFKA_SASL_USERNAME",)),
     "BACKBONE_KAFKA_SASL_PASSWORD": Setting("kafka.sasl_password", aliases=("KAFKA_SASL_PASSWORD",)),
+    "BACKBONE_KAFKA_CA_FILE": Setting("kafka.ca_pem", _ca_file, ("KAFKA_SSL_CA_LOCATION",)),
 }
 _BY_NAME: dict[str, str] = {n: n for n in SETTINGS} | {a: n for n, s in SETTINGS.items() for a in s.aliases}
 # BACKBONE_* variables that configure the tool itself rather than the contract.

@@ -76,28 +76,47 @@ def set_server_passwords(env, password: str) -> None:
 
 
 def sources(env, route: str, password: str, work: Path) -> tuple[list[str], dict[str, str]]:
-    """argv and environment that bring `password` in by `route`."""
+    """argv and environment that bring `password` in by `route` (and, for the routes that do
+    not read the outputs, the CAs and Kafka's account as an operator would: files and variables)."""
     c = env["contract"]
     ts, rd, kafka = c["backbone"]["timescale"], c["backbone"]["redis"], c["backbone"]["kafka"]
-    pg_url = f"postgresql://{ts['user']}:{{}}@{ts['host']}:{ts['port']}/{ts['database']}?sslmode=disable"
+    cas = {}
+    for name, section in (("timescale", ts), ("redis", rd), ("kafka", kafka)):
+        if section.get("ca_pem"):
+            cas[name] = work / f"ca-{name}.pem"
+            cas[name].write_text(section["ca_pem"])
+    sslmode = "verify-full" if "timescale" in cas else "disable"
+    pg_url = f"postgresql://{ts['user']}:{{}}@{ts['host']}:{ts['port']}/{ts['database']}?sslmode={sslmode}"
     redis_url = (f"rediss://{rd['username']}:{{}}@{rd['host']}:{rd['port']}/0" if rd.get("tls")
                  else f"redis://:{{}}@{rd['host']}:{rd['port']}/0")
+    kafka_env = {"KAFKA_BOOTSTRAP_SERVERS": kafka["bootstrap_servers"]}
+    if kafka.get("sasl_username"):
+        kafka_env |= {"KAFKA_SECURITY_PROTOCOL": kafka["security_protocol"],
+                      "KAFKA_SASL_MECHANISM": kafka["sasl_mechanism"], "KAFKA_SASL_USERNAME": kafka["sasl_username"],
+                      "KAFKA_SASL_PASSWORD": c["backbone_secrets"]["kafka"]["sasl_password"]}
+    ca_env = {k: str(cas[n]) for k, n in (("TIMESCALEDB_SSLROOTCERT", "timescale"), ("REDIS_CA_FILE", "redis"),
+                                           ("KAFKA_SSL_CA_LOCATION", "kafka")) if n in cas}
     parts = {"TIMESCALEDB_HOST": ts["host"], "TIMESCALEDB_PORT": str(ts["port"]), "TIMESCALEDB_USER": ts["user"],
-             "TIMESCALEDB_DATABASE": ts["database"], "TIMESCALEDB_SSLMODE": "disable", "TIMESCALEDB_PASSWORD": password,
+             "TIMESCALEDB_DATABASE": ts["database"], "TIMESCALEDB_SSLMODE": sslmode, "TIMESCALEDB_PASSWORD": password,
              "REDIS_HOST": rd["host"], "REDIS_PORT": str(rd["port"]), "REDIS_PASSWORD": password,
              **({"REDIS_USERNAME": rd["username"], "REDIS_TLS": "true"} if rd.get("tls") else {}),
-             "KAFKA_BOOTSTRAP_SERVERS": kafka["bootstrap_servers"]}
+             **kafka_env, **ca_env}
     if route in ("contract_parts", "contract_url"):
-        secrets = ({"timescale": {"password": password}, "redis": {"password": password}} if route == "contract_parts"
-                   else {"timescale": {"url": pg_url.format(quote(password, safe=""))},
-                         "redis": {"url": redis_url.format(quote(password, safe=""))}})
+        secrets = json.loads(json.dumps(c["backbone_secrets"]))  # every other account stays as it was
+        for name, url in (("timescale", pg_url), ("redis", redis_url)):
+            secrets[name].pop("url", None)
+            if route == "contract_parts":
+                secrets[name]["password"] = password
+            else:
+                secrets[name].pop("password", None)
+                secrets[name]["url"] = url.format(quote(password, safe=""))
         outputs = work / "outputs.json"
         outputs.write_text(json.dumps({"backbone": c["backbone"], "backbone_secrets": secrets}))
         return ["--outputs", str(outputs)], {}
     if route in ("env_url_encoded", "env_url_raw"):
         encode = (lambda p: quote(p, safe="")) if route == "env_url_encoded" else (lambda p: p)
         return [], {"TIMESCALEDB_URL": pg_url.format(encode(password)), "REDIS_URL": redis_url.format(encode(password)),
-                    "KAFKA_BOOTSTRAP_SERVERS": kafka["bootstrap_servers"]}
+                    **kafka_env, **ca_env}
     if route == "env_parts":
         return [], parts
     if route == "env_file":
@@ -169,3 +188,38 @@ def test_the_servers_logs_hold_none_of_the_passwords(env):
         for password in USED:
             for form in forms(password):
                 assert form not in text, f"{path.name} holds {form!r}"
+
+
+def key_lines(pem: str) -> list[str]:
+    """The body lines of a PEM private key: any one of them found in an output is a leak."""
+    return [line for line in pem.splitlines() if line and not line.startswith("-----")]
+
+
+def test_no_output_carries_a_private_key(env, tmp_path):
+    """The environment's own private keys (its CA's and every server's) never reach the
+    contract, and a key planted where a password goes, in every route that can carry one, is
+    never printed: not whole, not one line of it."""
+    keys = [p.read_text() for p in Path(env["state_dir"]).rglob("*.key")]
+    assert keys, "a secure environment keeps its private keys in the state directory"
+    outputs_text = (Path(env["state_dir"]) / "outputs.json").read_text()
+    for pem in keys:
+        assert not any(line in outputs_text for line in key_lines(pem)), "outputs.json holds a private key"
+    planted = keys[0]
+    for route in ("contract_parts", "extra"):
+        for name, fmt in (("validate", "json"), ("validate", "junit"), ("manifest", "markdown"), ("probe", "markdown")):
+            argv, values = sources(env, route, planted, tmp_path)
+            report = tmp_path / f"{route}-{name}.{fmt}"
+            full = [name, *argv, "--format", fmt, "--output", str(report)]
+            if name in ("validate", "probe"):
+                full += ["--timeout", "5"]
+            out, err = io.StringIO(), io.StringIO()
+            with environment(values), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                try:
+                    main(full)
+                except SystemExit:
+                    pass
+            texts = [out.getvalue(), err.getvalue(), report.read_text() if report.exists() else ""]
+            for text in texts:
+                for line in key_lines(planted):
+                    assert line not in text, f"{route} {name} {fmt} printed a line of a private key"
+                assert "PRIVATE KEY-----" not in text or "***" in text

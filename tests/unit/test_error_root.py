@@ -16,7 +16,7 @@ from backbone.errors import BackboneError, ConfigError, Interrupted
 
 ROOT = Path(backbone.__file__).parent
 # Internal errors: each is caught inside backbone and turned into a BackboneError or a result.
-INTERNAL = {"ContractError", "RowError", "CorruptBackup", "PartitionError", "Interrupted"}
+INTERNAL = {"ContractError", "RowError", "CorruptBackup", "PartitionError", "Interrupted", "TlsFailure"}
 
 
 @functools.cache

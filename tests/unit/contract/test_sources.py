@@ -225,3 +225,27 @@ def test_docs_list_every_setting():
         assert f"| `{name}` | `{setting.path}` |" in doc, name
         for alias in setting.aliases:
             assert f"`{alias}`" in doc, alias
+
+
+def test_each_services_ca_is_read_from_the_file_a_variable_names(tmp_path):
+    from backbone.local.pki import Authority
+    ca = Authority(tmp_path / "ca")
+    got = load_contract(Sources(environ={"TIMESCALEDB_HOST": "db", "TIMESCALEDB_SSLMODE": "verify-full",
+                                         "TIMESCALEDB_SSLROOTCERT": str(ca.cert_path),
+                                         "REDIS_CA_FILE": str(ca.cert_path),
+                                         "BACKBONE_KAFKA_CA_FILE": str(ca.cert_path)}))
+    assert got.timescale.ca_pem == got.redis.ca_pem == got.kafka.ca_pem == ca.pem
+
+
+@pytest.mark.parametrize("content, problem", [(None, "no such file"), ("not a certificate", "holds no PEM certificate"),
+                                              ("-----BEGIN CERTIFICATE-----\n-----BEGIN PRIVATE KEY-----\nS3CRETKEY\n"
+                                               "-----END PRIVATE KEY-----\n-----END CERTIFICATE-----\n",
+                                               "holds a private key")])
+def test_a_ca_file_that_is_missing_or_no_ca_is_refused_by_name_without_its_content(tmp_path, content, problem):
+    path = tmp_path / "ca.pem"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(ConfigError) as info:
+        load_contract(Sources(environ={"TIMESCALEDB_HOST": "db", "PGSSLROOTCERT": str(path)}))
+    assert problem in str(info.value) and "S3CRETKEY" not in str(info.value)
+    assert "PGSSLROOTCERT" in str(info.value) or "timescale.ca_pem" in str(info.value)
