@@ -105,7 +105,10 @@ def validate(contract, timeout_s: float = 30) -> float:
     started = time.perf_counter()
     results = run_concurrently(plan_checks(contract, "validate", timeout_s), deadline_s=timeout_s + 2)
     took = time.perf_counter() - started
-    bad = [f"{r.name}: {r.status}" for r in results if r.status == "down"]
+    # an --insecure environment's exposure checks are down by design (everything is let in)
+    insecure = contract.timescale.ca_pem is None
+    bad = [f"{r.name}: {r.status}" for r in results
+           if r.status == "down" and not (insecure and r.name.startswith("exposure."))]
     if bad:
         raise SystemExit(f"validate found checks down: {', '.join(bad)}")
     return took * 1000
@@ -143,7 +146,7 @@ def main() -> None:
             order = SIDES if r % 2 == 0 else SIDES[::-1]
             for side in order:
                 progress(f"round {r}/{args.rounds}: {side}")
-                c, tag = contracts[side], f"T{stamp}{r}{side[0]}"
+                c, tag = contracts[side], f"T{stamp}{r}{side[0].upper()}"
                 got = {"ingest rows/s": ingest(outputs[side], Path(tmp), args.rows, tag),
                        "relay msgs/s": relay(c, args.events, tag),
                        "cache hit p50": cache_hit(c, args.samples, tag),
