@@ -240,7 +240,7 @@ def test_an_outbox_backlog_is_degraded_until_the_relay_runs_in_every_report_form
 
 def test_consumer_lag_until_the_group_consumes(local_env, scratch, tmp_path):
     name, _ = scratch
-    group = unique("test-lag")
+    group = unique("backbone-bridge-test-lag")  # the bridge principal reads in its own groups only
     outputs = outputs_with(local_env, tmp_path, database=name, data={"consumer_group": group, "consumer_lag_max": 0})
     done = backbone("ingest", "--dimension", "trades", "--generate", "40", "--symbols", "4", outputs=outputs)
     assert done.returncode == 0, done.stderr
@@ -321,10 +321,13 @@ def test_a_single_flight_waiter_is_counted_once(local_env, tmp_path):
     client = redis_client(contract.redis, 5)
     cache = QueryCache(contract.redis.cache_policy, RedisBackend(client))
     barrier = threading.Barrier(20)
+    ready = [client.connection_pool.get_connection() for _ in range(20)]  # TLS set up before the race
+    for conn in ready:
+        client.connection_pool.release(conn)
 
     def read():
         barrier.wait()
-        cache.get_or_load("flight", {"k": 1}, [("bars", "FL")], lambda: time.sleep(0.3) or [1])
+        cache.get_or_load("flight", {"k": 1}, [("bars", "FL")], lambda: time.sleep(1.0) or [1])
     threads = [threading.Thread(target=read) for _ in range(20)]
     for t in threads:
         t.start()
