@@ -20,6 +20,9 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 
+# the Redis ACL rules are the local platform's: one source for every platform
+from backbone.serviceconfig import (REDIS_ADMIN_RULES, REDIS_APP_RULES, REDIS_REPLICATION_RULES,
+                                    REDIS_SENTINEL_RULES)
 from infra import topology as t
 
 # PostgreSQL roles by duty (the contract's `timescale.roles`) and their password keys
@@ -45,16 +48,6 @@ REDIS_USERS = {REDIS_APP: "redis_password", REDIS_REPLICATION: "redis_replicatio
                REDIS_SENTINEL: "redis_sentinel_password", REDIS_ADMIN: "redis_admin_password"}
 SENTINELS = "sentinels"  # the Sentinels' own password (requirepass), by this name among the passwords
 SENTINEL_CLIENT_USER = "default"  # the account clients give the Sentinels (their requirepass)
-# The application: its key namespace only, no pub/sub channels, every data command but nothing
-# dangerous or administrative; INFO back for the probe; no SCRIPT FLUSH/KILL or FUNCTION (the
-# rules of the local platform, backbone/serviceconfig.py on the Redis branch).
-REDIS_APP_RULES = ("resetchannels", "+@all", "-@dangerous", "-@admin", "+info", "-script|flush", "-script|kill",
-                   "-function")
-REDIS_REPLICATION_RULES = ("resetchannels", "-@all", "+psync", "+replconf", "+ping")
-REDIS_SENTINEL_RULES = ("allchannels", "-@all", "+multi", "+slaveof", "+ping", "+exec", "+subscribe",
-                        "+config|rewrite", "+role", "+publish", "+info", "+client|setname", "+client|kill",
-                        "+script|kill")
-REDIS_ADMIN_RULES = ("~*", "&*", "+@all")
 
 
 @dataclass(frozen=True)
