@@ -65,6 +65,9 @@ class TimescaleStore:
         raw = self.engine.raw_connection()
         try:
             yield raw.driver_connection
+        except KeyboardInterrupt:  # Interrupted included: a signal may have cut a statement off
+            raw.invalidate()  # mid-message (over TLS the stream is then unusable): closed, never reset
+            raise
         finally:
             raw.close()  # back to the pool (rolled back if left open)
 
