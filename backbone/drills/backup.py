@@ -14,6 +14,7 @@ import re
 import secrets
 import shutil
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,7 @@ _INTERNAL_SCHEMAS = ("pg_catalog", "information_schema", "_timescaledb_catalog",
                      "_timescaledb_config", "_timescaledb_cache", "_timescaledb_functions", "timescaledb_information",
                      "timescaledb_experimental", "toolkit_experimental")
 _TOC_TABLE = re.compile(r"^\d+; \d+ \d+ TABLE (\S+) (\S+) ")
+_TOC_EXTENSION = re.compile(r"^\d+; \d+ \d+ EXTENSION - (\S+)")
 
 
 class BackupDrillError(BackboneError, RuntimeError):
@@ -200,9 +202,19 @@ def backup_restore_drill(contract: Contract, work_dir: Path, dump: Path | None =
                     conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
                     if superuser:
                         conn.execute("SELECT timescaledb_pre_restore()")
-            _run([tools["pg_restore"], "--no-password", "--no-owner", "--no-privileges", "--no-comments", "--exit-on-error",
-                  f"--dbname={make_conninfo(**scratch_params)}", str(dump)], _child_env(restore_password), timeout_s,
-                 "pg_restore")
+            use_list: list[str] = []
+            if not superuser:  # extensions other than TimescaleDB are a superuser's to create
+                listing, skipped = _restore_list(tools["pg_restore"], dump, env, timeout_s)
+                use_list = [f"--use-list={listing}"]
+                if skipped:
+                    notes.append("extensions not restored (a superuser creates them): " + ", ".join(skipped))
+            try:
+                _run([tools["pg_restore"], "--no-password", "--no-owner", "--no-privileges", "--no-comments",
+                      "--exit-on-error", *use_list, f"--dbname={make_conninfo(**scratch_params)}", str(dump)],
+                     _child_env(restore_password), timeout_s, "pg_restore")
+            finally:
+                if use_list:
+                    Path(use_list[0].partition("=")[2]).unlink(missing_ok=True)
             if timescale_version and not superuser:
                 scratch_params = scratch_params | {"options": "-c timescaledb.restoring=off"}
             restored_chunks: dict[str, int] = {}
@@ -298,6 +310,25 @@ def _chunks(conn: psycopg.Connection) -> dict[str, int]:
     rows = conn.execute("SELECT hypertable_schema, hypertable_name, num_chunks FROM "
                         "timescaledb_information.hypertables ORDER BY 1, 2").fetchall()
     return {_name((schema, name)): chunks for schema, name, chunks in rows}
+
+
+def _restore_list(pg_restore: str, dump: Path, env: dict[str, str], timeout_s: float) -> tuple[Path, list[str]]:
+    """The dump's table of contents without the extensions a restore account may not create
+    (every one but TimescaleDB, which the scratch database already has), written beside the
+    dump's in a private temporary file for `pg_restore --use-list`; and the names of those
+    left out."""
+    toc = _run([pg_restore, "--list", str(dump)], env, timeout_s, f"pg_restore --list {dump.name}")
+    kept, skipped = [], []
+    for line in toc.splitlines():
+        found = _TOC_EXTENSION.match(line)
+        if found and found.group(1) != "timescaledb":
+            skipped.append(found.group(1))
+        else:
+            kept.append(line)
+    fd, listing = tempfile.mkstemp(prefix="backbone-restore-", suffix=".list")  # mode 0600
+    with os.fdopen(fd, "w") as f:
+        f.write("\n".join(kept) + "\n")
+    return Path(listing), skipped
 
 
 def _dump_tables(pg_restore: str, dump: Path, env: dict[str, str], timeout_s: float) -> set[tuple[str, str]]:
