@@ -21,9 +21,9 @@ def events_for(symbol: str) -> list[dict]:
     return ingest_events(uuid.uuid4().hex, "bars", {symbol: [1, 0, T0, T0]}, "test_relay_order")
 
 
-def connect(contract) -> psycopg.Connection:
+def connect(contract, duty=None) -> psycopg.Connection:
     # a lock wait this test did not mean fails it instead of hanging the session
-    return psycopg.connect(url(contract), options="-c lock_timeout=30000")
+    return psycopg.connect(url(contract, duty), options="-c lock_timeout=30000")
 
 
 def symbols_in_two_buckets() -> tuple[str, str]:
@@ -130,7 +130,7 @@ def test_an_open_transaction_that_wrote_no_events_holds_nothing_back(local_env):
 
 def test_a_sequence_that_hands_out_cached_values_is_refused_with_the_fix(local_env):
     contract = contract_of(local_env)
-    with connect(contract) as pg:
+    with connect(contract, "owner") as pg:  # the schema's owner: the application may not alter it
         pg.autocommit = True
         pg.execute("ALTER SEQUENCE outbox_seq_seq CACHE 20")
         try:
