@@ -460,6 +460,9 @@ def timescale_privileges(r: TimescaleRoles) -> list[str]:
         f'GRANT CREATE ON SCHEMA public TO "{r.owner}"',
         # `migrate` and its readiness check read shared_preload_libraries (is TimescaleDB loaded)
         f'GRANT pg_read_all_settings TO "{r.owner}", "{r.app}"',
+        # the timescale probe reads each replica's state and lag (pg_stat_replication's
+        # columns are NULL to a role without it)
+        f'GRANT pg_read_all_stats TO "{r.app}"',
         # the restore drill puts its scratch database in TimescaleDB's restoring mode
         f'GRANT SET ON PARAMETER timescaledb.restoring TO "{r.restore}"',
     ]

@@ -110,6 +110,8 @@ REVOKE ALL ON DATABASE {t.DATABASE} FROM PUBLIC;
 GRANT CONNECT ON DATABASE {t.DATABASE} TO {APP}, {READER}, {RESTORE};
 -- migrate and validate read shared_preload_libraries (is TimescaleDB loaded)
 GRANT pg_read_all_settings TO {OWNER}, {APP};
+-- the timescale probe reads each replica's state and lag (pg_stat_replication)
+GRANT pg_read_all_stats TO {APP};
 -- the restore drill puts its scratch database in TimescaleDB's restoring mode
 GRANT SET ON PARAMETER timescaledb.restoring TO {RESTORE};
 \\connect {t.DATABASE}
