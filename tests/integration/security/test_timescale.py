@@ -145,9 +145,10 @@ def test_the_readers_insert_is_refused_on_the_patroni_leader(ha):
     assert in_transaction(params(ha, duty="reader"), insert) == ha["secure"]
 
 
-def test_the_restore_account_creates_databases_and_nothing_else(single):
-    if not single["secure"]:
-        pytest.skip("an --insecure contract has no restore account (its one user is the superuser)")
+def test_the_restore_account_creates_databases_and_nothing_else(local_env):
+    # the secure environment only: an --insecure contract has no restore account (its one
+    # user is the superuser)
+    single = {**local_env, "secure": True}
     name = "planted_" + uuid.uuid4().hex[:8]
     with psycopg.connect(**params(single, duty="restore"), autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
