@@ -30,7 +30,8 @@ def broker_views(ports: list[int], topic: str | None = None, want: set[int] | No
     for attempt in range(attempts):
         admin = kafka_client.node_admin(f"127.0.0.1:{ports[attempt % len(ports)]}", 2, quiet=False, access=access)
         md = admin.list_topics(topic, timeout=2)
-        by = int(md.orig_broker_name.split("/")[0].rsplit(":", 1)[1])  # host:port/id or host:port/bootstrap
+        # [proto://]host:port/id or .../bootstrap: librdkafka names a TLS or SASL broker with its protocol
+        by = int(md.orig_broker_name.rpartition("://")[2].split("/")[0].rsplit(":", 1)[1])
         views.setdefault(by, {(t.topic, p.id): (tuple(p.replicas), p.leader, tuple(sorted(p.isrs)))
                               for t in md.topics.values() for p in t.partitions.values()})
         if want <= views.keys():
